@@ -1,0 +1,43 @@
+# Hull — top-level build. Each area adds its own targets in mk/*.mk.
+SHELL       := /bin/bash
+GO          ?= go
+BIN         := $(CURDIR)/bin
+VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+GOFLAGS_LD  := -X github.com/hullproject/hull/version.Version=$(VERSION)
+export GOFLAGS ?= -buildvcs=false
+
+# Binaries built from cmd/<name>. Static ones are listed in STATIC_CMDS.
+CMDS        := $(notdir $(wildcard cmd/*))
+STATIC_CMDS ?=
+
+.PHONY: all build deps test test-unit bench demo clean fmt vet lint
+all: build
+
+deps:
+	@bash scripts/install-deps.sh
+
+build:
+	@mkdir -p $(BIN)
+	@for c in $(CMDS); do \
+		echo "  GO    bin/$$c"; \
+		$(GO) build -trimpath -ldflags "$(GOFLAGS_LD)" -o $(BIN)/$$c ./cmd/$$c || exit 1; \
+	done
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+vet:
+	$(GO) vet ./...
+
+# make test: installs what it needs, starts the services the tests use,
+# builds the binaries and runs every test as root.
+test: deps build
+	@bash scripts/test.sh
+
+bench: deps build
+	@bash scripts/bench.sh
+
+clean:
+	rm -rf $(BIN) build
+
+-include mk/*.mk
