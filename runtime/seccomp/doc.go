@@ -1,0 +1,65 @@
+// Package seccomp turns the runtime-spec's linux.seccomp section into a
+// kernel seccomp filter, and holds the default profile and the features data
+// for it.
+//
+// It is built on libseccomp through github.com/seccomp/libseccomp-golang
+// (cgo; Debian's libseccomp-dev), which compiles the rules to BPF, handles
+// multiplexed syscalls on 32-bit architectures and knows every architecture's
+// syscall table.
+//
+// # When to call what
+//
+//   - Validate at create time, before any process exists. It checks every
+//     field and then builds (but does not load) the whole filter, so anything
+//     libseccomp would refuse is reported before the container starts.
+//   - Load (or LoadNotify when the profile uses SCMP_ACT_NOTIFY) in the
+//     container init, as late as possible before execve, with the OS thread
+//     locked. The filter is installed on every thread of the process
+//     (SECCOMP_FILTER_FLAG_TSYNC is always set).
+//
+// The filter never sets no_new_privs by itself (libseccomp's NNP attribute
+// is turned off). Loading a filter without no_new_privs needs CAP_SYS_ADMIN,
+// so the caller follows runc's order:
+//
+//   - process.noNewPrivileges=true: set PR_SET_NO_NEW_PRIVS, drop to the
+//     process user and capabilities, then Load just before execve.
+//   - process.noNewPrivileges=false: Load while still privileged (before the
+//     capabilities are dropped and before setuid), then drop.
+//
+// Between Load and execve only the syscalls the Go runtime and the init need
+// must be allowed by the profile (execve itself, futex, write, ...); that is
+// the same constraint runc has.
+//
+// # Decisions
+//
+//   - Unknown syscall names are ignored, as runc does: a profile written for
+//     a newer kernel or another architecture must still load. UnknownSyscalls
+//     lists them so that the caller can log a warning.
+//   - Several conditions on different arguments of one rule must all match
+//     (AND). When one argument index appears more than once in a rule, each
+//     condition becomes a rule of its own (OR), as runc does, because
+//     libseccomp cannot AND two conditions on the same argument.
+//   - A rule whose action equals the default action is dropped (libseccomp
+//     refuses it and it would change nothing).
+//   - errnoRet/defaultErrnoRet are only valid with SCMP_ACT_ERRNO and
+//     SCMP_ACT_TRACE (the runtime spec says the runtime MUST fail otherwise);
+//     they default to EPERM.
+//   - SCMP_ACT_KILL is SCMP_ACT_KILL_THREAD (libseccomp's meaning).
+//   - SECCOMP_FILTER_FLAG_TSYNC in flags is accepted and is always in effect;
+//     SECCOMP_FILTER_FLAG_LOG and SECCOMP_FILTER_FLAG_SPEC_ALLOW are applied
+//     through libseccomp's attributes; SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV
+//     needs libseccomp 2.6 and is refused with ErrUnsupported when the linked
+//     library is older (Debian 12 ships 2.5.4). Features reports what the
+//     linked library and the running kernel support.
+//   - SCMP_ACT_NOTIFY is supported the way runc does it: LoadNotify returns
+//     the listener fd, the init hands it to the runtime process (the init
+//     cannot reach listenerPath after pivot_root), and the runtime calls
+//     SendListener, which connects to listenerPath and sends the
+//     runtime-spec ContainerProcessState with the fd (SCM_RIGHTS, fds
+//     ["seccompFd"]). NOTIFY is refused as the default action and for write
+//     and sendmsg, which the init needs after the filter is loaded.
+//   - The kernel's answer to a syscall newer than the profile is whatever the
+//     default action says: there is no ENOSYS stub like runc's. The default
+//     profile answers clone3 with ENOSYS explicitly, as containerd's does,
+//     so that libc falls back to clone.
+package seccomp

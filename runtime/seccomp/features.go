@@ -1,0 +1,91 @@
+package seccomp
+
+import (
+	"sort"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/opencontainers/runtime-spec/specs-go/features"
+	libseccomp "github.com/seccomp/libseccomp-golang"
+)
+
+// Features is the seccomp part of the runtime-spec features document: the
+// actions, operators and architectures understood with the linked
+// libseccomp, the flags this package knows, and the flags the linked
+// libseccomp and the running kernel can apply.
+func Features() *features.Seccomp {
+	enabled := true
+	api, err := libseccomp.GetAPI()
+	if err != nil {
+		api = 0
+	}
+	f := &features.Seccomp{Enabled: &enabled}
+	for a := range actions {
+		switch a {
+		case "SCMP_ACT_KILL_PROCESS", "SCMP_ACT_LOG":
+			if api < 3 {
+				continue
+			}
+		case "SCMP_ACT_NOTIFY":
+			if api < 6 {
+				continue
+			}
+		}
+		f.Actions = append(f.Actions, string(a))
+	}
+	for o := range operators {
+		f.Operators = append(f.Operators, string(o))
+	}
+	for a, sa := range archs {
+		if archSupported(sa) {
+			f.Archs = append(f.Archs, string(a))
+		}
+	}
+	for _, fl := range knownFlags {
+		f.KnownFlags = append(f.KnownFlags, string(fl))
+		if FlagSupported(fl) == nil {
+			f.SupportedFlags = append(f.SupportedFlags, string(fl))
+		}
+	}
+	sort.Strings(f.Actions)
+	sort.Strings(f.Operators)
+	sort.Strings(f.Archs)
+	return f
+}
+
+// archSupported reports whether the linked libseccomp can add arch.
+func archSupported(a libseccomp.ScmpArch) bool {
+	f, err := libseccomp.NewFilter(libseccomp.ActAllow)
+	if err != nil {
+		return false
+	}
+	defer f.Release()
+	return f.AddArch(a) == nil
+}
+
+// FlagSupported returns nil when fl can be applied with the linked
+// libseccomp and the running kernel, else an error wrapping ErrUnsupported
+// (or ErrInvalid for an unknown flag).
+func FlagSupported(fl specs.LinuxSeccompFlag) error {
+	f, err := libseccomp.NewFilter(libseccomp.ActAllow)
+	if err != nil {
+		return unsupported("create a filter: %v", err)
+	}
+	defer f.Release()
+	switch fl {
+	case FlagTsync:
+		return nil
+	case FlagLog:
+		err = f.SetLogBit(true)
+	case FlagSpecAllow:
+		err = f.SetSSB(true)
+	case FlagWaitKillableRecv:
+		err = f.SetWaitKill(true)
+	default:
+		return invalid("unknown flag %q", fl)
+	}
+	if err != nil {
+		return unsupported("%s: %v", fl, err)
+	}
+	return nil
+}

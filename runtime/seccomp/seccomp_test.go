@@ -1,0 +1,650 @@
+package seccomp
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	libseccomp "github.com/seccomp/libseccomp-golang"
+	"golang.org/x/sys/unix"
+)
+
+// The tests load real filters. A filter cannot be removed, so each one is
+// loaded in a child: the test binary re-executed with childEnv naming the
+// case and childProfile holding the profile as JSON. The child prints one
+// line per probe ("name=errno") and exits 0.
+const (
+	childEnv     = "HULL_SECCOMP_TEST_CHILD"
+	childProfile = "HULL_SECCOMP_TEST_PROFILE"
+	childArg     = "HULL_SECCOMP_TEST_ARG"
+)
+
+func TestMain(m *testing.M) {
+	if c := os.Getenv(childEnv); c != "" {
+		os.Exit(runChild(c))
+	}
+	os.Exit(m.Run())
+}
+
+// probe makes one syscall and returns its errno (0 on success).
+type probe func(dir string) syscall.Errno
+
+func errnoOf(err error) syscall.Errno {
+	if err == nil {
+		return 0
+	}
+	var e syscall.Errno
+	if errors.As(err, &e) {
+		return e
+	}
+	return syscall.EIO
+}
+
+func getprio(which, who int) syscall.Errno {
+	_, _, e := unix.Syscall(unix.SYS_GETPRIORITY, uintptr(which), uintptr(who), 0)
+	return e
+}
+
+var probes = map[string]probe{
+	"mkdir": func(dir string) syscall.Errno { return errnoOf(unix.Mkdir(filepath.Join(dir, "d"), 0o755)) },
+	"rmdir": func(dir string) syscall.Errno { return errnoOf(unix.Rmdir(filepath.Join(dir, "d"))) },
+	"getpid": func(string) syscall.Errno {
+		_, _, e := unix.RawSyscall(unix.SYS_GETPID, 0, 0, 0)
+		return e
+	},
+	"unshare-ns":  func(string) syscall.Errno { return errnoOf(unix.Unshare(unix.CLONE_NEWNS)) },
+	"unshare-uts": func(string) syscall.Errno { return errnoOf(unix.Unshare(unix.CLONE_NEWUTS)) },
+	"mount": func(dir string) syscall.Errno {
+		return errnoOf(unix.Mount("none", dir, "tmpfs", 0, ""))
+	},
+	"chroot": func(dir string) syscall.Errno { return errnoOf(unix.Chroot(dir)) },
+	"clone3": func(string) syscall.Errno {
+		// A NULL clone_args of size 0: EINVAL without a filter, ENOSYS
+		// with the default profile.
+		_, _, e := unix.RawSyscall(unix.SYS_CLONE3, 0, 0, 0)
+		return e
+	},
+	"clone-newns": func(string) syscall.Errno {
+		// Fork-like clone with CLONE_NEWNS; the child exits at once.
+		pid, _, e := unix.RawSyscall6(unix.SYS_CLONE, uintptr(unix.CLONE_NEWNS|unix.SIGCHLD), 0, 0, 0, 0, 0)
+		if e == 0 && pid == 0 {
+			unix.RawSyscall(unix.SYS_EXIT_GROUP, 0, 0, 0)
+		}
+		if e == 0 {
+			var ws unix.WaitStatus
+			_, _ = unix.Wait4(int(pid), &ws, 0, nil)
+		}
+		return e
+	},
+	"prio-user-0":      func(string) syscall.Errno { return getprio(unix.PRIO_USER, 0) },
+	"prio-user-4242":   func(string) syscall.Errno { return getprio(unix.PRIO_USER, 4242) },
+	"prio-user-4343":   func(string) syscall.Errno { return getprio(unix.PRIO_USER, 4343) },
+	"prio-user-4342":   func(string) syscall.Errno { return getprio(unix.PRIO_USER, 0x4342) },
+	"prio-user-0x4242": func(string) syscall.Errno { return getprio(unix.PRIO_USER, 0x4242) },
+	"prio-proc-0":      func(string) syscall.Errno { return getprio(unix.PRIO_PROCESS, 0) },
+	"prio-proc-4242":   func(string) syscall.Errno { return getprio(unix.PRIO_PROCESS, 4242) },
+	"prio-user-5":      func(string) syscall.Errno { return getprio(unix.PRIO_USER, 5) },
+	"prio-user-10":     func(string) syscall.Errno { return getprio(unix.PRIO_USER, 10) },
+	"prio-user-20":     func(string) syscall.Errno { return getprio(unix.PRIO_USER, 20) },
+	"tsync": func(string) syscall.Errno {
+		// Every thread must be in filter mode (Seccomp: 2).
+		tasks, _ := filepath.Glob("/proc/self/task/*/status")
+		if len(tasks) < 2 {
+			return syscall.ESRCH // the Go runtime always has several threads
+		}
+		for _, t := range tasks {
+			data, err := os.ReadFile(t)
+			if err != nil {
+				return errnoOf(err)
+			}
+			if !bytes.Contains(data, []byte("\nSeccomp:\t2\n")) {
+				return syscall.EINVAL
+			}
+		}
+		return 0
+	},
+	"nnp": func(string) syscall.Errno {
+		v, err := unix.PrctlRetInt(unix.PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0)
+		if err != nil {
+			return errnoOf(err)
+		}
+		if v != 0 {
+			return syscall.EEXIST
+		}
+		return 0
+	},
+}
+
+func runChild(name string) int {
+	runtime.LockOSThread()
+	var s specs.LinuxSeccomp
+	if err := json.Unmarshal([]byte(os.Getenv(childProfile)), &s); err != nil {
+		fmt.Fprintln(os.Stderr, "profile:", err)
+		return 3
+	}
+	dir := os.Getenv(childArg)
+	switch name {
+	case "load":
+		if err := Load(&s); err != nil {
+			fmt.Fprintln(os.Stderr, "load:", err)
+			return 4
+		}
+	case "notify":
+		fd, err := LoadNotify(&s)
+		if err != nil || fd == nil {
+			fmt.Fprintln(os.Stderr, "load notify:", err, fd)
+			return 4
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		st := specs.ContainerProcessState{Pid: os.Getpid(), Metadata: s.ListenerMetadata,
+			State: specs.State{ID: "notify-test", Status: specs.StateCreating, Pid: os.Getpid()}}
+		if err := SendListener(ctx, s.ListenerPath, fd, st); err != nil {
+			fmt.Fprintln(os.Stderr, "send:", err)
+			return 5
+		}
+		fd.Close()
+	}
+	for _, p := range strings.Fields(os.Getenv("HULL_SECCOMP_TEST_PROBES")) {
+		fmt.Printf("%s=%d\n", p, int(probes[p](dir)))
+	}
+	return 0
+}
+
+// child runs the test binary as a child that loads s with mode ("load" or
+// "notify") and then runs the probes. It returns the probe results, the
+// stderr text and the wait status.
+func child(t *testing.T, mode string, s *specs.LinuxSeccomp, probeNames ...string) (map[string]syscall.Errno, string, syscall.WaitStatus) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: loads seccomp filters without no_new_privs and probes mount/unshare")
+	}
+	data, err := json.Marshal(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, os.Args[0])
+	cmd.Env = append(os.Environ(), childEnv+"="+mode, childProfile+"="+string(data),
+		childArg+"="+t.TempDir(), "HULL_SECCOMP_TEST_PROBES="+strings.Join(probeNames, " "))
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	_ = cmd.Run()
+	if cmd.ProcessState == nil {
+		t.Fatalf("child did not run: %v", errb.String())
+	}
+	ws := cmd.ProcessState.Sys().(syscall.WaitStatus)
+	res := map[string]syscall.Errno{}
+	for _, l := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+		k, v, ok := strings.Cut(l, "=")
+		if !ok {
+			continue
+		}
+		var n int
+		fmt.Sscan(v, &n)
+		res[k] = syscall.Errno(n)
+	}
+	return res, errb.String(), ws
+}
+
+func uintp(v uint) *uint { return &v }
+
+func expect(t *testing.T, got map[string]syscall.Errno, stderr string, want map[string]syscall.Errno) {
+	t.Helper()
+	for k, w := range want {
+		g, ok := got[k]
+		if !ok {
+			t.Errorf("probe %s did not run (stderr: %s)", k, stderr)
+			continue
+		}
+		if g != w {
+			t.Errorf("probe %s: errno %d (%v), want %d (%v)", k, int(g), g, int(w), w)
+		}
+	}
+}
+
+func TestLoadActions(t *testing.T) {
+	allow := specs.ActAllow
+	tests := []struct {
+		name string
+		s    specs.LinuxSeccomp
+		want map[string]syscall.Errno
+	}{
+		{
+			name: "errno with errnoRet and default EPERM",
+			s: specs.LinuxSeccomp{DefaultAction: allow, Syscalls: []specs.LinuxSyscall{
+				{Names: []string{"mkdir", "mkdirat"}, Action: specs.ActErrno, ErrnoRet: uintp(uint(unix.EXDEV))},
+				{Names: []string{"rmdir", "unlinkat"}, Action: specs.ActErrno},
+			}},
+			want: map[string]syscall.Errno{"mkdir": unix.EXDEV, "rmdir": unix.EPERM, "getpid": 0},
+		},
+		{
+			name: "trace without a tracer gives ENOSYS",
+			s: specs.LinuxSeccomp{DefaultAction: allow, Syscalls: []specs.LinuxSyscall{
+				{Names: []string{"mkdir", "mkdirat"}, Action: specs.ActTrace},
+			}},
+			want: map[string]syscall.Errno{"mkdir": unix.ENOSYS, "getpid": 0},
+		},
+		{
+			name: "log lets the syscall run",
+			s: specs.LinuxSeccomp{DefaultAction: allow, Flags: []specs.LinuxSeccompFlag{FlagTsync, FlagLog}, Syscalls: []specs.LinuxSyscall{
+				{Names: []string{"mkdir", "mkdirat"}, Action: specs.ActLog},
+			}},
+			want: map[string]syscall.Errno{"mkdir": 0, "rmdir": 0},
+		},
+		{
+			name: "allow rule over a log default",
+			s: specs.LinuxSeccomp{DefaultAction: specs.ActLog, Flags: []specs.LinuxSeccompFlag{FlagSpecAllow}, Syscalls: []specs.LinuxSyscall{
+				{Names: []string{"mkdir", "mkdirat"}, Action: specs.ActAllow},
+			}},
+			want: map[string]syscall.Errno{"mkdir": 0, "getpid": 0},
+		},
+		{
+			name: "two args on one rule are ANDed",
+			s: specs.LinuxSeccomp{DefaultAction: allow, Syscalls: []specs.LinuxSyscall{
+				{Names: []string{"getpriority"}, Action: specs.ActErrno, ErrnoRet: uintp(uint(unix.EXDEV)), Args: []specs.LinuxSeccompArg{
+					{Index: 0, Value: unix.PRIO_USER, Op: specs.OpEqualTo},
+					{Index: 1, Value: 4242, Op: specs.OpEqualTo},
+				}},
+			}},
+			want: map[string]syscall.Errno{"prio-user-4242": unix.EXDEV, "prio-user-0": 0, "prio-proc-4242": unix.ESRCH},
+		},
+		{
+			name: "the same arg twice is ORed",
+			s: specs.LinuxSeccomp{DefaultAction: allow, Syscalls: []specs.LinuxSyscall{
+				{Names: []string{"getpriority"}, Action: specs.ActErrno, ErrnoRet: uintp(uint(unix.EXDEV)), Args: []specs.LinuxSeccompArg{
+					{Index: 1, Value: 4242, Op: specs.OpEqualTo},
+					{Index: 1, Value: 4343, Op: specs.OpEqualTo},
+				}},
+			}},
+			want: map[string]syscall.Errno{"prio-user-4242": unix.EXDEV, "prio-user-4343": unix.EXDEV, "prio-user-0": 0},
+		},
+		{
+			name: "masked equal compares arg&value with valueTwo",
+			s: specs.LinuxSeccomp{DefaultAction: allow, Syscalls: []specs.LinuxSyscall{
+				{Names: []string{"getpriority"}, Action: specs.ActErrno, ErrnoRet: uintp(uint(unix.EXDEV)), Args: []specs.LinuxSeccompArg{
+					{Index: 1, Value: 0xff00, ValueTwo: 0x4200, Op: specs.OpMaskedEqual},
+				}},
+			}},
+			want: map[string]syscall.Errno{"prio-user-0x4242": unix.EXDEV, "prio-user-4342": unix.ESRCH, "prio-user-0": 0},
+		},
+		{
+			name: "defaultErrnoRet",
+			s: func() specs.LinuxSeccomp {
+				s := *Default()
+				s.DefaultErrnoRet = uintp(uint(unix.EXDEV))
+				return s
+			}(),
+			want: map[string]syscall.Errno{"unshare-ns": unix.EXDEV, "mount": unix.EXDEV, "mkdir": 0},
+		},
+	}
+	names := []string{"mkdir", "rmdir", "getpid", "prio-user-0", "prio-user-4242", "prio-user-4343",
+		"prio-user-4342", "prio-user-0x4242", "prio-proc-4242", "unshare-ns", "mount"}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if err := Validate(&tt.s); err != nil {
+				t.Fatalf("Validate: %v", err)
+			}
+			got, stderr, ws := child(t, "load", &tt.s, names...)
+			if !ws.Exited() || ws.ExitStatus() != 0 {
+				t.Fatalf("child: %v, stderr: %s", ws, stderr)
+			}
+			expect(t, got, stderr, tt.want)
+		})
+	}
+}
+
+func TestLoadOperators(t *testing.T) {
+	// getpriority(PRIO_USER, who): a matching rule answers EXDEV; who=5,
+	// 10 and 20 otherwise give 0 or ESRCH, never EXDEV.
+	whos := []string{"prio-user-5", "prio-user-10", "prio-user-20"}
+	tests := []struct {
+		op    specs.LinuxSeccompOperator
+		match []bool // for who = 5, 10, 20 against value 10
+	}{
+		{specs.OpEqualTo, []bool{false, true, false}},
+		{specs.OpNotEqual, []bool{true, false, true}},
+		{specs.OpLessThan, []bool{true, false, false}},
+		{specs.OpLessEqual, []bool{true, true, false}},
+		{specs.OpGreaterThan, []bool{false, false, true}},
+		{specs.OpGreaterEqual, []bool{false, true, true}},
+	}
+	for _, tt := range tests {
+		t.Run(string(tt.op), func(t *testing.T) {
+			s := &specs.LinuxSeccomp{DefaultAction: specs.ActAllow, Syscalls: []specs.LinuxSyscall{
+				{Names: []string{"getpriority"}, Action: specs.ActErrno, ErrnoRet: uintp(uint(unix.EXDEV)), Args: []specs.LinuxSeccompArg{
+					{Index: 0, Value: unix.PRIO_USER, Op: specs.OpEqualTo},
+					{Index: 1, Value: 10, Op: tt.op},
+				}},
+			}}
+			got, stderr, ws := child(t, "load", s, whos...)
+			if !ws.Exited() || ws.ExitStatus() != 0 {
+				t.Fatalf("child: %v, stderr: %s", ws, stderr)
+			}
+			for i, w := range whos {
+				if (got[w] == unix.EXDEV) != tt.match[i] {
+					t.Errorf("%s: errno %v, want match=%v", w, got[w], tt.match[i])
+				}
+			}
+		})
+	}
+}
+
+func TestLoadKills(t *testing.T) {
+	rule := func(a specs.LinuxSeccompAction) *specs.LinuxSeccomp {
+		return &specs.LinuxSeccomp{DefaultAction: specs.ActAllow, Syscalls: []specs.LinuxSyscall{
+			{Names: []string{"getpriority"}, Action: a, Args: []specs.LinuxSeccompArg{
+				{Index: 1, Value: 4242, Op: specs.OpEqualTo},
+			}},
+		}}
+	}
+	t.Run("kill process on a matching argument", func(t *testing.T) {
+		got, stderr, ws := child(t, "load", rule(specs.ActKillProcess), "prio-proc-0", "prio-proc-4242", "getpid")
+		if !ws.Signaled() || ws.Signal() != unix.SIGSYS {
+			t.Fatalf("child: %v, want killed by SIGSYS (stderr: %s)", ws, stderr)
+		}
+		if e, ok := got["prio-proc-0"]; !ok || e != 0 {
+			t.Errorf("the non-matching call before the kill: %v ran=%v", e, ok)
+		}
+		if _, ok := got["getpid"]; ok {
+			t.Error("the process ran on after the killing syscall")
+		}
+	})
+	t.Run("trap raises SIGSYS", func(t *testing.T) {
+		// The Go runtime turns an unexpected SIGSYS into a crash that names it.
+		got, stderr, ws := child(t, "load", rule(specs.ActTrap), "prio-proc-0", "prio-proc-4242", "getpid")
+		if ws.Exited() && ws.ExitStatus() == 0 {
+			t.Fatalf("child exited 0 after a trapped syscall: %v", got)
+		}
+		if !strings.Contains(stderr, "SIGSYS") {
+			t.Errorf("stderr does not name SIGSYS: %s", stderr)
+		}
+	})
+}
+
+func TestLoadThreadsAndNoNewPrivs(t *testing.T) {
+	s := &specs.LinuxSeccomp{DefaultAction: specs.ActAllow, Syscalls: []specs.LinuxSyscall{
+		{Names: []string{"mkdir", "mkdirat"}, Action: specs.ActErrno},
+	}}
+	got, stderr, ws := child(t, "load", s, "tsync", "nnp", "mkdir")
+	if !ws.Exited() || ws.ExitStatus() != 0 {
+		t.Fatalf("child: %v, stderr: %s", ws, stderr)
+	}
+	expect(t, got, stderr, map[string]syscall.Errno{"tsync": 0, "nnp": 0, "mkdir": unix.EPERM})
+}
+
+func TestDefaultProfile(t *testing.T) {
+	probesUsed := []string{"getpid", "mkdir", "unshare-ns", "unshare-uts", "mount", "chroot", "clone3", "clone-newns"}
+	tests := []struct {
+		name string
+		caps []string
+		want map[string]syscall.Errno
+	}{
+		{"no caps", nil, map[string]syscall.Errno{
+			"getpid": 0, "mkdir": 0, "unshare-ns": unix.EPERM, "unshare-uts": unix.EPERM,
+			"mount": unix.EPERM, "chroot": unix.EPERM, "clone3": unix.ENOSYS, "clone-newns": unix.EPERM,
+		}},
+		{"CAP_SYS_CHROOT", []string{"CAP_SYS_CHROOT"}, map[string]syscall.Errno{
+			"chroot": 0, "unshare-ns": unix.EPERM,
+		}},
+		{"CAP_SYS_ADMIN", []string{"CAP_SYS_ADMIN", "CAP_SYSLOG", "sys_ptrace"}, map[string]syscall.Errno{
+			"unshare-uts": 0, "unshare-ns": 0, "clone-newns": 0, "clone3": unix.EINVAL, "chroot": unix.EPERM,
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := DefaultFor(tt.caps)
+			if err := Validate(s); err != nil {
+				t.Fatalf("Validate(DefaultFor(%v)): %v", tt.caps, err)
+			}
+			got, stderr, ws := child(t, "load", s, probesUsed...)
+			if !ws.Exited() || ws.ExitStatus() != 0 {
+				t.Fatalf("child: %v, stderr: %s", ws, stderr)
+			}
+			expect(t, got, stderr, tt.want)
+		})
+	}
+}
+
+func TestDefaultNoUnknownSyscalls(t *testing.T) {
+	// Every name of the default profile must be known to libseccomp for
+	// some architecture; names unknown everywhere are typos.
+	for _, n := range UnknownSyscalls(DefaultFor(capNames())) {
+		t.Errorf("default profile names %q, which libseccomp %s does not know", n, libVersion())
+	}
+}
+
+func capNames() []string {
+	var out []string
+	for c := range capAllowed {
+		out = append(out, c)
+	}
+	return out
+}
+
+func TestNotify(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root")
+	}
+	sock := filepath.Join(t.TempDir(), "listener.sock")
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	type got struct {
+		state specs.ContainerProcessState
+		err   error
+	}
+	done := make(chan got, 1)
+	go func() {
+		c, err := l.AcceptUnix()
+		if err != nil {
+			done <- got{err: err}
+			return
+		}
+		defer c.Close()
+		buf := make([]byte, 4096)
+		oob := make([]byte, unix.CmsgSpace(4))
+		n, oobn, _, _, err := c.ReadMsgUnix(buf, oob)
+		if err != nil {
+			done <- got{err: err}
+			return
+		}
+		var st specs.ContainerProcessState
+		if err := json.Unmarshal(buf[:n], &st); err != nil {
+			done <- got{err: err}
+			return
+		}
+		msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
+		if err != nil || len(msgs) != 1 {
+			done <- got{err: fmt.Errorf("control messages: %v %d", err, len(msgs))}
+			return
+		}
+		fds, err := unix.ParseUnixRights(&msgs[0])
+		if err != nil || len(fds) != 1 {
+			done <- got{err: fmt.Errorf("rights: %v", err)}
+			return
+		}
+		fd := libseccomp.ScmpFd(fds[0])
+		defer unix.Close(fds[0])
+		// Answer the child's mkdir with EBUSY.
+		req, err := libseccomp.NotifReceive(fd)
+		if err != nil {
+			done <- got{err: err}
+			return
+		}
+		name, _ := req.Data.Syscall.GetName()
+		if name != "mkdirat" && name != "mkdir" {
+			done <- got{err: fmt.Errorf("notified of %s, want mkdirat", name)}
+			return
+		}
+		err = libseccomp.NotifRespond(fd, &libseccomp.ScmpNotifResp{ID: req.ID, Error: int32(unix.EBUSY)})
+		done <- got{state: st, err: err}
+	}()
+	s := &specs.LinuxSeccomp{
+		DefaultAction:    specs.ActAllow,
+		ListenerPath:     sock,
+		ListenerMetadata: "hello-agent",
+		Syscalls:         []specs.LinuxSyscall{{Names: []string{"mkdir", "mkdirat"}, Action: specs.ActNotify}},
+	}
+	if err := Validate(s); err != nil {
+		t.Fatal(err)
+	}
+	if err := Load(s); !errors.Is(err, ErrNotifyNeedsListener) {
+		t.Fatalf("Load of a NOTIFY profile: %v, want ErrNotifyNeedsListener", err)
+	}
+	res, stderr, ws := child(t, "notify", s, "mkdir", "getpid")
+	if !ws.Exited() || ws.ExitStatus() != 0 {
+		t.Fatalf("child: %v, stderr: %s", ws, stderr)
+	}
+	g := <-done
+	if g.err != nil {
+		t.Fatalf("listener: %v", g.err)
+	}
+	expect(t, res, stderr, map[string]syscall.Errno{"mkdir": unix.EBUSY, "getpid": 0})
+	if g.state.Metadata != "hello-agent" || len(g.state.Fds) != 1 || g.state.Fds[0] != ListenerFdName || g.state.State.ID != "notify-test" {
+		t.Errorf("state sent to the listener: %+v", g.state)
+	}
+}
+
+func TestValidate(t *testing.T) {
+	ok := func(mod func(s *specs.LinuxSeccomp)) *specs.LinuxSeccomp {
+		s := &specs.LinuxSeccomp{DefaultAction: specs.ActErrno, Architectures: []specs.Arch{specs.ArchX86_64},
+			Syscalls: []specs.LinuxSyscall{{Names: []string{"read"}, Action: specs.ActAllow}}}
+		if mod != nil {
+			mod(s)
+		}
+		return s
+	}
+	tests := []struct {
+		name  string
+		s     *specs.LinuxSeccomp
+		isErr error  // nil: valid
+		want  string // substring of the error
+	}{
+		{"nil", nil, nil, ""},
+		{"minimal", ok(nil), nil, ""},
+		{"default profile", Default(), nil, ""},
+		{"unknown syscall is ignored", ok(func(s *specs.LinuxSeccomp) {
+			s.Syscalls[0].Names = append(s.Syscalls[0].Names, "no_such_syscall")
+		}), nil, ""},
+		{"tsync flag", ok(func(s *specs.LinuxSeccomp) { s.Flags = []specs.LinuxSeccompFlag{FlagTsync} }), nil, ""},
+		{"empty default action", ok(func(s *specs.LinuxSeccomp) { s.DefaultAction = "" }), ErrInvalid, "defaultAction is empty"},
+		{"bad default action", ok(func(s *specs.LinuxSeccomp) { s.DefaultAction = "SCMP_ACT_MAYBE" }), ErrInvalid, `defaultAction "SCMP_ACT_MAYBE"`},
+		{"notify default", ok(func(s *specs.LinuxSeccomp) { s.DefaultAction = specs.ActNotify; s.ListenerPath = "/x" }), ErrInvalid, "defaultAction SCMP_ACT_NOTIFY"},
+		{"defaultErrnoRet with allow", ok(func(s *specs.LinuxSeccomp) {
+			s.DefaultAction = specs.ActAllow
+			s.DefaultErrnoRet = uintp(1)
+		}), ErrInvalid, "defaultErrnoRet is set but defaultAction SCMP_ACT_ALLOW"},
+		{"bad arch", ok(func(s *specs.LinuxSeccomp) { s.Architectures = []specs.Arch{"SCMP_ARCH_Z80"} }), ErrInvalid, `architectures[0]: unknown architecture "SCMP_ARCH_Z80"`},
+		{"bad flag", ok(func(s *specs.LinuxSeccomp) { s.Flags = []specs.LinuxSeccompFlag{"SECCOMP_FILTER_FLAG_FAST"} }), ErrInvalid, `flags[0]: unknown flag "SECCOMP_FILTER_FLAG_FAST"`},
+		{"empty names", ok(func(s *specs.LinuxSeccomp) { s.Syscalls[0].Names = nil }), ErrInvalid, "syscalls[0]: names is empty"},
+		{"empty name", ok(func(s *specs.LinuxSeccomp) { s.Syscalls[0].Names = []string{"read", ""} }), ErrInvalid, "syscalls[0].names[1] is empty"},
+		{"bad action", ok(func(s *specs.LinuxSeccomp) { s.Syscalls[0].Action = "SCMP_ACT_IGNORE" }), ErrInvalid, `syscalls[0] (read): action "SCMP_ACT_IGNORE"`},
+		{"errnoRet with kill", ok(func(s *specs.LinuxSeccomp) {
+			s.Syscalls[0].Action = specs.ActKillProcess
+			s.Syscalls[0].ErrnoRet = uintp(1)
+		}), ErrInvalid, "syscalls[0] (read): errnoRet is set but action SCMP_ACT_KILL_PROCESS"},
+		{"arg index", ok(func(s *specs.LinuxSeccomp) {
+			s.Syscalls[0].Args = []specs.LinuxSeccompArg{{Index: 6, Op: specs.OpEqualTo}}
+		}), ErrInvalid, "args[0].index 6 is out of range"},
+		{"arg op", ok(func(s *specs.LinuxSeccomp) {
+			s.Syscalls[0].Args = []specs.LinuxSeccompArg{{Index: 0, Op: "SCMP_CMP_ABOUT"}}
+		}), ErrInvalid, `args[0].op "SCMP_CMP_ABOUT"`},
+		{"arg op empty", ok(func(s *specs.LinuxSeccomp) {
+			s.Syscalls[0].Args = []specs.LinuxSeccompArg{{Index: 0}}
+		}), ErrInvalid, "args[0].op is empty"},
+		{"notify without listener", ok(func(s *specs.LinuxSeccomp) { s.Syscalls[0].Action = specs.ActNotify }), ErrInvalid, "listenerPath is not set"},
+		{"listener without notify", ok(func(s *specs.LinuxSeccomp) { s.ListenerPath = "/run/agent.sock" }), ErrInvalid, `listenerPath "/run/agent.sock" is set but no syscall`},
+		{"notify on write", ok(func(s *specs.LinuxSeccomp) {
+			s.ListenerPath = "/run/agent.sock"
+			s.Syscalls = append(s.Syscalls, specs.LinuxSyscall{Names: []string{"write"}, Action: specs.ActNotify})
+		}), ErrInvalid, "SCMP_ACT_NOTIFY cannot be used for write"},
+	}
+	if err := FlagSupported(FlagWaitKillableRecv); err != nil {
+		tests = append(tests, struct {
+			name  string
+			s     *specs.LinuxSeccomp
+			isErr error
+			want  string
+		}{"wait killable unsupported", ok(func(s *specs.LinuxSeccomp) {
+			s.Flags = []specs.LinuxSeccompFlag{FlagWaitKillableRecv}
+		}), ErrUnsupported, "flags[0]: SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"})
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := Validate(tt.s)
+			if tt.isErr == nil {
+				if err != nil {
+					t.Fatalf("Validate: %v, want nil", err)
+				}
+				return
+			}
+			if !errors.Is(err, tt.isErr) {
+				t.Fatalf("Validate: %v, want %v", err, tt.isErr)
+			}
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("Validate: %q does not name %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestUnknownSyscalls(t *testing.T) {
+	s := &specs.LinuxSeccomp{DefaultAction: specs.ActErrno, Syscalls: []specs.LinuxSyscall{
+		{Names: []string{"read", "no_such_call", "write", "no_such_call"}, Action: specs.ActAllow},
+	}}
+	got := UnknownSyscalls(s)
+	if len(got) != 1 || got[0] != "no_such_call" {
+		t.Errorf("UnknownSyscalls = %v", got)
+	}
+}
+
+func TestFeatures(t *testing.T) {
+	f := Features()
+	has := func(list []string, v string) bool {
+		for _, x := range list {
+			if x == v {
+				return true
+			}
+		}
+		return false
+	}
+	if f.Enabled == nil || !*f.Enabled {
+		t.Error("seccomp not reported enabled")
+	}
+	for _, a := range []string{"SCMP_ACT_ALLOW", "SCMP_ACT_ERRNO", "SCMP_ACT_KILL", "SCMP_ACT_KILL_PROCESS", "SCMP_ACT_NOTIFY", "SCMP_ACT_LOG", "SCMP_ACT_TRACE", "SCMP_ACT_TRAP"} {
+		if !has(f.Actions, a) {
+			t.Errorf("actions %v lack %s", f.Actions, a)
+		}
+	}
+	if len(f.Operators) != 7 || !has(f.Operators, "SCMP_CMP_MASKED_EQ") {
+		t.Errorf("operators: %v", f.Operators)
+	}
+	if !has(f.Archs, "SCMP_ARCH_X86_64") || !has(f.Archs, "SCMP_ARCH_X86") {
+		t.Errorf("archs: %v", f.Archs)
+	}
+	if len(f.KnownFlags) != 4 || !has(f.SupportedFlags, "SECCOMP_FILTER_FLAG_LOG") || !has(f.SupportedFlags, "SECCOMP_FILTER_FLAG_TSYNC") {
+		t.Errorf("flags: known %v supported %v", f.KnownFlags, f.SupportedFlags)
+	}
+	// Every arch reported must validate.
+	for _, a := range f.Archs {
+		if err := Validate(&specs.LinuxSeccomp{DefaultAction: specs.ActAllow, Architectures: []specs.Arch{specs.Arch(a)}}); err != nil {
+			t.Errorf("reported arch %s does not validate: %v", a, err)
+		}
+	}
+}
