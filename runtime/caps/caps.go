@@ -1,0 +1,315 @@
+// Package caps applies the five capability sets of process.capabilities
+// (bounding, effective, permitted, inheritable, ambient) to the calling
+// thread, and knows which capability names exist.
+//
+// It uses github.com/moby/sys/capability for names and capset, and does the
+// bounding-set drop and the ambient raise itself with prctl, because the
+// library skips the bounding drop silently when CAP_SETPCAP is not
+// effective and reads the bounding set of the main thread, not of the
+// calling one.
+//
+// # Threads and order
+//
+// Capabilities are per thread. The caller locks the OS thread
+// (runtime.LockOSThread) and calls everything below, and finally execve,
+// on that thread. The order that works for a process that starts as root
+// and ends as process.user, as runc does it:
+//
+//  1. DropBounding(spec bounding set) while still root (needs CAP_SETPCAP).
+//  2. prctl(PR_SET_KEEPCAPS, 1), so that setuid to a non-zero uid keeps the
+//     permitted set.
+//  3. setgroups/setgid/setuid to process.user, on this thread only (raw
+//     syscalls, not Go's syscall.Setuid, which changes every thread).
+//  4. prctl(PR_SET_KEEPCAPS, 0).
+//  5. Apply(spec capabilities): it sets effective, permitted and
+//     inheritable with capset, then the ambient set. (Apply drops the
+//     bounding set too; that is a no-op after step 1.)
+//  6. execve.
+//
+// For a process that stays root, Apply alone is enough. After execve the
+// kernel recomputes the sets: a root process gets its bounding set as
+// permitted and effective; a non-root process keeps only its ambient set.
+//
+// # Decisions
+//
+//   - Names are "CAP_" + upper case, as the runtime spec writes them.
+//     Validate refuses names no Linux capability has. Names known to the
+//     library but newer than the running kernel (above
+//     /proc/sys/kernel/cap_last_cap) are skipped by Apply, as runc does.
+//   - An ambient capability that is not both permitted and inheritable
+//     cannot be raised; Apply skips it (runc does the same) and logs it at
+//     debug level. runc's own `spec` output lists ambient capabilities
+//     without an inheritable set, so refusing them would break configs
+//     written for runc.
+//   - A nil *specs.LinuxCapabilities changes nothing.
+package caps
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+
+	"github.com/moby/sys/capability"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+)
+
+// Errors of this package; test with errors.Is.
+var (
+	// ErrUnknown marks a capability name that does not exist.
+	ErrUnknown = errors.New("unknown capability")
+	// ErrNoSetpcap is returned when the bounding set must shrink but the
+	// thread has no CAP_SETPCAP to do it.
+	ErrNoSetpcap = errors.New("dropping from the bounding set needs CAP_SETPCAP")
+)
+
+var (
+	byName  map[string]capability.Cap
+	allCaps []capability.Cap
+	once    sync.Once
+)
+
+func load() {
+	once.Do(func() {
+		byName = map[string]capability.Cap{}
+		allCaps = capability.ListKnown()
+		for _, c := range allCaps {
+			byName[Name(c)] = c
+		}
+	})
+}
+
+// Name is the runtime-spec name of c ("CAP_SYS_ADMIN").
+func Name(c capability.Cap) string {
+	return "CAP_" + strings.ToUpper(c.String())
+}
+
+// Parse returns the capability called name ("CAP_SYS_ADMIN"; case and the
+// CAP_ prefix are optional).
+func Parse(name string) (capability.Cap, error) {
+	load()
+	n := strings.ToUpper(strings.TrimSpace(name))
+	if !strings.HasPrefix(n, "CAP_") {
+		n = "CAP_" + n
+	}
+	c, ok := byName[n]
+	if !ok {
+		return 0, fmt.Errorf("%q: %w", name, ErrUnknown)
+	}
+	return c, nil
+}
+
+// Known lists the capabilities this host supports (known to the library
+// and not above the running kernel's last capability), by runtime-spec
+// name, for the features document.
+func Known() []string {
+	list, err := capability.ListSupported()
+	if err != nil {
+		load()
+		list = allCaps
+	}
+	out := make([]string, 0, len(list))
+	for _, c := range list {
+		out = append(out, Name(c))
+	}
+	return out
+}
+
+// All lists every capability name the library knows, supported by this
+// kernel or not.
+func All() []string {
+	load()
+	out := make([]string, 0, len(allCaps))
+	for _, c := range allCaps {
+		out = append(out, Name(c))
+	}
+	return out
+}
+
+// sets names the five sets of c in a fixed order, for errors and loops.
+func sets(c *specs.LinuxCapabilities) []struct {
+	name string
+	list []string
+} {
+	return []struct {
+		name string
+		list []string
+	}{
+		{"bounding", c.Bounding}, {"effective", c.Effective}, {"permitted", c.Permitted},
+		{"inheritable", c.Inheritable}, {"ambient", c.Ambient},
+	}
+}
+
+// Validate checks that every name in every set of c is a capability. The
+// error names the set and the capability. A nil c is valid.
+func Validate(c *specs.LinuxCapabilities) error {
+	if c == nil {
+		return nil
+	}
+	for _, s := range sets(c) {
+		for i, n := range s.list {
+			if _, err := Parse(n); err != nil {
+				return fmt.Errorf("process.capabilities.%s[%d]: %w", s.name, i, err)
+			}
+		}
+	}
+	return nil
+}
+
+// lastCap is the highest capability of the running kernel.
+func lastCap() (capability.Cap, error) {
+	return capability.LastCap()
+}
+
+// parseSet turns names into capabilities the kernel supports.
+func parseSet(set string, names []string, last capability.Cap) ([]capability.Cap, error) {
+	var out []capability.Cap
+	for i, n := range names {
+		c, err := Parse(n)
+		if err != nil {
+			return nil, fmt.Errorf("process.capabilities.%s[%d]: %w", set, i, err)
+		}
+		if c > last {
+			slog.Debug("capability not supported by this kernel, skipped", "set", set, "capability", n)
+			continue
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+// DropBounding removes from the calling thread's bounding set every
+// capability not in keep. It needs CAP_SETPCAP; when that is permitted
+// but not effective, it is made effective first.
+func DropBounding(keep []string) error {
+	last, err := lastCap()
+	if err != nil {
+		return fmt.Errorf("read the last capability: %w", err)
+	}
+	want, err := parseSet("bounding", keep, last)
+	if err != nil {
+		return err
+	}
+	var keepSet [64]bool
+	for _, c := range want {
+		keepSet[c] = true
+	}
+	var drop []capability.Cap
+	for c := capability.Cap(0); c <= last; c++ {
+		if keepSet[c] {
+			continue
+		}
+		in, err := capability.GetBound(c)
+		if err != nil {
+			return fmt.Errorf("read bounding set: %w", err)
+		}
+		if in {
+			drop = append(drop, c)
+		}
+	}
+	if len(drop) == 0 {
+		return nil
+	}
+	if err := raiseSetpcap(); err != nil {
+		return err
+	}
+	for _, c := range drop {
+		if err := unix.Prctl(unix.PR_CAPBSET_DROP, uintptr(c), 0, 0, 0); err != nil {
+			return fmt.Errorf("drop %s from the bounding set: %w", Name(c), err)
+		}
+	}
+	return nil
+}
+
+// raiseSetpcap makes CAP_SETPCAP effective on the calling thread when it
+// is permitted.
+func raiseSetpcap() error {
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &data[0]); err != nil {
+		return fmt.Errorf("capget: %w", err)
+	}
+	const bit = uint32(1) << uint(capability.CAP_SETPCAP)
+	if data[0].Effective&bit != 0 {
+		return nil
+	}
+	if data[0].Permitted&bit == 0 {
+		return ErrNoSetpcap
+	}
+	data[0].Effective |= bit
+	if err := unix.Capset(&hdr, &data[0]); err != nil {
+		return fmt.Errorf("raise CAP_SETPCAP: %w", err)
+	}
+	return nil
+}
+
+// Apply sets the calling thread's capabilities to c: the bounding set is
+// reduced to c.Bounding, then effective, permitted and inheritable are set
+// with capset, then the ambient set is cleared and c.Ambient raised. See
+// the package doc for the thread and setuid order. A nil c changes nothing.
+func Apply(c *specs.LinuxCapabilities) error {
+	if c == nil {
+		return nil
+	}
+	if err := Validate(c); err != nil {
+		return err
+	}
+	last, err := lastCap()
+	if err != nil {
+		return fmt.Errorf("read the last capability: %w", err)
+	}
+	if err := DropBounding(c.Bounding); err != nil {
+		return err
+	}
+	p, err := capability.NewPid2(0)
+	if err != nil {
+		return fmt.Errorf("capabilities: %w", err)
+	}
+	kinds := []struct {
+		t    capability.CapType
+		set  string
+		list []string
+	}{
+		{capability.EFFECTIVE, "effective", c.Effective},
+		{capability.PERMITTED, "permitted", c.Permitted},
+		{capability.INHERITABLE, "inheritable", c.Inheritable},
+	}
+	var inP, inI [64]bool
+	for _, k := range kinds {
+		list, err := parseSet(k.set, k.list, last)
+		if err != nil {
+			return err
+		}
+		p.Set(k.t, list...)
+		for _, cp := range list {
+			switch k.t {
+			case capability.PERMITTED:
+				inP[cp] = true
+			case capability.INHERITABLE:
+				inI[cp] = true
+			}
+		}
+	}
+	if err := p.Apply(capability.CAPS); err != nil {
+		return fmt.Errorf("set effective, permitted and inheritable capabilities: %w", err)
+	}
+	amb, err := parseSet("ambient", c.Ambient, last)
+	if err != nil {
+		return err
+	}
+	if err := unix.Prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0); err != nil {
+		return fmt.Errorf("clear the ambient set: %w", err)
+	}
+	for _, cp := range amb {
+		if !inP[cp] || !inI[cp] {
+			slog.Debug("ambient capability skipped: not both permitted and inheritable", "capability", Name(cp))
+			continue
+		}
+		if err := unix.Prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_RAISE, uintptr(cp), 0, 0); err != nil {
+			return fmt.Errorf("raise ambient %s: %w", Name(cp), err)
+		}
+	}
+	return nil
+}
