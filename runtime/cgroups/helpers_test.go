@@ -1,0 +1,168 @@
+package cgroups
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	lib "github.com/opencontainers/cgroups"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+func needRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: writes to the host's cgroup hierarchies")
+	}
+}
+
+func needLayout(t *testing.T, want ...Layout) {
+	t.Helper()
+	for _, w := range want {
+		if Mode() == w {
+			return
+		}
+	}
+	t.Skipf("host cgroups are %s; this test is for %v", Mode(), want)
+}
+
+// testParent gives each test its own absolute parent cgroup, removed (with
+// everything under it) when the test ends.
+func testParent(t *testing.T) string {
+	t.Helper()
+	p := fmt.Sprintf("/hull-cgtest-%d-%s", os.Getpid(), strings.NewReplacer("/", "-", " ", "_").Replace(t.Name()))
+	t.Cleanup(func() {
+		for _, root := range []string{Root, hybridUnified} {
+			entries, _ := os.ReadDir(root)
+			for _, e := range entries {
+				dir := filepath.Join(root, e.Name(), p)
+				if root == hybridUnified {
+					dir = filepath.Join(root, p)
+				}
+				if _, err := os.Stat(dir); err == nil {
+					if err := lib.RemovePath(dir); err != nil {
+						t.Errorf("cleanup: %v", err)
+					}
+				}
+			}
+		}
+	})
+	return p
+}
+
+// proc is a shell running in the background that, for each line it reads,
+// runs the line and answers "ok" or "fail". It lets a test do things from
+// inside a cgroup after the process was moved in.
+type proc struct {
+	cmd *exec.Cmd
+	in  io.WriteCloser
+	out *bufio.Reader
+}
+
+func startProc(t *testing.T) *proc {
+	t.Helper()
+	cmd := exec.Command("sh", "-c", `while read -r line; do if eval "$line" 2>/dev/null; then echo ok; else echo fail; fi; done`)
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &proc{cmd: cmd, in: in, out: bufio.NewReader(out)}
+	t.Cleanup(p.kill)
+	return p
+}
+
+func (p *proc) pid() int { return p.cmd.Process.Pid }
+
+func (p *proc) kill() {
+	if p.cmd.ProcessState == nil {
+		_ = p.cmd.Process.Kill()
+		_ = p.cmd.Wait()
+	}
+}
+
+// run asks the shell to run line and reports whether it succeeded.
+func (p *proc) run(t *testing.T, line string) bool {
+	t.Helper()
+	if _, err := fmt.Fprintln(p.in, line); err != nil {
+		t.Fatalf("writing to shell: %v", err)
+	}
+	done := make(chan string, 1)
+	go func() {
+		s, _ := p.out.ReadString('\n')
+		done <- strings.TrimSpace(s)
+	}()
+	select {
+	case s := <-done:
+		return s == "ok"
+	case <-time.After(10 * time.Second):
+		t.Fatalf("shell did not answer %q", line)
+	}
+	return false
+}
+
+// procState is the one-letter state from /proc/<pid>/stat.
+func procState(t *testing.T, pid int) string {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(b)
+	i := strings.LastIndex(s, ")")
+	return strings.Fields(s[i+1:])[0]
+}
+
+func readFile(t *testing.T, dir, file string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// newTestManager creates a manager and, at cleanup, kills what is left in
+// the cgroup, thaws it and destroys it.
+func newTestManager(t *testing.T, path, id string, r *specs.LinuxResources) Manager {
+	t.Helper()
+	m, err := New(path, id, r)
+	if err != nil {
+		t.Fatalf("New(%q, %q): %v", path, id, err)
+	}
+	t.Cleanup(func() { cleanupManager(t, m) })
+	return m
+}
+
+func cleanupManager(t *testing.T, m Manager) {
+	_ = m.Thaw()
+	if pids, err := m.Pids(); err == nil {
+		for _, pid := range pids {
+			if p, err := os.FindProcess(pid); err == nil {
+				_ = p.Kill()
+			}
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		if pids, err := m.Pids(); err != nil || len(pids) == 0 {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := m.Destroy(); err != nil {
+		t.Errorf("Destroy: %v", err)
+	}
+}
