@@ -7,6 +7,11 @@
 // multiplexed syscalls on 32-bit architectures and knows every architecture's
 // syscall table.
 //
+// Built without cgo (CGO_ENABLED=0), the package still compiles: Default,
+// DefaultFor, Validate's static checks and SendListener work, while Load
+// fails with ErrUnsupported and Features reports seccomp disabled. Spec
+// builders such as oci and the CLI therefore need no cgo.
+//
 // # When to call what
 //
 //   - Validate at create time, before any process exists. It checks every
