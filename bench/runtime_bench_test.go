@@ -1,0 +1,308 @@
+// Package bench compares Hull with its real peers in the same run.
+//
+// runtime_bench_test.go times `<runtime> run` of /bin/true on one busybox
+// bundle with hull-runtime, runc and crun, interleaved round by round so
+// that the machine's load falls on all three alike, and reports the median
+// wall time and the peak RSS (wait4's ru_maxrss of the runtime process and
+// the children it reaped) of each, with Hull's ratios to its peers.
+//
+// crun refuses this host's hybrid cgroup layout (an empty cgroup2 hierarchy
+// at /sys/fs/cgroup/unified beside the v1 controllers). So the benchmark
+// binary re-executes itself in a private mount namespace and unmounts
+// /sys/fs/cgroup/unified there, before any runtime runs: all three see
+// the same plain cgroup v1 layout and the host is left untouched.
+package bench
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hullproject/hull/internal/testutil"
+)
+
+// nsEnv marks the re-executed benchmark binary running in its own mount
+// namespace.
+const nsEnv = "HULL_BENCH_PRIVATE_MNTNS"
+
+// unifiedMount is the empty cgroup2 hierarchy of a hybrid host.
+const unifiedMount = "/sys/fs/cgroup/unified"
+
+func TestMain(m *testing.M) {
+	if os.Geteuid() == 0 && os.Getenv(nsEnv) == "" {
+		code, err := reexecInMountNS()
+		if err == nil {
+			os.Exit(code)
+		}
+		fmt.Fprintf(os.Stderr, "bench: cannot re-execute in a private mount namespace (%v); running in the host's\n", err)
+	}
+	if os.Getenv(nsEnv) != "" {
+		if err := syscall.Unmount(unifiedMount, syscall.MNT_DETACH); err != nil && !errors.Is(err, syscall.EINVAL) && !errors.Is(err, syscall.ENOENT) {
+			fmt.Fprintf(os.Stderr, "bench: umount %s: %v\n", unifiedMount, err)
+		}
+	}
+	code := m.Run()
+	printReports()
+	os.Exit(code)
+}
+
+// reexecInMountNS runs this binary again with the same arguments in a new
+// mount namespace (Go makes its mounts private) and returns its exit code.
+func reexecInMountNS() (int, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return 0, err
+	}
+	cmd := exec.Command(self, os.Args[1:]...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	cmd.Env = append(os.Environ(), nsEnv+"=1")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS}
+	err = cmd.Run()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return ee.ExitCode(), nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	return 0, nil
+}
+
+// ociRuntime is one runtime under comparison.
+type ociRuntime struct {
+	name string
+	bin  string
+	root string
+}
+
+// sample is one `run` of the container.
+type sample struct {
+	wall   time.Duration
+	maxRSS int64 // KiB
+}
+
+// peers returns Hull's runtime and the peers whose binaries exist, saying
+// which are missing.
+func peers(b *testing.B) []*ociRuntime {
+	b.Helper()
+	hull := filepath.Join(testutil.BinDir(b), "hull-runtime")
+	if _, err := os.Stat(hull); err != nil {
+		b.Fatalf("%s not built (make build): %v", hull, err)
+	}
+	rts := []*ociRuntime{{name: "hull", bin: hull}}
+	for _, p := range []string{"runc", "crun"} {
+		bin, err := exec.LookPath(p)
+		if err != nil {
+			b.Logf("skipping peer %s: binary not found (%v)", p, err)
+			continue
+		}
+		rts = append(rts, &ociRuntime{name: p, bin: bin})
+	}
+	for _, r := range rts {
+		r.root = b.TempDir()
+	}
+	return rts
+}
+
+// runOnce runs the bundle to completion with r and measures it.
+func runOnce(r *ociRuntime, bundle, id string, errFile *os.File) (sample, error) {
+	null, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
+	if err != nil {
+		return sample{}, err
+	}
+	defer null.Close()
+	if err := errFile.Truncate(0); err != nil {
+		return sample{}, err
+	}
+	if _, err := errFile.Seek(0, 0); err != nil {
+		return sample{}, err
+	}
+	cmd := exec.Command(r.bin, "--root", r.root, "run", "--bundle", bundle, id)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = null, null, errFile
+	start := time.Now()
+	err = cmd.Run()
+	wall := time.Since(start)
+	if err != nil {
+		msg, _ := os.ReadFile(errFile.Name())
+		return sample{}, fmt.Errorf("%s run %s: %w: %s", r.name, id, err, strings.TrimSpace(string(msg)))
+	}
+	s := sample{wall: wall}
+	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		s.maxRSS = ru.Maxrss
+	}
+	return s, nil
+}
+
+// BenchmarkRunTrue: `run` of /bin/true on the same busybox bundle, one run
+// of each runtime per round, the order rotating every round. ns/op is the
+// time of one round (all runtimes); the per-runtime figures are the
+// reported metrics and the table printed at the end.
+func BenchmarkRunTrue(b *testing.B) {
+	testutil.RequireRoot(b)
+	testutil.RequireBusybox(b)
+	rts := peers(b)
+	bundle, err := testutil.MakeBundle(b.TempDir(), "/bin/true")
+	if err != nil {
+		b.Fatal(err)
+	}
+	// crun 1.8 refuses runtime-spec 1.2 and later as an unknown version;
+	// every runtime gets the same 1.0.2 document.
+	bundle.Spec.Version = "1.0.2"
+	if err := bundle.Save(); err != nil {
+		b.Fatal(err)
+	}
+	errFile, err := os.Create(filepath.Join(b.TempDir(), "stderr"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer errFile.Close()
+
+	// One untimed run each warms the page cache and checks the runtime
+	// works at all.
+	for _, r := range rts {
+		if _, err := runOnce(r, bundle.Dir, fmt.Sprintf("warm-%s-%d", r.name, os.Getpid()), errFile); err != nil {
+			b.Fatal(err)
+		}
+	}
+	samples := make(map[string][]sample, len(rts))
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		for j := range rts {
+			r := rts[(i+j)%len(rts)]
+			s, err := runOnce(r, bundle.Dir, fmt.Sprintf("bench-%s-%d-%d", r.name, os.Getpid(), i), errFile)
+			if err != nil {
+				b.Fatal(err)
+			}
+			samples[r.name] = append(samples[r.name], s)
+		}
+	}
+	b.StopTimer()
+
+	rep := report{rounds: b.N}
+	for _, r := range rts {
+		st := summarize(samples[r.name])
+		st.name, st.bin = r.name, r.bin
+		rep.stats = append(rep.stats, st)
+		b.ReportMetric(float64(st.medianWall.Microseconds())/1000, r.name+"-ms")
+		b.ReportMetric(float64(st.medianRSS), r.name+"-maxrss-KiB")
+	}
+	setReport("RunTrue", rep)
+}
+
+// stats summarizes one runtime's samples.
+type stats struct {
+	name, bin            string
+	medianWall, minWall  time.Duration
+	medianRSS, maxRSS    int64
+	n                    int
+	p90Wall, maxWallSeen time.Duration
+}
+
+func summarize(ss []sample) stats {
+	st := stats{n: len(ss)}
+	if len(ss) == 0 {
+		return st
+	}
+	walls := make([]time.Duration, len(ss))
+	rss := make([]int64, len(ss))
+	for i, s := range ss {
+		walls[i], rss[i] = s.wall, s.maxRSS
+	}
+	sort.Slice(walls, func(i, j int) bool { return walls[i] < walls[j] })
+	sort.Slice(rss, func(i, j int) bool { return rss[i] < rss[j] })
+	st.medianWall = medianDur(walls)
+	st.minWall, st.maxWallSeen = walls[0], walls[len(walls)-1]
+	st.p90Wall = walls[(len(walls)*9+9)/10-1]
+	st.medianRSS = medianInt(rss)
+	st.maxRSS = rss[len(rss)-1]
+	return st
+}
+
+func medianDur(d []time.Duration) time.Duration {
+	n := len(d)
+	if n%2 == 1 {
+		return d[n/2]
+	}
+	return (d[n/2-1] + d[n/2]) / 2
+}
+
+func medianInt(v []int64) int64 {
+	n := len(v)
+	if n%2 == 1 {
+		return v[n/2]
+	}
+	return (v[n/2-1] + v[n/2]) / 2
+}
+
+// report is the outcome of a benchmark's last (largest) invocation.
+type report struct {
+	rounds int
+	stats  []stats
+}
+
+var (
+	reportsMu sync.Mutex
+	reports   = map[string]report{}
+	order     []string
+)
+
+func setReport(name string, r report) {
+	reportsMu.Lock()
+	defer reportsMu.Unlock()
+	if _, ok := reports[name]; !ok {
+		order = append(order, name)
+	}
+	reports[name] = r
+}
+
+// printReports prints each benchmark's table: medians per runtime, then
+// Hull's ratios to each peer against the issue's targets.
+func printReports() {
+	reportsMu.Lock()
+	defer reportsMu.Unlock()
+	for _, name := range order {
+		r := reports[name]
+		fmt.Printf("\n%s: `<runtime> run` of /bin/true, %d interleaved rounds (private mount ns, cgroup v1)\n", name, r.rounds)
+		fmt.Printf("  %-6s %12s %10s %10s %10s %16s %14s\n", "", "median wall", "min", "p90", "max", "median maxRSS", "peak maxRSS")
+		var hull *stats
+		for i := range r.stats {
+			s := &r.stats[i]
+			if s.name == "hull" {
+				hull = s
+			}
+			fmt.Printf("  %-6s %12s %10s %10s %10s %12d KiB %10d KiB\n", s.name, ms(s.medianWall), ms(s.minWall), ms(s.p90Wall), ms(s.maxWallSeen), s.medianRSS, s.maxRSS)
+		}
+		if hull == nil {
+			continue
+		}
+		for _, s := range r.stats {
+			if s.name == "hull" || s.medianWall == 0 {
+				continue
+			}
+			wall := float64(hull.medianWall) / float64(s.medianWall)
+			rss := float64(hull.medianRSS) / float64(max(s.medianRSS, 1))
+			target := map[string]string{
+				"crun": fmt.Sprintf("target wall <= 1.00: %s", verdict(wall <= 1.0)),
+				"runc": fmt.Sprintf("target wall <= 0.50: %s; target RSS <= 1.00: %s", verdict(wall <= 0.5), verdict(hull.medianRSS <= s.medianRSS)),
+			}[s.name]
+			fmt.Printf("  hull/%-4s median wall %.2fx, median maxRSS %.2fx   (%s)\n", s.name, wall, rss, target)
+		}
+	}
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d.Microseconds())/1000) }
+
+func verdict(ok bool) string {
+	if ok {
+		return "met"
+	}
+	return "NOT met"
+}
