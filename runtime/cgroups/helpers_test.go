@@ -67,7 +67,7 @@ type proc struct {
 
 func startProc(t *testing.T) *proc {
 	t.Helper()
-	cmd := exec.Command("sh", "-c", `while read -r line; do if eval "$line" 2>/dev/null; then echo ok; else echo fail; fi; done`)
+	cmd := exec.Command("sh", "-c", `while read -r line; do if (eval "$line"); then echo ok; else echo fail; fi; done`)
 	in, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
