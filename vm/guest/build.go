@@ -1,0 +1,323 @@
+package guest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/containerd/errdefs"
+)
+
+// Defaults for the minimal kernel.
+const (
+	DefaultSourcePackage = "linux-source-6.1"
+	DefaultSourceTarball = "/usr/src/linux-source-6.1.tar.xz"
+)
+
+// builderVersion is part of the cache key: bump it when BuildKernel changes
+// what it produces.
+const builderVersion = "1"
+
+// ErrSourceMissing wraps errdefs.ErrNotFound: the kernel source is not
+// installed.
+var ErrSourceMissing = fmt.Errorf("kernel source: %w", errdefs.ErrNotFound)
+
+// ErrBuildFailed is returned when a make step fails; the error names the
+// log file and carries its tail.
+var ErrBuildFailed = errors.New("kernel build failed")
+
+// BuildOptions configure BuildKernel. Zero values take the defaults.
+type BuildOptions struct {
+	// Source is the kernel source tarball (DefaultSourceTarball).
+	Source string
+	// SourcePackage is the Debian package that installs Source; its version
+	// is part of the cache key (DefaultSourcePackage). If dpkg does not know
+	// it, the tarball's size and mtime stand in for the version.
+	SourcePackage string
+	// Fragment is the config fragment file (required).
+	Fragment string
+	// OutDir receives src/, obj/, build.log, bzImage, vmlinux, config and
+	// kernel.json (required).
+	OutDir string
+	// Jobs for make -j (runtime.NumCPU()).
+	Jobs int
+	// Nice runs make under nice(1) with this increment (0: 10; <0: no nice).
+	Nice int
+	// Force rebuilds even when the cache matches.
+	Force  bool
+	Logger *slog.Logger
+}
+
+func (o *BuildOptions) defaults() error {
+	if o.Source == "" {
+		o.Source = DefaultSourceTarball
+	}
+	if o.SourcePackage == "" {
+		o.SourcePackage = DefaultSourcePackage
+	}
+	if o.Fragment == "" {
+		return fmt.Errorf("kernel build: no config fragment given: %w", errdefs.ErrInvalidArgument)
+	}
+	if o.OutDir == "" {
+		return fmt.Errorf("kernel build: no output directory given: %w", errdefs.ErrInvalidArgument)
+	}
+	if o.Jobs <= 0 {
+		o.Jobs = runtime.NumCPU()
+	}
+	if o.Nice == 0 {
+		o.Nice = 10
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	var err error
+	if o.Fragment, err = filepath.Abs(o.Fragment); err != nil {
+		return err
+	}
+	o.OutDir, err = filepath.Abs(o.OutDir)
+	return err
+}
+
+// sourceVersion returns the Debian version of the source package, or a
+// stand-in derived from the tarball when dpkg does not know it.
+func sourceVersion(ctx context.Context, pkg, tarball string) (string, error) {
+	st, err := os.Stat(tarball)
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", fmt.Errorf("%s: %w (install the Debian package %s: make deps)", tarball, ErrSourceMissing, pkg)
+	}
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", tarball, err)
+	}
+	out, err := exec.CommandContext(ctx, "dpkg-query", "-W", "-f=${Version}", pkg).Output()
+	if err == nil && len(bytes.TrimSpace(out)) > 0 {
+		return string(bytes.TrimSpace(out)), nil
+	}
+	return fmt.Sprintf("file:%d:%d", st.Size(), st.ModTime().Unix()), nil
+}
+
+// CacheKey is the key a build is cached by: the source version, the
+// fragment's hash and the builder's own version.
+func CacheKey(sourceVersion, fragmentSHA string) string {
+	return sha256Hex([]byte("hull-guest-kernel\n" + builderVersion + "\n" + sourceVersion + "\n" + fragmentSHA))
+}
+
+// BuildKernel builds the minimal guest kernel, or returns the cached one
+// when the manifest in OutDir has the same cache key and its files are
+// intact. built reports whether a build ran.
+func BuildKernel(ctx context.Context, o BuildOptions) (m *Manifest, built bool, err error) {
+	if err := o.defaults(); err != nil {
+		return nil, false, err
+	}
+	log := o.Logger
+	fragBytes, err := os.ReadFile(o.Fragment)
+	if err != nil {
+		return nil, false, fmt.Errorf("kernel config fragment: %w", err)
+	}
+	frag, err := ParseFragment(bytes.NewReader(fragBytes))
+	if err != nil {
+		return nil, false, fmt.Errorf("%s: %w", o.Fragment, err)
+	}
+	ver, err := sourceVersion(ctx, o.SourcePackage, o.Source)
+	if err != nil {
+		return nil, false, err
+	}
+	fragSHA := sha256Hex(fragBytes)
+	key := CacheKey(ver, fragSHA)
+	if !o.Force {
+		if old, err := ReadManifest(o.OutDir); err == nil && old.CacheKey == key && old.Check() == nil {
+			log.Info("guest kernel is up to date", "release", old.Release, "dir", o.OutDir)
+			return old, false, nil
+		}
+	}
+
+	start := time.Now()
+	if err := os.MkdirAll(o.OutDir, 0o755); err != nil {
+		return nil, false, err
+	}
+	srcTree, err := extractSource(ctx, o, ver)
+	if err != nil {
+		return nil, false, err
+	}
+	obj := filepath.Join(o.OutDir, "obj")
+	if err := os.MkdirAll(obj, 0o755); err != nil {
+		return nil, false, err
+	}
+	logPath := filepath.Join(o.OutDir, "build.log")
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		return nil, false, err
+	}
+	defer logFile.Close()
+
+	mk := func(args ...string) error {
+		argv := append([]string{"make", "-C", srcTree, "O=" + obj, "ARCH=x86_64"}, args...)
+		if o.Nice > 0 {
+			argv = append([]string{"nice", "-n", strconv.Itoa(o.Nice)}, argv...)
+		}
+		fmt.Fprintf(logFile, "+ %s\n", strings.Join(argv, " "))
+		cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+		cmd.Stdout, cmd.Stderr = logFile, logFile
+		cmd.Env = append(os.Environ(), "KCONFIG_ALLCONFIG="+o.Fragment, "LC_ALL=C")
+		if err := cmd.Run(); err != nil {
+			logFile.Sync()
+			return fmt.Errorf("%w: make %s: %w; log %s ends:\n%s", ErrBuildFailed, strings.Join(args, " "), err, logPath, tail(logPath, 25))
+		}
+		return nil
+	}
+
+	log.Info("configuring guest kernel", "fragment", o.Fragment, "source", ver)
+	if err := mk("allnoconfig"); err != nil {
+		return nil, false, err
+	}
+	config, err := os.ReadFile(filepath.Join(obj, ".config"))
+	if err != nil {
+		return nil, false, err
+	}
+	if err := VerifyConfig(frag, config); err != nil {
+		return nil, false, fmt.Errorf("%s: %w", o.Fragment, err)
+	}
+	log.Info("building guest kernel (a few minutes)", "jobs", o.Jobs, "log", logPath)
+	if err := mk("-j"+strconv.Itoa(o.Jobs), "bzImage"); err != nil {
+		return nil, false, err
+	}
+	release, err := os.ReadFile(filepath.Join(obj, "include", "config", "kernel.release"))
+	if err != nil {
+		return nil, false, fmt.Errorf("kernel release: %w", err)
+	}
+
+	for _, c := range []struct{ from, to string }{
+		{filepath.Join(obj, "arch", "x86", "boot", "bzImage"), "bzImage"},
+		{filepath.Join(obj, "vmlinux"), "vmlinux"},
+		{filepath.Join(obj, ".config"), "config"},
+	} {
+		if err := copyFile(c.from, filepath.Join(o.OutDir, c.to)); err != nil {
+			return nil, false, fmt.Errorf("%w: %w", ErrBuildFailed, err)
+		}
+	}
+	m = &Manifest{
+		Kind:           KindMinimal,
+		Release:        strings.TrimSpace(string(release)),
+		SourcePackage:  o.SourcePackage,
+		SourceVersion:  ver,
+		FragmentSHA256: fragSHA,
+		ConfigSHA256:   sha256Hex(config),
+		CacheKey:       key,
+		BuiltAt:        time.Now().UTC(),
+		BuildSeconds:   time.Since(start).Seconds(),
+	}
+	if m.BzImage, err = fileArtifact(o.OutDir, "bzImage"); err != nil {
+		return nil, false, err
+	}
+	vml, err := fileArtifact(o.OutDir, "vmlinux")
+	if err != nil {
+		return nil, false, err
+	}
+	m.Vmlinux = &vml
+	if m.Config, err = fileArtifact(o.OutDir, "config"); err != nil {
+		return nil, false, err
+	}
+	if err := m.write(o.OutDir); err != nil {
+		return nil, false, err
+	}
+	log.Info("guest kernel built", "release", m.Release, "bzImage", m.BzImage.Size, "vmlinux", vml.Size, "seconds", int(m.BuildSeconds))
+	return m, true, nil
+}
+
+// extractSource unpacks the source tarball into OutDir/src once per source
+// version and returns the tree's top directory.
+func extractSource(ctx context.Context, o BuildOptions, ver string) (string, error) {
+	srcDir := filepath.Join(o.OutDir, "src")
+	stamp := filepath.Join(srcDir, ".hull-extracted")
+	if b, err := os.ReadFile(stamp); err == nil {
+		top := strings.TrimSpace(string(b))
+		if lines := strings.SplitN(top, "\n", 2); len(lines) == 2 && lines[0] == ver {
+			if _, err := os.Stat(filepath.Join(srcDir, lines[1], "Makefile")); err == nil {
+				return filepath.Join(srcDir, lines[1]), nil
+			}
+		}
+	}
+	o.Logger.Info("extracting kernel source", "tarball", o.Source)
+	if err := os.RemoveAll(srcDir); err != nil {
+		return "", err
+	}
+	// An old obj/ may hold objects of another source version.
+	if err := os.RemoveAll(filepath.Join(o.OutDir, "obj")); err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(srcDir, 0o755); err != nil {
+		return "", err
+	}
+	cmd := exec.CommandContext(ctx, "tar", "-xf", o.Source, "-C", srcDir)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("%w: extracting %s: %w: %s", ErrBuildFailed, o.Source, err, lastLines(string(out), 10))
+	}
+	ents, err := os.ReadDir(srcDir)
+	if err != nil {
+		return "", err
+	}
+	top := ""
+	for _, e := range ents {
+		if e.IsDir() {
+			if _, err := os.Stat(filepath.Join(srcDir, e.Name(), "Makefile")); err == nil {
+				top = e.Name()
+			}
+		}
+	}
+	if top == "" {
+		return "", fmt.Errorf("%w: %s holds no kernel tree (no top-level Makefile)", ErrBuildFailed, o.Source)
+	}
+	if err := os.WriteFile(stamp, []byte(ver+"\n"+top+"\n"), 0o644); err != nil {
+		return "", err
+	}
+	return filepath.Join(srcDir, top), nil
+}
+
+func copyFile(from, to string) error {
+	in, err := os.Open(from)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	tmp := to + ".tmp"
+	out, err := os.Create(tmp)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		os.Remove(tmp)
+		return err
+	}
+	if err := out.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp, to)
+}
+
+// tail returns the last n lines of a file.
+func tail(path string, n int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Sprintf("(cannot read %s: %v)", path, err)
+	}
+	return lastLines(string(b), n)
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}

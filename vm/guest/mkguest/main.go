@@ -1,0 +1,116 @@
+// Command mkguest builds Hull's guest assets; mk/guest.mk runs it.
+//
+//	mkguest kernel    -out build/guest -fragment vm/guest/kernel.config
+//	mkguest cloud     -out build/guest/cloud
+//	mkguest initramfs -init build/guest/testinit -out build/guest/testinit.cpio [-modules build/guest/cloud] [-gzip]
+//	mkguest show      -dir build/guest
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/hullproject/hull/vm/guest"
+	"github.com/hullproject/hull/vm/initramfs"
+)
+
+func usage() {
+	fmt.Fprintln(os.Stderr, "usage: mkguest kernel|cloud|initramfs|show [flags]")
+	os.Exit(2)
+}
+
+func main() {
+	if len(os.Args) < 2 {
+		usage()
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, nil)))
+	var err error
+	switch os.Args[1] {
+	case "kernel":
+		err = kernel(ctx, os.Args[2:])
+	case "cloud":
+		err = cloud(ctx, os.Args[2:])
+	case "initramfs":
+		err = mkInitramfs(os.Args[2:])
+	case "show":
+		err = show(os.Args[2:])
+	default:
+		usage()
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "mkguest:", err)
+		os.Exit(1)
+	}
+}
+
+func kernel(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("kernel", flag.ExitOnError)
+	var o guest.BuildOptions
+	fs.StringVar(&o.OutDir, "out", "build/guest", "output directory")
+	fs.StringVar(&o.Fragment, "fragment", "vm/guest/kernel.config", "kernel config fragment")
+	fs.StringVar(&o.Source, "source", guest.DefaultSourceTarball, "kernel source tarball")
+	fs.StringVar(&o.SourcePackage, "source-package", guest.DefaultSourcePackage, "Debian package providing the source")
+	fs.IntVar(&o.Jobs, "j", 0, "make jobs (default: number of CPUs)")
+	fs.BoolVar(&o.Force, "force", false, "rebuild even if cached")
+	fs.Parse(args)
+	_, _, err := guest.BuildKernel(ctx, o)
+	return err
+}
+
+func cloud(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("cloud", flag.ExitOnError)
+	var o guest.CloudOptions
+	fs.StringVar(&o.OutDir, "out", "build/guest/cloud", "output directory")
+	fs.StringVar(&o.Package, "package", guest.CloudPackage, "kernel image package")
+	fs.StringVar(&o.Version, "version", guest.CloudVersion, "package version")
+	fs.Parse(args)
+	_, _, err := guest.FetchCloudKernel(ctx, o)
+	return err
+}
+
+func mkInitramfs(args []string) error {
+	fs := flag.NewFlagSet("initramfs", flag.ExitOnError)
+	var spec initramfs.Spec
+	out := fs.String("out", "", "output file")
+	modules := fs.String("modules", "", "cloud kernel directory whose agent modules go in")
+	gz := fs.Bool("gzip", false, "gzip the archive")
+	fs.StringVar(&spec.Init, "init", "", "static binary for /init")
+	fs.Parse(args)
+	if *out == "" {
+		return fmt.Errorf("initramfs: -out is required")
+	}
+	if *modules != "" {
+		m, err := guest.ReadManifest(*modules)
+		if err != nil {
+			return err
+		}
+		for _, mod := range m.Modules {
+			spec.Modules = append(spec.Modules, initramfs.Module{Name: mod.Name, Source: m.Path(mod.Path)})
+		}
+	}
+	if *gz {
+		spec.Compression = initramfs.Gzip
+	}
+	return initramfs.WriteFile(*out, spec)
+}
+
+func show(args []string) error {
+	fs := flag.NewFlagSet("show", flag.ExitOnError)
+	dir := fs.String("dir", guest.DefaultDir(), "kernel directory")
+	fs.Parse(args)
+	m, err := guest.ReadManifest(*dir)
+	if err != nil {
+		return err
+	}
+	enc := json.NewEncoder(os.Stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(m)
+}

@@ -1,0 +1,76 @@
+// Command testinit is the trivial init Hull boots guests with when it only
+// needs to know that a kernel reached userspace: the boot tests, the bare
+// QEMU boot floor benchmark and KVM detection.
+//
+// As PID 1 it loads the kernel modules listed in the initramfs' load order
+// file (if any, for modular kernels such as Debian's cloud kernel), writes
+// Marker to /dev/console, and powers the machine off with
+// reboot(LINUX_REBOOT_CMD_POWER_OFF). Build it static (CGO_ENABLED=0).
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// Marker is the line prefix the host looks for on the guest console. Keep
+// in sync with guest.TestInitMarker.
+const Marker = "HULL-TESTINIT-OK"
+
+const orderFile = "/lib/modules/load.order"
+
+func loadModules(console *os.File) (int, error) {
+	f, err := os.Open(orderFile)
+	if os.IsNotExist(err) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	n := 0
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		p := strings.TrimSpace(sc.Text())
+		if p == "" {
+			continue
+		}
+		m, err := os.Open(p)
+		if err != nil {
+			return n, err
+		}
+		err = unix.FinitModule(int(m.Fd()), "", 0)
+		m.Close()
+		if err != nil && err != unix.EEXIST {
+			return n, fmt.Errorf("finit_module %s: %w", p, err)
+		}
+		n++
+	}
+	return n, sc.Err()
+}
+
+func main() {
+	console, err := os.OpenFile("/dev/console", os.O_WRONLY, 0)
+	if err != nil {
+		console = os.Stdout
+	}
+	n, err := loadModules(console)
+	if err != nil {
+		fmt.Fprintf(console, "HULL-TESTINIT-FAIL modules: %v\n", err)
+	}
+	var uts unix.Utsname
+	_ = unix.Uname(&uts)
+	fmt.Fprintf(console, "%s release=%s modules=%d\n", Marker, unix.ByteSliceToString(uts.Release[:]), n)
+	console.Sync()
+	unix.Sync()
+	if err := unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF); err != nil {
+		fmt.Fprintf(console, "HULL-TESTINIT-FAIL power off: %v\n", err)
+	}
+	// PID 1 exiting panics the kernel; with panic=-1 and QEMU's -no-reboot
+	// the VM still ends.
+	os.Exit(1)
+}
