@@ -1,0 +1,112 @@
+package image
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/hullproject/hull/content"
+	"github.com/hullproject/hull/internal/testimages"
+	"github.com/hullproject/hull/metadata"
+)
+
+var (
+	stdOnce sync.Once
+	stdImgs testimages.Standard
+	stdErr  error
+)
+
+// standard pushes the standard test images once per test binary.
+func standard(t *testing.T) (string, testimages.Standard) {
+	t.Helper()
+	reg := testimages.Registry(t)
+	stdOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		stdImgs, stdErr = testimages.PushStandard(ctx, reg, fmt.Sprintf("hulltest%d", os.Getpid()))
+	})
+	if stdErr != nil {
+		t.Fatalf("pushing test images: %v", stdErr)
+	}
+	return reg, stdImgs
+}
+
+// newService opens a fresh content store and metadata DB under a temp root.
+func newService(t *testing.T) *Service {
+	t.Helper()
+	root := t.TempDir()
+	cs, err := content.Open(filepath.Join(root, "content"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := metadata.Open(filepath.Join(root, "meta.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return &Service{Content: cs, Meta: db, Registry: RegistryConfig{ConfigPath: filepath.Join(root, "no-config.json")}}
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// startRegistry runs a docker-registry of its own (with htpasswd basic auth
+// when user != "") and returns its host:port.
+func startRegistry(t *testing.T, user, pass string) string {
+	t.Helper()
+	if _, err := os.Stat("/usr/bin/docker-registry"); err != nil {
+		t.Skip("docker-registry is not installed")
+	}
+	dir := t.TempDir()
+	port := freePort(t)
+	auth := ""
+	if user != "" {
+		h, err := bcrypt.GenerateFromPassword([]byte(pass), bcrypt.MinCost)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "htpasswd"), []byte(user+":"+string(h)+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		auth = fmt.Sprintf("auth:\n  htpasswd:\n    realm: hull-test\n    path: %s/htpasswd\n", dir)
+	}
+	cfg := fmt.Sprintf("version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: %s/data\nhttp:\n  addr: 127.0.0.1:%d\n%s", dir, port, auth)
+	if err := os.WriteFile(filepath.Join(dir, "config.yml"), []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("/usr/bin/docker-registry", "serve", filepath.Join(dir, "config.yml"))
+	var log strings.Builder
+	cmd.Stdout, cmd.Stderr = &log, &log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	for i := 0; i < 100; i++ {
+		resp, err := http.Get("http://" + addr + "/v2/")
+		if err == nil {
+			resp.Body.Close()
+			return addr
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("registry on %s did not start: %s", addr, log.String())
+	return ""
+}
