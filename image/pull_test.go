@@ -116,6 +116,10 @@ func TestEndpoints(t *testing.T) {
 
 // checkPulled verifies an image record and that its blobs are all present.
 func checkPulled(t *testing.T, s *Service, ns string, img Image, wantArch string) {
+	checkPulledLeases(t, s, ns, img, wantArch, 0)
+}
+
+func checkPulledLeases(t *testing.T, s *Service, ns string, img Image, wantArch string, wantLeases int) {
 	t.Helper()
 	ctx := context.Background()
 	got, err := s.Meta.GetImage(ns, img.Name)
@@ -141,7 +145,7 @@ func checkPulled(t *testing.T, s *Service, ns string, img Image, wantArch string
 		}
 	}
 	leases, _ := s.Meta.ListLeases(ns)
-	if len(leases) != 0 {
+	if len(leases) != wantLeases {
 		t.Fatalf("leases left after pull: %v", leases)
 	}
 }
