@@ -1,0 +1,158 @@
+package oci_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/hullproject/hull/internal/testutil"
+	"github.com/hullproject/hull/oci"
+	"github.com/hullproject/hull/runtime/seccomp"
+)
+
+// These tests run the specs oci builds in real containers under runc, the
+// reference runtime: what runc accepts and enforces is what the spec
+// means. (Hull's own runtime is tested with the same specs by its tests.)
+
+func runcPath(t *testing.T) string {
+	t.Helper()
+	p, err := exec.LookPath("runc")
+	if err != nil {
+		t.Skip("needs runc (Debian package runc)")
+	}
+	return p
+}
+
+// runInRunc runs the bundle's spec (with args) to completion under runc
+// and returns its combined output. The container, its state and its
+// cgroup are removed afterwards.
+func runInRunc(t *testing.T, s *specs.Spec, args ...string) string {
+	t.Helper()
+	runc := runcPath(t)
+	b := testutil.NewBundle(t, args...)
+	id := fmt.Sprintf("hull-oci-%d", time.Now().UnixNano())
+	s.Process.Args = args
+	s.Process.Terminal = false
+	s.Root = &specs.Root{Path: "rootfs"}
+	if s.Linux.CgroupsPath != "" {
+		s.Linux.CgroupsPath = "/" + id
+	}
+	b.Spec = s
+	if err := b.Save(); err != nil {
+		t.Fatal(err)
+	}
+	root := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, runc, "--root", root, "run", "--bundle", b.Dir, id)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	_ = exec.Command(runc, "--root", root, "delete", "--force", id).Run()
+	if _, serr := os.Stat(filepath.Join("/sys/fs/cgroup/pids", id)); serr == nil {
+		t.Errorf("cgroup %s left behind", id)
+	}
+	if err != nil {
+		t.Logf("runc run: %v", err)
+	}
+	return out.String()
+}
+
+const probeScript = `unshare -m true; echo unshare=$?; ` +
+	`mount -t tmpfs none /tmp; echo mount=$?; ` +
+	`grep '^Seccomp:' /proc/self/status; echo done`
+
+func TestDefaultSeccompUnderRunc(t *testing.T) {
+	tests := []struct {
+		name string
+		spec func() *specs.Spec
+		want []string
+	}{
+		{
+			name: "default spec denies unshare and mount",
+			spec: func() *specs.Spec { return oci.DefaultSpec("test", "x") },
+			want: []string{"unshare=1", "mount=1", "Seccomp:\t2", "done"},
+		},
+		{
+			// CAP_SYS_ADMIN alone would allow both: the profile must still
+			// deny them.
+			name: "default profile denies them even with CAP_SYS_ADMIN",
+			spec: func() *specs.Spec {
+				s, err := oci.NewSpec("test", "x", oci.WithCapAdd("CAP_SYS_ADMIN"), oci.WithSeccompProfile(seccomp.Default()))
+				if err != nil {
+					t.Fatal(err)
+				}
+				return s
+			},
+			want: []string{"unshare=1", "mount=1", "Seccomp:\t2", "done"},
+		},
+		{
+			name: "control: CAP_SYS_ADMIN without seccomp allows them",
+			spec: func() *specs.Spec {
+				s, err := oci.NewSpec("test", "x", oci.WithCapAdd("CAP_SYS_ADMIN"), oci.WithSeccompUnconfined)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return s
+			},
+			want: []string{"unshare=0", "mount=0", "Seccomp:\t0", "done"},
+		},
+		{
+			name: "CAP_SYS_ADMIN regenerates the default profile to allow them",
+			spec: func() *specs.Spec {
+				s, err := oci.NewSpec("test", "x", oci.WithCapAdd("CAP_SYS_ADMIN"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				return s
+			},
+			want: []string{"unshare=0", "mount=0", "Seccomp:\t2", "done"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := tt.spec()
+			if err := oci.ValidateSecurity(s); err != nil {
+				t.Fatal(err)
+			}
+			out := runInRunc(t, s, "sh", "-c", probeScript)
+			for _, w := range tt.want {
+				if !strings.Contains(out, w) {
+					t.Errorf("output lacks %q:\n%s", w, out)
+				}
+			}
+			// busybox reports EPERM as "Operation not permitted" for
+			// unshare and "permission denied (are you root?)" for mount.
+			if strings.Contains(tt.want[0], "=1") && (!strings.Contains(out, "unshare(0x20000): Operation not permitted") ||
+				!strings.Contains(out, "mount: permission denied")) {
+				t.Errorf("no EPERM messages in:\n%s", out)
+			}
+		})
+	}
+}
+
+func TestRootlessSpecUnderRunc(t *testing.T) {
+	s := oci.Example()
+	oci.Rootless(s)
+	s.Root.Readonly = false
+	out := runInRunc(t, s, "sh", "-c", "cat /proc/self/uid_map; ls /sys/kernel >/dev/null && echo sys-ok; "+
+		"readlink /proc/self/ns/net; echo done")
+	hostNet, err := os.Readlink("/proc/self/ns/net")
+	if err != nil {
+		t.Fatal(err)
+	}
+	uid := fmt.Sprintf("0 %10d %10d", os.Geteuid(), 1)
+	for _, w := range []string{uid, "sys-ok", hostNet, "done"} {
+		if !strings.Contains(strings.Join(strings.Fields(out), " "), strings.Join(strings.Fields(w), " ")) {
+			t.Errorf("output lacks %q:\n%s", w, out)
+		}
+	}
+}
