@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -29,6 +30,20 @@ func CopyDir(ctx context.Context, src, dst string) error {
 		return err
 	}
 	return nil
+}
+
+// CopyEntry copies one file, symlink, device node or fifo (not a
+// directory) from src to dst with its metadata. dst must not exist.
+func CopyEntry(ctx context.Context, src, dst string) error {
+	fi, err := os.Lstat(src)
+	if err != nil {
+		return err
+	}
+	if fi.IsDir() {
+		return fmt.Errorf("copy %s: is a directory", src)
+	}
+	c := &copier{ctx: ctx, links: map[inode]string{}}
+	return c.copyEntry(src, dst, fi)
 }
 
 type inode struct{ dev, ino uint64 }
@@ -194,8 +209,9 @@ func copyMeta(src, dst string, fi os.FileInfo) error {
 }
 
 // CopyXattrs copies every extended attribute of src to dst, neither
-// followed if a symlink. Filesystems without xattrs are not an error.
-func CopyXattrs(src, dst string) error {
+// followed if a symlink, except those whose names start with one of the
+// skip prefixes. Filesystems without xattrs are not an error.
+func CopyXattrs(src, dst string, skip ...string) error {
 	names, err := listXattrs(src)
 	if err != nil {
 		if errors.Is(err, unix.ENOTSUP) {
@@ -203,7 +219,13 @@ func CopyXattrs(src, dst string) error {
 		}
 		return &os.PathError{Op: "llistxattr", Path: src, Err: err}
 	}
+names:
 	for _, n := range names {
+		for _, p := range skip {
+			if strings.HasPrefix(n, p) {
+				continue names
+			}
+		}
 		v, err := getXattr(src, n)
 		if err != nil {
 			return &os.PathError{Op: "lgetxattr " + n, Path: src, Err: err}
