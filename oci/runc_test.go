@@ -68,7 +68,7 @@ func runInRunc(t *testing.T, s *specs.Spec, args ...string) string {
 
 const probeScript = `unshare -m true; echo unshare=$?; ` +
 	`mount -t tmpfs none /tmp; echo mount=$?; ` +
-	`grep '^Seccomp:' /proc/self/status; echo done`
+	`grep '^Seccomp:' /proc/self/status | cat; echo done`
 
 func TestDefaultSeccompUnderRunc(t *testing.T) {
 	tests := []struct {

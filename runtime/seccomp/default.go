@@ -26,7 +26,7 @@ var allowed = []string{
 	 fchown32 fchownat fcntl fcntl64 fdatasync flock fstat fstat64 fstatat64 fstatfs
 	 fstatfs64 fsync ftruncate ftruncate64 futimesat getcwd getdents getdents64 lchown
 	 lchown32 link linkat _llseek lseek lstat lstat64 mkdir mkdirat mknod mknodat newfstatat
-	 open openat openat2 pread64 preadv preadv2 pwrite64 pwritev pwritev2 read readahead
+	 open openat openat2 pipe pipe2 pread64 preadv preadv2 pwrite64 pwritev pwritev2 read readahead
 	 readlink readlinkat readv rename renameat renameat2 rmdir sendfile sendfile64 splice
 	 stat stat64 statfs statfs64 statx symlink symlinkat sync sync_file_range syncfs tee
 	 truncate truncate64 umask unlink unlinkat utime utimensat utimensat_time64 utimes

@@ -72,6 +72,15 @@ var probes = map[string]probe{
 		return errnoOf(unix.Mount("none", dir, "tmpfs", 0, ""))
 	},
 	"chroot": func(dir string) syscall.Errno { return errnoOf(unix.Chroot(dir)) },
+	"pipe2": func(string) syscall.Errno {
+		var p [2]int
+		err := unix.Pipe2(p[:], unix.O_CLOEXEC)
+		if err == nil {
+			unix.Close(p[0])
+			unix.Close(p[1])
+		}
+		return errnoOf(err)
+	},
 	"clone3": func(string) syscall.Errno {
 		// A NULL clone_args of size 0: EINVAL without a filter, ENOSYS
 		// with the default profile.
@@ -389,14 +398,14 @@ func TestLoadThreadsAndNoNewPrivs(t *testing.T) {
 }
 
 func TestDefaultProfile(t *testing.T) {
-	probesUsed := []string{"getpid", "mkdir", "unshare-ns", "unshare-uts", "mount", "chroot", "clone3", "clone-newns"}
+	probesUsed := []string{"getpid", "mkdir", "pipe2", "unshare-ns", "unshare-uts", "mount", "chroot", "clone3", "clone-newns"}
 	tests := []struct {
 		name string
 		caps []string
 		want map[string]syscall.Errno
 	}{
 		{"no caps", nil, map[string]syscall.Errno{
-			"getpid": 0, "mkdir": 0, "unshare-ns": unix.EPERM, "unshare-uts": unix.EPERM,
+			"getpid": 0, "mkdir": 0, "pipe2": 0, "unshare-ns": unix.EPERM, "unshare-uts": unix.EPERM,
 			"mount": unix.EPERM, "chroot": unix.EPERM, "clone3": unix.ENOSYS, "clone-newns": unix.EPERM,
 		}},
 		{"CAP_SYS_CHROOT", []string{"CAP_SYS_CHROOT"}, map[string]syscall.Errno{
