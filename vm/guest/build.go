@@ -45,6 +45,10 @@ type BuildOptions struct {
 	// is part of the cache key (DefaultSourcePackage). If dpkg does not know
 	// it, the tarball's size and mtime stand in for the version.
 	SourcePackage string
+	// SourceTree, when set, is an already unpacked kernel tree to build
+	// from (out of tree, O=OutDir/obj); Source is then only used for the
+	// cache key.
+	SourceTree string
 	// Fragment is the config fragment file (required).
 	Fragment string
 	// OutDir receives src/, obj/, build.log, bzImage, vmlinux, config and
@@ -134,6 +138,11 @@ func BuildKernel(ctx context.Context, o BuildOptions) (m *Manifest, built bool, 
 	}
 	fragSHA := sha256Hex(fragBytes)
 	key := CacheKey(ver, fragSHA)
+	unlock, err := lockDir(ctx, o.OutDir, log)
+	if err != nil {
+		return nil, false, err
+	}
+	defer unlock()
 	if !o.Force {
 		if old, err := ReadManifest(o.OutDir); err == nil && old.CacheKey == key && old.Check() == nil {
 			log.Info("guest kernel is up to date", "release", old.Release, "dir", o.OutDir)
@@ -145,9 +154,11 @@ func BuildKernel(ctx context.Context, o BuildOptions) (m *Manifest, built bool, 
 	if err := os.MkdirAll(o.OutDir, 0o755); err != nil {
 		return nil, false, err
 	}
-	srcTree, err := extractSource(ctx, o, ver)
-	if err != nil {
-		return nil, false, err
+	srcTree := o.SourceTree
+	if srcTree == "" {
+		if srcTree, err = extractSource(ctx, o, ver); err != nil {
+			return nil, false, err
+		}
 	}
 	obj := filepath.Join(o.OutDir, "obj")
 	if err := os.MkdirAll(obj, 0o755); err != nil {

@@ -61,6 +61,11 @@ func FetchCloudKernel(ctx context.Context, o CloudOptions) (*Manifest, bool, err
 	if err != nil {
 		return nil, false, err
 	}
+	unlock, err := lockDir(ctx, out, o.Logger)
+	if err != nil {
+		return nil, false, err
+	}
+	defer unlock()
 	key := sha256Hex([]byte("hull-cloud-kernel\n" + builderVersion + "\n" + o.Package + "=" + o.Version + "\n" + strings.Join(o.Modules, ",")))
 	if old, err := ReadManifest(out); err == nil && old.CacheKey == key && old.Check() == nil {
 		o.Logger.Info("cloud kernel is up to date", "package", o.Package, "version", o.Version)

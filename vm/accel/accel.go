@@ -1,0 +1,227 @@
+// Package accel decides how Hull's VMs are accelerated: KVM when a guest
+// really boots on it, TCG (QEMU's software emulation) otherwise, with the
+// reason shown to users (`hull info`).
+//
+// /dev/kvm existing, or even opening and answering KVM_GET_API_VERSION, is
+// not enough: on hosts such as this project's build machines /dev/kvm is a
+// paravirtual KVM (PVM) on which an ordinary guest hangs in early boot. So
+// Detect boots a probe guest (Hull's minimal kernel and the test init) under
+// `-accel kvm` with a timeout, and caches the verdict on disk keyed by the
+// probe kernel, the QEMU version and the host kernel, so the cost (one
+// short boot, or the timeout) is paid once.
+package accel
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/hullproject/hull/vm/guest"
+	"github.com/hullproject/hull/vm/guest/bootcheck"
+)
+
+// Accelerators.
+const (
+	KVM = "kvm"
+	TCG = "tcg"
+)
+
+// Result is Detect's verdict.
+type Result struct {
+	// Accel is KVM or TCG.
+	Accel string `json:"accel"`
+	// Reason says why, in words for users.
+	Reason string `json:"reason"`
+	// Key is what a cached verdict was keyed by (empty when not cached).
+	Key       string    `json:"key,omitempty"`
+	CheckedAt time.Time `json:"checked_at"`
+	// Cached is true when the verdict came from the on-disk cache.
+	Cached bool `json:"-"`
+}
+
+// Options configure Detect. Zero values take the defaults.
+type Options struct {
+	// DevKVM is the KVM device (/dev/kvm).
+	DevKVM string
+	// QEMU binary (qemu-system-x86_64).
+	QEMU string
+	// Kernel and Initrd boot the probe guest: by default Hull's minimal
+	// kernel and the test init's initramfs from guest.DefaultDir().
+	Kernel, Initrd string
+	// CacheDir holds cached verdicts (<user cache dir>/hull/accel).
+	CacheDir string
+	// Timeout for the probe boot (10 s): a guest that boots on KVM is at
+	// init well within it.
+	Timeout time.Duration
+	// NoCache forces a new probe (the verdict is still stored).
+	NoCache bool
+	Logger  *slog.Logger
+}
+
+func (o *Options) defaults() {
+	if o.DevKVM == "" {
+		o.DevKVM = "/dev/kvm"
+	}
+	if o.QEMU == "" {
+		o.QEMU = bootcheck.DefaultQEMU
+	}
+	if o.Kernel == "" || o.Initrd == "" {
+		dir := guest.DefaultDir()
+		if o.Kernel == "" {
+			o.Kernel = filepath.Join(dir, "bzImage")
+			if m, err := guest.ReadManifest(dir); err == nil {
+				o.Kernel = m.Path(m.BzImage.Path)
+			}
+		}
+		if o.Initrd == "" {
+			o.Initrd = filepath.Join(dir, "testinit.cpio")
+		}
+	}
+	if o.CacheDir == "" {
+		base, err := os.UserCacheDir()
+		if err != nil {
+			base = os.TempDir()
+		}
+		o.CacheDir = filepath.Join(base, "hull", "accel")
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = 10 * time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+}
+
+const kvmGetAPIVersion = 0xAE00 // _IO(KVMIO, 0x00)
+
+// openKVM checks that the KVM device opens and speaks API version 12.
+func openKVM(dev string) error {
+	fd, err := unix.Open(dev, unix.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", dev, err)
+	}
+	defer unix.Close(fd)
+	v, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), kvmGetAPIVersion, 0)
+	if errno != 0 {
+		return fmt.Errorf("%s: KVM_GET_API_VERSION: %w", dev, errno)
+	}
+	if v != 12 {
+		return fmt.Errorf("%s: KVM API version %d, want 12", dev, v)
+	}
+	return nil
+}
+
+// fileID identifies a file by its content.
+func fileID(p string) (string, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+func qemuVersion(ctx context.Context, qemu string) (string, error) {
+	out, err := exec.CommandContext(ctx, qemu, "--version").Output()
+	if err != nil {
+		return "", fmt.Errorf("%s --version: %w", qemu, err)
+	}
+	first, _, _ := strings.Cut(string(out), "\n")
+	return strings.TrimSpace(first), nil
+}
+
+// cacheKey identifies everything the verdict depends on.
+func cacheKey(ctx context.Context, o *Options) (string, error) {
+	qv, err := qemuVersion(ctx, o.QEMU)
+	if err != nil {
+		return "", err
+	}
+	k, err := fileID(o.Kernel)
+	if err != nil {
+		return "", err
+	}
+	i, err := fileID(o.Initrd)
+	if err != nil {
+		return "", err
+	}
+	var uts unix.Utsname
+	_ = unix.Uname(&uts)
+	h := sha256.Sum256([]byte(strings.Join([]string{qv, k, i, unix.ByteSliceToString(uts.Release[:]), unix.ByteSliceToString(uts.Version[:])}, "\n")))
+	return hex.EncodeToString(h[:]), nil
+}
+
+func tcg(reason string) Result {
+	return Result{Accel: TCG, Reason: reason, CheckedAt: time.Now().UTC()}
+}
+
+// Detect says whether to use KVM or TCG. It never fails: when KVM cannot be
+// verified, the answer is TCG with the reason.
+func Detect(ctx context.Context, o Options) Result {
+	o.defaults()
+	if err := openKVM(o.DevKVM); err != nil {
+		return tcg(fmt.Sprintf("KVM unusable (%v); using TCG software emulation", err))
+	}
+	key, err := cacheKey(ctx, &o)
+	if err != nil {
+		return tcg(fmt.Sprintf("KVM not verified: no probe guest to boot (%v; run `make guest`); using TCG software emulation", err))
+	}
+	cacheFile := filepath.Join(o.CacheDir, key[:32]+".json")
+	if !o.NoCache {
+		if b, err := os.ReadFile(cacheFile); err == nil {
+			var r Result
+			if json.Unmarshal(b, &r) == nil && r.Key == key && (r.Accel == KVM || r.Accel == TCG) {
+				r.Cached = true
+				return r
+			}
+		}
+	}
+	o.Logger.Info("probing KVM with a test boot", "kernel", o.Kernel, "timeout", o.Timeout)
+	res, err := bootcheck.Boot(ctx, bootcheck.Config{
+		QEMU:    o.QEMU,
+		Kernel:  o.Kernel,
+		Initrd:  o.Initrd,
+		Accel:   KVM,
+		Marker:  guest.TestInitMarker,
+		Timeout: o.Timeout,
+	})
+	var r Result
+	switch {
+	case ctx.Err() != nil:
+		// Interrupted: say so, and do not cache a verdict we did not reach.
+		return tcg(fmt.Sprintf("KVM not verified: probe interrupted (%v); using TCG software emulation", ctx.Err()))
+	case err == nil:
+		r = Result{Accel: KVM, Reason: fmt.Sprintf("KVM: a probe guest booted to init in %v", res.MarkerAt.Round(time.Millisecond))}
+	case errors.Is(err, bootcheck.ErrTimeout):
+		r = tcg(fmt.Sprintf("KVM unusable: %s opens, but a probe guest did not reach init under KVM within %v (a paravirtual KVM such as PVM cannot boot ordinary guests); using TCG software emulation", o.DevKVM, o.Timeout))
+	default:
+		first, _, _ := strings.Cut(err.Error(), "\n")
+		r = tcg(fmt.Sprintf("KVM unusable: %s opens, but a probe guest failed under KVM (%s); using TCG software emulation", o.DevKVM, first))
+	}
+	r.Key = key
+	r.CheckedAt = time.Now().UTC()
+	if err := os.MkdirAll(o.CacheDir, 0o755); err == nil {
+		if b, err := json.Marshal(r); err == nil {
+			tmp := cacheFile + ".tmp"
+			if os.WriteFile(tmp, b, 0o644) == nil {
+				_ = os.Rename(tmp, cacheFile)
+			}
+		}
+	}
+	return r
+}
