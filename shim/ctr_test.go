@@ -1,0 +1,244 @@
+package shim_test
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"os/exec"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/creack/pty"
+)
+
+// TestCtrRun: `ctr run --rm` through the shim prints the container's
+// output and exits with its code, and leaves nothing behind.
+func TestCtrRun(t *testing.T) {
+	c := startContainerd(t)
+	for name, bin := range runtimes(t) {
+		t.Run(name, func(t *testing.T) {
+			cfg := c.runtimeConfig(t, bin)
+			id := c.newID(t)
+			out, err := c.ctr("run", "--rm", "--runtime", runtimeType, "--runtime-config-path", cfg, imageRef, id, "sh", "-c", "echo hi; echo err >&2; exit 3")
+			if code := exitCode(err); code != 3 {
+				t.Fatalf("exit code %d (%v), want 3; output:\n%s", code, err, out)
+			}
+			if !strings.Contains(out, "hi\n") || !strings.Contains(out, "err\n") {
+				t.Fatalf("output %q, want hi and err", out)
+			}
+			c.assertNothingLeft(t, id)
+		})
+	}
+}
+
+// TestCtrTaskLifecycle: a detached task is listed, exec'd into, paused,
+// resumed, measured, signalled and removed.
+func TestCtrTaskLifecycle(t *testing.T) {
+	c := startContainerd(t)
+	for name, bin := range runtimes(t) {
+		t.Run(name, func(t *testing.T) {
+			cfg := c.runtimeConfig(t, bin)
+			id := c.newID(t)
+			must := func(args ...string) string {
+				t.Helper()
+				out, err := c.ctr(args...)
+				if err != nil {
+					t.Fatalf("ctr %s: %v\n%s", strings.Join(args, " "), err, out)
+				}
+				return out
+			}
+			taskStatus := func() string {
+				t.Helper()
+				for _, l := range strings.Split(must("task", "ls"), "\n") {
+					if f := strings.Fields(l); len(f) == 3 && f[0] == id {
+						return f[2]
+					}
+				}
+				return ""
+			}
+			must("run", "-d", "--runtime", runtimeType, "--runtime-config-path", cfg, imageRef, id,
+				"sh", "-c", `trap "exit 7" TERM; while true; do sleep 0.1; done`)
+			if s := taskStatus(); s != "RUNNING" {
+				t.Fatalf("task status %q, want RUNNING", s)
+			}
+
+			out, err := c.ctr("task", "exec", "--exec-id", "e1", id, "sh", "-c", "echo from-exec; exit 5")
+			if code := exitCode(err); code != 5 || !strings.Contains(out, "from-exec") {
+				t.Fatalf("exec: code %d (%v), output %q; want 5 and from-exec", code, err, out)
+			}
+
+			if ps := must("task", "ps", id); len(strings.Fields(ps)) < 3 {
+				t.Fatalf("task ps lists no process:\n%s", ps)
+			}
+			metrics := must("task", "metrics", id)
+			if !strings.Contains(metrics, "memory.usage_in_bytes") || !strings.Contains(metrics, "pids.current") {
+				t.Fatalf("task metrics:\n%s", metrics)
+			}
+
+			must("task", "pause", id)
+			if s := taskStatus(); s != "PAUSED" {
+				t.Fatalf("after pause: status %q, want PAUSED", s)
+			}
+			must("task", "resume", id)
+			if s := taskStatus(); s != "RUNNING" {
+				t.Fatalf("after resume: status %q, want RUNNING", s)
+			}
+
+			must("task", "kill", "-s", "SIGTERM", id)
+			deadline := time.Now().Add(10 * time.Second)
+			for taskStatus() != "STOPPED" {
+				if time.Now().After(deadline) {
+					t.Fatalf("task did not stop on SIGTERM: %s", taskStatus())
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			info := must("task", "rm", id)
+			_ = info
+			must("containers", "rm", id)
+			c.assertNothingLeft(t, id)
+		})
+	}
+}
+
+// TestCtrKillExitCode: SIGTERM to a running `ctr run` ends it with the
+// code the container's trap chose.
+func TestCtrKillExitCode(t *testing.T) {
+	c := startContainerd(t)
+	for name, bin := range runtimes(t) {
+		t.Run(name, func(t *testing.T) {
+			cfg := c.runtimeConfig(t, bin)
+			id := c.newID(t)
+			run := c.ctrCmd("run", "--rm", "--runtime", runtimeType, "--runtime-config-path", cfg, imageRef, id,
+				"sh", "-c", `trap "echo got-term; exit 9" TERM; echo ready; while true; do sleep 0.1; done`)
+			var out syncBuffer
+			run.Stdout, run.Stderr = &out, &out
+			if err := run.Start(); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, "ready", func() bool { return strings.Contains(out.String(), "ready") })
+			if o, err := c.ctr("task", "kill", "-s", "SIGTERM", id); err != nil {
+				t.Fatalf("kill: %v %s", err, o)
+			}
+			err := run.Wait()
+			if code := exitCode(err); code != 9 || !strings.Contains(out.String(), "got-term") {
+				t.Fatalf("exit code %d (%v), output %q; want 9 and got-term", code, err, out.String())
+			}
+			c.assertNothingLeft(t, id)
+		})
+	}
+}
+
+// TestCtrTTY: `ctr run -t` gets a terminal inside the container, and the
+// window size ctr sets after start (ResizePty) reaches it.
+func TestCtrTTY(t *testing.T) {
+	c := startContainerd(t)
+	for name, bin := range runtimes(t) {
+		t.Run(name, func(t *testing.T) {
+			cfg := c.runtimeConfig(t, bin)
+			id := c.newID(t)
+			cmd := c.ctrCmd("run", "-t", "--rm", "--runtime", runtimeType, "--runtime-config-path", cfg, imageRef, id,
+				"sh", "-c", `tty; i=0; while [ $i -lt 100 ]; do s=$(stty size 2>/dev/null) && [ "$s" != "0 0" ] && break; sleep 0.05; i=$((i+1)); done; echo "size=$s"; exit 4`)
+			ptmx, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: 33, Cols: 99})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ptmx.Close()
+			var out syncBuffer
+			go func() { _, _ = out.ReadFrom(ptmx) }()
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			done := make(chan error, 1)
+			go func() { done <- cmd.Wait() }()
+			select {
+			case err = <-done:
+			case <-ctx.Done():
+				_ = cmd.Process.Kill()
+				t.Fatalf("ctr run -t hung; output %q", out.String())
+			}
+			waitFor(t, "tty output", func() bool { return strings.Contains(out.String(), "/dev/") })
+			if code := exitCode(err); code != 4 {
+				t.Fatalf("exit code %d (%v), want 4; output %q", code, err, out.String())
+			}
+			if !strings.Contains(out.String(), "/dev/pts/") {
+				t.Fatalf("tty output %q, want a /dev/pts/ terminal", out.String())
+			}
+			if !strings.Contains(out.String(), "size=33 99") {
+				t.Fatalf("stty size output %q, want 33 99 (the resize reached the container)", out.String())
+			}
+			c.assertNothingLeft(t, id)
+		})
+	}
+}
+
+// TestCtrEvents: the shim's task events reach containerd's event stream.
+func TestCtrEvents(t *testing.T) {
+	c := startContainerd(t)
+	rts := runtimes(t)
+	bin := rts["runc"]
+	if bin == "" {
+		for _, b := range rts {
+			bin = b
+		}
+	}
+	cfg := c.runtimeConfig(t, bin)
+	ev := exec.Command("ctr", "-a", c.sock, "events")
+	var out syncBuffer
+	ev.Stdout, ev.Stderr = &out, &out
+	if err := ev.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = ev.Process.Kill(); _ = ev.Wait() }()
+	time.Sleep(200 * time.Millisecond)
+	id := c.newID(t)
+	if o, err := c.ctr("run", "--rm", "--runtime", runtimeType, "--runtime-config-path", cfg, imageRef, id, "true"); err != nil {
+		t.Fatalf("run: %v %s", err, o)
+	}
+	for _, topic := range []string{"/tasks/create", "/tasks/start", "/tasks/exit", "/tasks/delete"} {
+		waitFor(t, topic, func() bool {
+			for _, l := range strings.Split(out.String(), "\n") {
+				if strings.Contains(l, topic) && strings.Contains(l, id) {
+					return true
+				}
+			}
+			return false
+		})
+	}
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for one writer and concurrent readers.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+// ReadFrom copies r into the buffer until r fails.
+func (b *syncBuffer) ReadFrom(r io.Reader) (int64, error) {
+	return io.Copy(writerOnly{b}, r)
+}
+
+type writerOnly struct{ io.Writer }
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}

@@ -1,0 +1,41 @@
+// Package shim is containerd-shim-hull-v2: Hull's containerd runtime-v2
+// shim (runtime type io.containerd.hull.v2), one process per container.
+//
+// What it speaks:
+//   - the shim binary protocol (binary.go): `start` spawns the long-lived
+//     shim in its own session with the listening socket and prints its
+//     ttrpc address (a plain unix:// address, which containerd 1.6 reads
+//     and 1.7/2.x accept as protocol version 2); `delete` cleans up after a
+//     dead shim and prints a DeleteResponse;
+//   - the ttrpc task service containerd.task.v2.Task (service.go), with the
+//     types of containerd's api module;
+//   - task events back to the daemon (events.go): TaskCreate, Start, Exit,
+//     Delete, ExecAdded, ExecStarted, OOM, Paused and Resumed, by the
+//     events service's Forward over $TTRPC_ADDRESS, or by the
+//     -publish-binary protocol as a fallback.
+//
+// Each process of the container follows the state machine of state.go
+// (created, running, paused, stopped, deleted); an illegal move is a
+// *TransitionError, an errdefs.ErrFailedPrecondition. Errors cross the
+// ttrpc boundary as gRPC statuses (errgrpc) so the daemon gets errdefs
+// kinds back.
+//
+// The work is done by a Backend (backend.go). Native (native.go) drives a
+// runc-compatible OCI runtime CLI through go-runc: hull-runtime by default
+// (next to the shim binary, else on PATH), or the binary named in the
+// options: the runc shim's containerd.runc.v1.Options (BinaryName, Root,
+// SystemdCgroup), or runtimeoptions.v1.Options (ctr --runtime-config-path,
+// CRI ConfigPath/ConfigBody) pointing at a TOML file with the keys of
+// Options. The vm mode will be a second Backend selected by `mode = "vm"`.
+//
+// Why not containerd's shim framework (containerd/v2/pkg/shim): it links
+// the containerd module (plugin registry, otel, grpc, logrus, the runc
+// shim's process package), which is where containerd-shim-runc-v2's
+// 13 MiB idle RSS goes, and the issue's budget is 8 MiB per shim. The
+// protocol itself is small (two subcommands, a socket, a ttrpc service,
+// an event publisher), so it is written here over ttrpc and the api
+// module, and the rootfs mount (mount.go) over mount(2) for the same
+// reason. The reaper (reaper.go) is the shim's own because the shim is a
+// subreaper and must reap every child, including the runtime CLI's, which
+// go-runc lets it do through its ProcessMonitor seam.
+package shim
