@@ -1,0 +1,20 @@
+// Command hull-runtime is Hull's OCI runtime, a drop-in for runc. See
+// package runtime/cli for the commands and runtime/initproc for the
+// container init it re-executes itself as.
+package main
+
+import (
+	"os"
+
+	"github.com/hullproject/hull/runtime/cli"
+	"github.com/hullproject/hull/runtime/initproc"
+	_ "github.com/hullproject/hull/runtime/nsenter" // joins namespaces before the Go runtime starts
+)
+
+func main() {
+	// The container init is checked first, before any flag parsing.
+	if len(os.Args) > 1 && os.Args[1] == "init" {
+		initproc.Main()
+	}
+	os.Exit(cli.Main(os.Args[1:]))
+}

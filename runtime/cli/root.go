@@ -1,0 +1,130 @@
+// Package cli is hull-runtime's command line, runc's grammar: global
+// flags --root --log --log-format --debug --systemd-cgroup, then one verb
+// per file here (create.go, start.go, ...). containerd's go-runc drives
+// it exactly as it drives runc.
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/hullproject/hull/runtime/cgroups"
+	"github.com/hullproject/hull/runtime/container"
+	"github.com/hullproject/hull/version"
+)
+
+type globals struct {
+	root      string
+	log       string
+	logFormat string
+	debug     bool
+	systemd   bool
+	rootless  string
+}
+
+// exitError carries an exit code out of a command without printing.
+type exitError struct{ code int }
+
+func (e *exitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
+
+// Main runs the CLI with args (without the program name) and returns the
+// process exit code.
+func Main(args []string) int {
+	g := &globals{}
+	root := newRoot(g)
+	root.SetArgs(args)
+	err := root.ExecuteContext(context.Background())
+	if err == nil {
+		return 0
+	}
+	var ee *exitError
+	if errors.As(err, &ee) {
+		return ee.code
+	}
+	slog.Error(err.Error())
+	if g.log != "" {
+		// Also on stderr, which the log file does not replace.
+		fmt.Fprintf(os.Stderr, "hull-runtime: %v\n", err)
+	}
+	return 1
+}
+
+func newRoot(g *globals) *cobra.Command {
+	root := &cobra.Command{
+		Use:           "hull-runtime",
+		Short:         "Hull's OCI runtime (runc-compatible)",
+		Version:       version.Version,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
+			return g.setup()
+		},
+	}
+	root.SetVersionTemplate(fmt.Sprintf("hull-runtime version {{.Version}}\nspec: %s\n", version.OCISpec))
+	f := root.PersistentFlags()
+	f.StringVar(&g.root, "root", container.DefaultRoot, "directory for container state")
+	f.StringVar(&g.log, "log", "", "log file (default stderr)")
+	f.StringVar(&g.logFormat, "log-format", "text", "log format: text or json")
+	f.BoolVar(&g.debug, "debug", false, "debug logging")
+	f.BoolVar(&g.systemd, "systemd-cgroup", false, "use the systemd cgroup driver (not supported)")
+	f.StringVar(&g.rootless, "rootless", "auto", "ignored (runc compatibility)")
+	f.Lookup("rootless").Hidden = true
+	root.AddCommand(
+		newCreate(g), newStart(g), newRun(g), newState(g), newKill(g), newDelete(g),
+		newExec(g), newList(g), newPs(g), newPause(g), newResume(g), newUpdate(g),
+		newEvents(g), newSpec(g), newFeatures(g),
+	)
+	return root
+}
+
+// setup opens the log and refuses what is not supported.
+func (g *globals) setup() error {
+	var w io.Writer = os.Stderr
+	if g.log != "" {
+		f, err := os.OpenFile(g.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND|os.O_SYNC, 0o644)
+		if err != nil {
+			return fmt.Errorf("--log %s: %w", g.log, err)
+		}
+		w = f
+	}
+	level := slog.LevelWarn
+	if g.debug {
+		level = slog.LevelDebug
+	}
+	opts := &slog.HandlerOptions{Level: level, ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+		// runc (logrus) writes lowercase levels; containerd's shim
+		// looks for "level":"error" in the log.
+		if a.Key == slog.LevelKey {
+			return slog.String("level", strings.ToLower(a.Value.String()))
+		}
+		return a
+	}}
+	switch g.logFormat {
+	case "json":
+		slog.SetDefault(slog.New(slog.NewJSONHandler(w, opts)))
+	case "text", "":
+		slog.SetDefault(slog.New(slog.NewTextHandler(w, opts)))
+	default:
+		return fmt.Errorf("--log-format %q: want text or json", g.logFormat)
+	}
+	if g.systemd {
+		return cgroups.ErrSystemd
+	}
+	return nil
+}
+
+func exactArgs(n int, names string) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) != n {
+			return fmt.Errorf("%s: want %d argument(s) (%s), got %d", cmd.Name(), n, names, len(args))
+		}
+		return nil
+	}
+}

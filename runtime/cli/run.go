@@ -1,0 +1,91 @@
+package cli
+
+import (
+	"os"
+	"os/signal"
+	"strconv"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
+
+	"github.com/hullproject/hull/runtime/container"
+)
+
+func newRun(g *globals) *cobra.Command {
+	var c createFlags
+	var detach, keep bool
+	cmd := &cobra.Command{
+		Use:   "run [flags] <container-id>",
+		Short: "create and start a container; without -d wait for it and exit with its code",
+		Args:  exactArgs(1, "container id"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			id := args[0]
+			ctx := cmd.Context()
+			if !detach {
+				// The init may be a grandchild (joined pid namespace):
+				// be its reaper so Wait sees it.
+				_ = unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+			}
+			var sigs chan os.Signal
+			if !detach {
+				// Catch signals from before the process exists, to forward.
+				sigs = make(chan os.Signal, 32)
+				signal.Notify(sigs)
+			}
+			p, err := container.Create(ctx, c.options(g, id))
+			if err != nil {
+				return err
+			}
+			if err := container.Start(ctx, g.root, id); err != nil {
+				container.Delete(ctx, g.root, id, true)
+				return err
+			}
+			if detach {
+				return nil
+			}
+			done := make(chan int, 1)
+			go func() {
+				code, err := p.Wait()
+				if err != nil {
+					code = 255
+				}
+				done <- code
+			}()
+			for {
+				select {
+				case s := <-sigs:
+					if s == unix.SIGCHLD || s == unix.SIGURG {
+						continue
+					}
+					unix.Kill(p.Pid, s.(unix.Signal))
+				case code := <-done:
+					signal.Stop(sigs)
+					if !keep {
+						container.Delete(ctx, g.root, id, true)
+					}
+					if code != 0 {
+						return &exitError{code}
+					}
+					return nil
+				}
+			}
+		},
+	}
+	c.register(cmd)
+	cmd.Flags().BoolVarP(&detach, "detach", "d", false, "detach from the container's process")
+	cmd.Flags().BoolVar(&keep, "keep", false, "do not delete the container after it exits")
+	return cmd
+}
+
+// listenFDs is the number of socket-activation fds ($LISTEN_FDS, when
+// $LISTEN_PID is this process) to pass on, as runc does.
+func listenFDs() int {
+	if os.Getenv("LISTEN_PID") != strconv.Itoa(os.Getpid()) {
+		return 0
+	}
+	n, err := strconv.Atoi(os.Getenv("LISTEN_FDS"))
+	if err != nil || n < 0 {
+		return 0
+	}
+	return n
+}

@@ -1,0 +1,390 @@
+package container
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/hullproject/hull/runtime/cgroups"
+	"github.com/hullproject/hull/runtime/hooks"
+	"github.com/hullproject/hull/runtime/initproc"
+)
+
+// CreateOptions are `create`'s flags.
+type CreateOptions struct {
+	Root          string
+	ID            string
+	Bundle        string
+	ConsoleSocket string
+	PidFile       string
+	NoPivot       bool
+	NoNewKeyring  bool
+	PreserveFDs   int
+	// Stdio of the init (and so of the process); nil means the
+	// runtime's own.
+	Stdin          io.Reader
+	Stdout, Stderr io.Writer
+}
+
+// Process is the container's init as seen by the runtime process that
+// made it; Wait works only when the runtime is its parent (or subreaper).
+type Process struct {
+	Pid int
+	cmd *exec.Cmd
+}
+
+// Wait waits for the process and returns its exit code (128+signal when
+// killed).
+func (p *Process) Wait() (int, error) {
+	var ws unix.WaitStatus
+	for {
+		_, err := unix.Wait4(p.Pid, &ws, 0, nil)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return -1, err
+		}
+		break
+	}
+	if ws.Signaled() {
+		return 128 + int(ws.Signal()), nil
+	}
+	return ws.ExitStatus(), nil
+}
+
+// Create runs the create operation: the init is started in its
+// namespaces and cgroup, builds the rootfs and waits on the exec fifo.
+// On any error nothing is left behind (no state, process or cgroup).
+func Create(ctx context.Context, o CreateOptions) (_ *Process, retErr error) {
+	if err := ValidateID(o.ID); err != nil {
+		return nil, err
+	}
+	bundle, err := filepath.Abs(o.Bundle)
+	if err != nil {
+		return nil, err
+	}
+	spec, err := LoadSpec(bundle)
+	if err != nil {
+		return nil, err
+	}
+	rootfs, plan, err := validate(spec, bundle)
+	if err != nil {
+		return nil, err
+	}
+	h, err := newHandle(o.Root, o.ID)
+	if err != nil {
+		return nil, err
+	}
+	defer h.Close()
+	var (
+		mgr  cgroups.Manager
+		pid  int
+		cmd  *exec.Cmd
+		sync *os.File
+	)
+	defer func() {
+		if retErr == nil {
+			return
+		}
+		if pid > 0 {
+			unix.Kill(pid, unix.SIGKILL)
+			if cmd != nil && cmd.ProcessState == nil {
+				cmd.Wait()
+			}
+			waitGone(pid, h.Record.PidStart, 2*time.Second)
+		}
+		if mgr != nil {
+			if err := mgr.Destroy(); err != nil {
+				slog.Warn("destroy cgroup", "id", o.ID, "err", err)
+			}
+		}
+		h.remove()
+	}()
+	h.Record.Bundle = bundle
+	h.Record.Rootfs = rootfs
+	h.Record.Created = time.Now().UTC()
+	h.Record.Annotations = spec.Annotations
+	h.Record.Spec = spec
+	if err := h.Save(); err != nil {
+		return nil, err
+	}
+	fifo := filepath.Join(h.Dir, fifoFile)
+	old := unix.Umask(0)
+	err = unix.Mkfifo(fifo, 0o622)
+	unix.Umask(old)
+	if err != nil {
+		return nil, fmt.Errorf("make exec fifo: %w", err)
+	}
+	cgPath := ""
+	if spec.Linux != nil {
+		cgPath = spec.Linux.CgroupsPath
+	}
+	res := cgroups.ContainerResources(spec)
+	mgr, err = cgroups.New(cgPath, o.ID, res)
+	if err != nil {
+		return nil, fmt.Errorf("linux.cgroupsPath %q: %w", cgPath, err)
+	}
+	h.Record.CgroupPath = cgPath
+
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	sync = os.NewFile(uintptr(fds[0]), "sync-parent")
+	defer sync.Close()
+	child := os.NewFile(uintptr(fds[1]), "sync-child")
+	defer child.Close()
+	fifoFd, err := unix.Open(fifo, unix.O_PATH|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	fifoF := os.NewFile(uintptr(fifoFd), "exec.fifo")
+	defer fifoF.Close()
+
+	var extra []*os.File
+	for i := 0; i < o.PreserveFDs; i++ {
+		extra = append(extra, os.NewFile(uintptr(3+i), "preserved"))
+	}
+	base := 3 + len(extra)
+	extra = append(extra, child, fifoF)
+	cfg := &initproc.Config{
+		Spec: spec, Process: spec.Process, Rootfs: rootfs, Bundle: bundle,
+		NoPivot: o.NoPivot, NoNewKeyring: o.NoNewKeyring,
+		NewMountNS: plan.has[specs.MountNamespace], NewUserNS: plan.newNS[specs.UserNamespace],
+		NewCgroupNS: plan.newNS[specs.CgroupNamespace], NewUTSNS: plan.newNS[specs.UTSNamespace],
+		FifoFD: base + 1, PreserveFDs: o.PreserveFDs,
+	}
+	if spec.Process.Terminal {
+		if o.ConsoleSocket == "" {
+			return nil, fmt.Errorf("%w: process.terminal is true: --console-socket is required", ErrInvalidSpec)
+		}
+		cs, err := dialConsole(o.ConsoleSocket)
+		if err != nil {
+			return nil, err
+		}
+		defer cs.Close()
+		cfg.ConsoleSocketFD = 3 + len(extra)
+		extra = append(extra, cs)
+	} else if o.ConsoleSocket != "" {
+		return nil, fmt.Errorf("%w: --console-socket given but process.terminal is false", ErrInvalidSpec)
+	}
+	if hk := spec.Hooks; hk != nil && (len(hk.Prestart) > 0 || len(hk.CreateRuntime) > 0) {
+		cfg.RuntimeHooks = true
+	}
+
+	exe, err := sealedExe()
+	if err != nil {
+		return nil, err
+	}
+	defer exe.Close()
+	cmd = &exec.Cmd{
+		Path:       "/proc/self/fd/" + strconv.Itoa(int(exe.Fd())),
+		Args:       []string{"hull-runtime", "init"},
+		Env:        []string{initproc.EnvSyncFD + "=" + strconv.Itoa(base)},
+		ExtraFiles: extra,
+		Stdin:      o.Stdin, Stdout: o.Stdout, Stderr: o.Stderr,
+		SysProcAttr: &syscall.SysProcAttr{
+			Cloneflags: plan.clone,
+			Setsid:     true,
+		},
+	}
+	if cmd.Stdin == nil {
+		cmd.Stdin = os.Stdin
+	}
+	if cmd.Stdout == nil {
+		cmd.Stdout = os.Stdout
+	}
+	if cmd.Stderr == nil {
+		cmd.Stderr = os.Stderr
+	}
+	if len(plan.joins) > 0 {
+		cmd.Env = append(cmd.Env, initproc.EnvNsEnter+"="+joinList(plan.joins))
+	}
+	if plan.unshare != 0 {
+		cmd.Env = append(cmd.Env, "_HULL_UNSHARE="+strconv.Itoa(plan.unshare))
+	}
+	if plan.joinPid {
+		cmd.Env = append(cmd.Env, initproc.EnvSetsid+"=1")
+	}
+	if plan.newNS[specs.UserNamespace] {
+		cmd.SysProcAttr.UidMappings = idMaps(spec.Linux.UIDMappings)
+		cmd.SysProcAttr.GidMappings = idMaps(spec.Linux.GIDMappings)
+		cmd.SysProcAttr.GidMappingsEnableSetgroups = true
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start init: %w", err)
+	}
+	child.Close()
+	dec := json.NewDecoder(sync)
+	pid = cmd.Process.Pid
+	if plan.joinPid {
+		var m initproc.Message
+		if err := dec.Decode(&m); err != nil {
+			return nil, fmt.Errorf("init: %w", initExitErr(cmd, err))
+		}
+		if m.Type == initproc.MsgError {
+			cmd.Wait()
+			return nil, fmt.Errorf("linux.namespaces: %s", m.Msg)
+		}
+		if m.Type != initproc.MsgPid || m.Pid <= 0 {
+			return nil, fmt.Errorf("init: unexpected %q message", m.Type)
+		}
+		cmd.Wait()
+		pid = m.Pid
+		cmd = nil
+	}
+	if h.Record.PidStart, _, err = procStart(pid); err != nil {
+		return nil, fmt.Errorf("init exited at once: %w", err)
+	}
+	h.Record.Pid = pid
+	if err := mgr.Apply(pid); err != nil {
+		return nil, fmt.Errorf("linux.cgroupsPath: join cgroup: %w", err)
+	}
+	if err := mgr.Set(res); err != nil {
+		return nil, fmt.Errorf("linux.resources: %w", err)
+	}
+	if h.Record.Cgroup, err = json.Marshal(cgState{Paths: mgr.Paths(), Resources: mgr.Resources()}); err != nil {
+		return nil, err
+	}
+	if err := h.Save(); err != nil {
+		return nil, err
+	}
+	st := h.SpecState(Creating)
+	cfg.State = &st
+	if err := sendMsg(sync, initproc.Message{Type: initproc.MsgConfig, Config: cfg}); err != nil {
+		return nil, fmt.Errorf("send config to init: %w", err)
+	}
+	for {
+		var m initproc.Message
+		if err := dec.Decode(&m); err != nil {
+			return nil, initExitErr(cmd, err)
+		}
+		switch m.Type {
+		case initproc.MsgError:
+			return nil, errors.New(m.Msg)
+		case initproc.MsgHooks:
+			if err := hooks.Run(ctx, "prestart", spec.Hooks.Prestart, &st); err != nil {
+				return nil, err
+			}
+			if err := hooks.Run(ctx, "createRuntime", spec.Hooks.CreateRuntime, &st); err != nil {
+				return nil, err
+			}
+			if err := sendMsg(sync, initproc.Message{Type: initproc.MsgHooksDone}); err != nil {
+				return nil, err
+			}
+			continue
+		case initproc.MsgReady:
+		default:
+			return nil, fmt.Errorf("init sent unexpected %q", m.Type)
+		}
+		break
+	}
+	h.Record.Creating = false
+	if err := h.Save(); err != nil {
+		return nil, err
+	}
+	if o.PidFile != "" {
+		if err := writePidFile(o.PidFile, pid); err != nil {
+			return nil, err
+		}
+	}
+	return &Process{Pid: pid, cmd: cmd}, nil
+}
+
+type cgState struct {
+	Paths     map[string]string     `json:"paths"`
+	Resources *specs.LinuxResources `json:"resources,omitempty"`
+}
+
+func joinList(j []string) string {
+	s := ""
+	for i, v := range j {
+		if i > 0 {
+			s += ","
+		}
+		s += v
+	}
+	return s
+}
+
+func idMaps(m []specs.LinuxIDMapping) []syscall.SysProcIDMap {
+	out := make([]syscall.SysProcIDMap, len(m))
+	for i, v := range m {
+		out[i] = syscall.SysProcIDMap{ContainerID: int(v.ContainerID), HostID: int(v.HostID), Size: int(v.Size)}
+	}
+	return out
+}
+
+func sendMsg(w io.Writer, m initproc.Message) error {
+	data, err := json.Marshal(&m)
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(append(data, '\n'))
+	return err
+}
+
+// initExitErr explains an init that closed the sync socket without a
+// message.
+func initExitErr(cmd *exec.Cmd, err error) error {
+	if cmd != nil && errors.Is(err, io.EOF) {
+		if werr := cmd.Wait(); werr != nil {
+			return fmt.Errorf("container init exited without a report: %w", werr)
+		}
+	}
+	return fmt.Errorf("container init: %w", err)
+}
+
+func dialConsole(path string) (*os.File, error) {
+	c, err := net.Dial("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("--console-socket %s: %w", path, err)
+	}
+	defer c.Close()
+	f, err := c.(*net.UnixConn).File()
+	if err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+func writePidFile(path string, pid int) error {
+	tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".tmp")
+	if err := os.WriteFile(tmp, []byte(strconv.Itoa(pid)), 0o644); err != nil {
+		return fmt.Errorf("--pid-file: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("--pid-file: %w", err)
+	}
+	return nil
+}
+
+// waitGone waits until pid (started at start) has exited (or is a
+// zombie), up to timeout.
+func waitGone(pid int, start uint64, timeout time.Duration) bool {
+	deadline := time.Now().Add(timeout)
+	for d := time.Millisecond; ; d = min(d*2, 50*time.Millisecond) {
+		s, zombie, err := procStart(pid)
+		if err != nil || zombie || (start != 0 && s != start) {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(d)
+	}
+}

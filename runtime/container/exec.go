@@ -1,0 +1,198 @@
+package container
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strconv"
+	"syscall"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/hullproject/hull/runtime/initproc"
+)
+
+// ExecOptions are `exec`'s settings.
+type ExecOptions struct {
+	Root, ID      string
+	Process       *specs.Process
+	ConsoleSocket string
+	PidFile       string
+	PreserveFDs   int
+	Stdin         io.Reader
+	Stdout        io.Writer
+	Stderr        io.Writer
+}
+
+// Exec runs an extra process in a created or running container: it joins
+// every namespace of the container (nsenter), its cgroup, and gets the
+// process's user, capabilities, AppArmor profile, no_new_privs, rlimits
+// and the container's seccomp filter. It returns once the process has
+// execve'd (or with the error that stopped it).
+func Exec(ctx context.Context, o ExecOptions) (*Process, error) {
+	h, err := Load(o.Root, o.ID)
+	if err != nil {
+		return nil, err
+	}
+	defer h.Close()
+	switch st := h.Status(); st {
+	case Created, Running:
+	default:
+		return nil, fmt.Errorf("exec in %s: container is %s: %w", o.ID, st, ErrNotRunning)
+	}
+	if o.Process == nil || len(o.Process.Args) == 0 {
+		return nil, fmt.Errorf("%w: process.args must not be empty", ErrInvalidSpec)
+	}
+	if err := validateProcess(o.Process); err != nil {
+		return nil, err
+	}
+	spec := h.Record.Spec
+	var joins []string
+	joinPid := false
+	if spec.Linux != nil {
+		for _, ns := range spec.Linux.Namespaces {
+			t := nsTypes[ns.Type]
+			if t.proc == "" {
+				continue
+			}
+			p := "/proc/" + strconv.Itoa(h.Record.Pid) + "/ns/" + t.proc
+			if same, _ := sameNS(p, "/proc/self/ns/"+t.proc); same {
+				continue
+			}
+			e := t.proc + ":" + p
+			if ns.Type == specs.UserNamespace {
+				joins = append([]string{e}, joins...)
+			} else {
+				joins = append(joins, e)
+			}
+			if ns.Type == specs.PIDNamespace || ns.Type == specs.TimeNamespace {
+				joinPid = true
+			}
+		}
+	}
+	mgr, err := h.cgroup()
+	if err != nil {
+		return nil, err
+	}
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	sync := os.NewFile(uintptr(fds[0]), "sync-parent")
+	defer sync.Close()
+	child := os.NewFile(uintptr(fds[1]), "sync-child")
+	defer child.Close()
+	var extra []*os.File
+	for i := 0; i < o.PreserveFDs; i++ {
+		extra = append(extra, os.NewFile(uintptr(3+i), "preserved"))
+	}
+	base := 3 + len(extra)
+	extra = append(extra, child)
+	cfg := &initproc.Config{Exec: true, Spec: spec, Process: o.Process, PreserveFDs: o.PreserveFDs}
+	if o.Process.Terminal {
+		if o.ConsoleSocket == "" {
+			return nil, fmt.Errorf("%w: process.terminal is true: --console-socket is required", ErrInvalidSpec)
+		}
+		cs, err := dialConsole(o.ConsoleSocket)
+		if err != nil {
+			return nil, err
+		}
+		defer cs.Close()
+		cfg.ConsoleSocketFD = 3 + len(extra)
+		extra = append(extra, cs)
+	}
+	exe, err := sealedExe()
+	if err != nil {
+		return nil, err
+	}
+	defer exe.Close()
+	cmd := &exec.Cmd{
+		Path:        "/proc/self/fd/" + strconv.Itoa(int(exe.Fd())),
+		Args:        []string{"hull-runtime", "init"},
+		Env:         []string{initproc.EnvSyncFD + "=" + strconv.Itoa(base)},
+		ExtraFiles:  extra,
+		Stdin:       o.Stdin,
+		Stdout:      o.Stdout,
+		Stderr:      o.Stderr,
+		SysProcAttr: &syscall.SysProcAttr{Setsid: true},
+	}
+	if cmd.Stdin == nil {
+		cmd.Stdin = os.Stdin
+	}
+	if cmd.Stdout == nil {
+		cmd.Stdout = os.Stdout
+	}
+	if cmd.Stderr == nil {
+		cmd.Stderr = os.Stderr
+	}
+	if len(joins) > 0 {
+		cmd.Env = append(cmd.Env, initproc.EnvNsEnter+"="+joinList(joins))
+	}
+	if joinPid {
+		cmd.Env = append(cmd.Env, initproc.EnvSetsid+"=1")
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start exec init: %w", err)
+	}
+	child.Close()
+	pid := cmd.Process.Pid
+	dec := json.NewDecoder(sync)
+	fail := func(err error) (*Process, error) {
+		unix.Kill(pid, unix.SIGKILL)
+		if cmd.ProcessState == nil {
+			cmd.Wait()
+		}
+		return nil, err
+	}
+	if joinPid {
+		var m initproc.Message
+		if err := dec.Decode(&m); err != nil {
+			return fail(initExitErr(cmd, err))
+		}
+		cmd.Wait()
+		if m.Type == initproc.MsgError {
+			return nil, errors.New(m.Msg)
+		}
+		pid = m.Pid
+	}
+	if mgr != nil {
+		if err := mgr.Join(pid); err != nil {
+			return fail(fmt.Errorf("join container cgroup: %w", err))
+		}
+	}
+	if err := sendMsg(sync, initproc.Message{Type: initproc.MsgConfig, Config: cfg}); err != nil {
+		return fail(err)
+	}
+	// The init closes its end (close-on-exec) when execve succeeds.
+	var m initproc.Message
+	if err := dec.Decode(&m); err == nil {
+		if m.Type == initproc.MsgError {
+			unix.Kill(pid, unix.SIGKILL)
+			return nil, errors.New(m.Msg)
+		}
+	} else if !errors.Is(err, io.EOF) {
+		return fail(err)
+	}
+	if o.PidFile != "" {
+		if err := writePidFile(o.PidFile, pid); err != nil {
+			return nil, err
+		}
+	}
+	return &Process{Pid: pid, cmd: cmd}, nil
+}
+
+func sameNS(a, b string) (bool, error) {
+	var sa, sb unix.Stat_t
+	if err := unix.Stat(a, &sa); err != nil {
+		return false, err
+	}
+	if err := unix.Stat(b, &sb); err != nil {
+		return false, err
+	}
+	return sa.Dev == sb.Dev && sa.Ino == sb.Ino, nil
+}

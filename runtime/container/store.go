@@ -1,0 +1,293 @@
+package container
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+)
+
+// DefaultRoot is where container state lives unless --root says otherwise.
+const DefaultRoot = "/run/hull-runtime"
+
+const (
+	stateFile = "state.json"
+	fifoFile  = "exec.fifo"
+)
+
+var validID = regexp.MustCompile(`^[\w+\-.]+$`)
+
+// ValidateID checks that id is usable as a container id (and a directory
+// name): letters, digits, and _ + - . only.
+func ValidateID(id string) error {
+	if id == "" || id == "." || id == ".." || !validID.MatchString(id) || len(id) > 1024 {
+		return fmt.Errorf("%w: %q", ErrInvalidID, id)
+	}
+	return nil
+}
+
+// Record is what the runtime persists about one container, in
+// <root>/<id>/state.json, written atomically (temp file + rename).
+type Record struct {
+	ID          string            `json:"id"`
+	Bundle      string            `json:"bundle"`
+	Rootfs      string            `json:"rootfs"`
+	Pid         int               `json:"pid"`
+	PidStart    uint64            `json:"pidStart"`
+	Created     time.Time         `json:"created"`
+	Annotations map[string]string `json:"annotations,omitempty"`
+	Creating    bool              `json:"creating,omitempty"`
+	Paused      bool              `json:"paused,omitempty"`
+	// CgroupPath is the cgroupsPath the container's manager was made with.
+	CgroupPath string `json:"cgroupPath,omitempty"`
+	// Cgroup is the cgroup manager's own saved state.
+	Cgroup json.RawMessage `json:"cgroup,omitempty"`
+	Spec   *specs.Spec     `json:"spec"`
+}
+
+// Handle is one container's state directory, locked (flock) for as long
+// as the handle is open, so concurrent CLI calls on one id serialise.
+type Handle struct {
+	Dir    string
+	Record Record
+	lock   *os.File
+}
+
+// Close releases the lock.
+func (h *Handle) Close() error {
+	if h == nil || h.lock == nil {
+		return nil
+	}
+	err := h.lock.Close()
+	h.lock = nil
+	return err
+}
+
+func lockDir(dir string) (*os.File, error) {
+	f, err := os.OpenFile(dir, os.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	for {
+		err = unix.Flock(int(f.Fd()), unix.LOCK_EX)
+		if err != unix.EINTR {
+			break
+		}
+	}
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock %s: %w", dir, err)
+	}
+	return f, nil
+}
+
+// newHandle makes the state directory of a new container; it fails with
+// ErrExist when the id is taken.
+func newHandle(root, id string) (*Handle, error) {
+	if err := ValidateID(id); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(root, 0o711); err != nil {
+		return nil, fmt.Errorf("create root %s: %w", root, err)
+	}
+	dir := filepath.Join(root, id)
+	if err := os.Mkdir(dir, 0o711); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return nil, fmt.Errorf("container %q: %w", id, ErrExist)
+		}
+		return nil, fmt.Errorf("create state dir: %w", err)
+	}
+	l, err := lockDir(dir)
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	return &Handle{Dir: dir, lock: l, Record: Record{ID: id, Creating: true}}, nil
+}
+
+// Load opens and locks the state of container id under root.
+func Load(root, id string) (*Handle, error) {
+	if err := ValidateID(id); err != nil {
+		return nil, err
+	}
+	dir := filepath.Join(root, id)
+	l, err := lockDir(dir)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("container %q: %w", id, ErrNotExist)
+		}
+		return nil, err
+	}
+	h := &Handle{Dir: dir, lock: l}
+	data, err := os.ReadFile(filepath.Join(dir, stateFile))
+	if err != nil {
+		l.Close()
+		if errors.Is(err, fs.ErrNotExist) {
+			// Removed while we waited for the lock, or still being
+			// created by a process that died before saving.
+			return nil, fmt.Errorf("container %q: %w", id, ErrNotExist)
+		}
+		return nil, err
+	}
+	if err := json.Unmarshal(data, &h.Record); err != nil {
+		l.Close()
+		return nil, fmt.Errorf("container %q: corrupt state: %w", id, err)
+	}
+	return h, nil
+}
+
+// Save writes the record atomically.
+func (h *Handle) Save() error {
+	data, err := json.Marshal(&h.Record)
+	if err != nil {
+		return err
+	}
+	tmp := filepath.Join(h.Dir, "."+stateFile+".tmp")
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		return fmt.Errorf("save state: %w", err)
+	}
+	if err := os.Rename(tmp, filepath.Join(h.Dir, stateFile)); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("save state: %w", err)
+	}
+	return nil
+}
+
+// remove deletes the state directory and releases the lock.
+func (h *Handle) remove() error {
+	err := os.RemoveAll(h.Dir)
+	h.Close()
+	return err
+}
+
+// List returns the ids of the containers under root, sorted.
+func List(root string) ([]string, error) {
+	ents, err := os.ReadDir(root)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	var ids []string
+	for _, e := range ents {
+		if e.IsDir() && ValidateID(e.Name()) == nil {
+			ids = append(ids, e.Name())
+		}
+	}
+	return ids, nil
+}
+
+// procStart returns the start time (clock ticks since boot) of pid and
+// whether it is a zombie.
+func procStart(pid int) (start uint64, zombie bool, err error) {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, false, err
+	}
+	s := string(data)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0, false, fmt.Errorf("parse /proc/%d/stat", pid)
+	}
+	f := strings.Fields(s[i+1:])
+	// f[0] is field 3 (state); starttime is field 22.
+	if len(f) < 20 {
+		return 0, false, fmt.Errorf("parse /proc/%d/stat", pid)
+	}
+	start, err = strconv.ParseUint(f[19], 10, 64)
+	return start, f[0] == "Z" || f[0] == "X", err
+}
+
+// alive reports whether the container's init process still runs (and is
+// the same process: pids are reused).
+func (r *Record) alive() bool {
+	if r.Pid <= 0 {
+		return false
+	}
+	start, zombie, err := procStart(r.Pid)
+	return err == nil && !zombie && start == r.PidStart
+}
+
+// Status derives the container's state from the record and the host.
+func (h *Handle) Status() Status {
+	r := &h.Record
+	if r.Creating {
+		if r.alive() {
+			return Creating
+		}
+		return Stopped
+	}
+	if !r.alive() {
+		return Stopped
+	}
+	if _, err := os.Lstat(filepath.Join(h.Dir, fifoFile)); err == nil {
+		return Created
+	}
+	if r.Paused {
+		return Paused
+	}
+	return Running
+}
+
+// State is the runtime-spec state document as `runc state` prints it
+// (runc's field order, plus its owner field).
+type State struct {
+	OCIVersion  string            `json:"ociVersion"`
+	ID          string            `json:"id"`
+	Pid         int               `json:"pid"`
+	Status      Status            `json:"status"`
+	Bundle      string            `json:"bundle"`
+	Rootfs      string            `json:"rootfs"`
+	Created     time.Time         `json:"created"`
+	Owner       string            `json:"owner"`
+	Annotations map[string]string `json:"annotations,omitempty"`
+}
+
+// State returns the container's state document.
+func (h *Handle) State() State {
+	st := h.Status()
+	pid := h.Record.Pid
+	if st == Stopped {
+		pid = 0
+	}
+	v := specs.Version
+	if h.Record.Spec != nil && h.Record.Spec.Version != "" {
+		v = h.Record.Spec.Version
+	}
+	return State{
+		OCIVersion:  v,
+		ID:          h.Record.ID,
+		Pid:         pid,
+		Status:      st,
+		Bundle:      h.Record.Bundle,
+		Rootfs:      h.Record.Rootfs,
+		Created:     h.Record.Created,
+		Annotations: h.Record.Annotations,
+	}
+}
+
+// SpecState is the state given to hooks on stdin (runtime-spec State).
+func (h *Handle) SpecState(status Status) specs.State {
+	pid := h.Record.Pid
+	if status == Stopped {
+		pid = 0
+	}
+	return specs.State{
+		Version:     specs.Version,
+		ID:          h.Record.ID,
+		Status:      specs.ContainerState(status),
+		Pid:         pid,
+		Bundle:      h.Record.Bundle,
+		Annotations: h.Record.Annotations,
+	}
+}

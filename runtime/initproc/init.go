@@ -1,0 +1,415 @@
+// Package initproc is the container side of hull-runtime: the process the
+// runtime starts as `hull-runtime init` inside the new (or joined)
+// namespaces. It receives its Config over the sync socket, builds the
+// rootfs, applies the process settings (console, rlimits, user, groups,
+// capabilities, no_new_privs, AppArmor/SELinux, seccomp) and execve's the
+// user process once `start` opens the exec fifo.
+//
+// Everything that can fail for a reason in config.json (a mount, a
+// device, the user, the cwd, the process binary) fails before the init
+// reports ready, so `create` returns the error naming the field; after
+// ready only the fifo wait, startContainer hooks, seccomp and execve are
+// left.
+package initproc
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+
+	"github.com/containerd/console"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/hullproject/hull/runtime/hooks"
+	"github.com/hullproject/hull/runtime/rootfs"
+)
+
+// Main is `hull-runtime init`. It never returns.
+func Main() {
+	runtime.GOMAXPROCS(1)
+	runtime.LockOSThread()
+	fd, err := strconv.Atoi(os.Getenv(EnvSyncFD))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "hull-runtime init: must be started by hull-runtime")
+		os.Exit(2)
+	}
+	unix.CloseOnExec(fd)
+	sync := os.NewFile(uintptr(fd), "sync")
+	os.Unsetenv(EnvSyncFD)
+	os.Unsetenv(EnvSetsid)
+	i := &initp{sync: sync, dec: json.NewDecoder(sync)}
+	if err := i.run(); err != nil {
+		if !i.ready {
+			i.send(Message{Type: MsgError, Msg: err.Error()})
+		} else {
+			fmt.Fprintf(os.Stderr, "hull-runtime init: %v\n", err)
+		}
+		os.Exit(1)
+	}
+	os.Exit(0) // not reached: run ends in execve
+}
+
+type initp struct {
+	sync  *os.File
+	dec   *json.Decoder
+	cfg   *Config
+	ready bool
+}
+
+func (i *initp) send(m Message) error {
+	data, err := json.Marshal(&m)
+	if err != nil {
+		return err
+	}
+	_, err = i.sync.Write(append(data, '\n'))
+	return err
+}
+
+func (i *initp) recv(want string) (*Message, error) {
+	var m Message
+	if err := i.dec.Decode(&m); err != nil {
+		return nil, fmt.Errorf("read from runtime: %w", err)
+	}
+	if m.Type != want {
+		return nil, fmt.Errorf("runtime sent %q, want %q", m.Type, want)
+	}
+	return &m, nil
+}
+
+func (i *initp) run() error {
+	m, err := i.recv(MsgConfig)
+	if err != nil {
+		return err
+	}
+	cfg := m.Config
+	if cfg == nil || cfg.Process == nil || (!cfg.Exec && cfg.Spec == nil) {
+		return errors.New("runtime sent no config")
+	}
+	i.cfg = cfg
+	p := cfg.Process
+	if !cfg.Exec {
+		if err := i.setupContainer(); err != nil {
+			return err
+		}
+	}
+	if p.Terminal {
+		if err := setupConsole(cfg); err != nil {
+			return err
+		}
+	}
+	if p.OOMScoreAdj != nil && !cfg.Exec {
+		if err := os.WriteFile("/proc/self/oom_score_adj", []byte(strconv.Itoa(*p.OOMScoreAdj)), 0); err != nil {
+			return fmt.Errorf("process.oomScoreAdj: %w", err)
+		}
+	}
+	for _, rl := range p.Rlimits {
+		res, ok := rlimits[rl.Type]
+		if !ok {
+			return fmt.Errorf("process.rlimits: unknown type %q", rl.Type)
+		}
+		if err := unix.Setrlimit(res, &unix.Rlimit{Cur: rl.Soft, Max: rl.Hard}); err != nil {
+			return fmt.Errorf("process.rlimits %s: %w", rl.Type, err)
+		}
+	}
+	if !cfg.Exec && !cfg.NoNewKeyring {
+		name := "_ses"
+		if cfg.State != nil {
+			name = "_ses." + cfg.State.ID
+		}
+		if id, err := unix.KeyctlJoinSessionKeyring(name); err == nil {
+			_ = unix.KeyctlSetperm(id, 0x3f3f0000)
+		} else if !errors.Is(err, unix.ENOSYS) {
+			return fmt.Errorf("join session keyring: %w", err)
+		}
+	}
+	if p.NoNewPrivileges {
+		if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+			return fmt.Errorf("process.noNewPrivileges: %w", err)
+		}
+	}
+	if err := applyLabels(p); err != nil {
+		return err
+	}
+	var sc *specs.LinuxSeccomp
+	if cfg.Spec != nil && cfg.Spec.Linux != nil {
+		sc = cfg.Spec.Linux.Seccomp
+	}
+	if sc != nil && !p.NoNewPrivileges {
+		if err := loadSeccomp(sc); err != nil {
+			return err
+		}
+		sc = nil
+	}
+	if err := dropBounding(p); err != nil {
+		return err
+	}
+	env, err := setupUser(p)
+	if err != nil {
+		return err
+	}
+	if err := unix.Prctl(unix.PR_SET_KEEPCAPS, 0, 0, 0, 0); err != nil {
+		return err
+	}
+	if err := applyCaps(p); err != nil {
+		return err
+	}
+	umask := 0o022
+	if p.User.Umask != nil {
+		umask = int(*p.User.Umask)
+	}
+	unix.Umask(umask)
+	if err := chdirInside(p.Cwd); err != nil {
+		return err
+	}
+	path, err := lookPath(p.Args, env)
+	if err != nil {
+		return err
+	}
+	if !cfg.Exec {
+		if err := i.send(Message{Type: MsgReady}); err != nil {
+			return err
+		}
+		i.ready = true
+		i.sync.Close()
+		if err := waitFifo(cfg.FifoFD); err != nil {
+			return err
+		}
+		if h := cfg.Spec.Hooks; h != nil && len(h.StartContainer) > 0 {
+			st := *cfg.State
+			st.Status = specs.StateRunning
+			if err := hooks.Run(context.Background(), "startContainer", h.StartContainer, &st); err != nil {
+				return err
+			}
+		}
+	}
+	if sc != nil {
+		if err := loadSeccomp(sc); err != nil {
+			return err
+		}
+	}
+	if err := closeExtraFDs(3 + cfg.PreserveFDs); err != nil {
+		return err
+	}
+	err = unix.Exec(path, p.Args, env)
+	return fmt.Errorf("exec %s: %w", p.Args[0], err)
+}
+
+// setupContainer is the create path: cgroup namespace, rootfs, hooks,
+// pivot_root, hostname, sysctls.
+func (i *initp) setupContainer() error {
+	cfg := i.cfg
+	spec := cfg.Spec
+	var cgs map[string]string
+	if cfg.NewMountNS {
+		var err error
+		if cgs, err = rootfs.ReadCgroups(); err != nil {
+			return err
+		}
+	}
+	if cfg.NewCgroupNS {
+		if err := unix.Unshare(unix.CLONE_NEWCGROUP); err != nil {
+			return fmt.Errorf("linux.namespaces (cgroup): unshare: %w", err)
+		}
+	}
+	if !cfg.NewMountNS {
+		return errors.New("linux.namespaces: hull-runtime needs a new mount namespace for the rootfs")
+	}
+	opts := rootfs.Options{Rootfs: cfg.Rootfs, Bundle: cfg.Bundle, UserNS: cfg.NewUserNS, CgroupNS: cfg.NewCgroupNS, Cgroups: cgs}
+	if err := rootfs.Prepare(spec, opts); err != nil {
+		return err
+	}
+	if cfg.RuntimeHooks {
+		if err := i.send(Message{Type: MsgHooks}); err != nil {
+			return err
+		}
+		if _, err := i.recv(MsgHooksDone); err != nil {
+			return err
+		}
+	}
+	if h := spec.Hooks; h != nil && len(h.CreateContainer) > 0 {
+		if err := hooks.Run(context.Background(), "createContainer", h.CreateContainer, cfg.State); err != nil {
+			return err
+		}
+	}
+	if err := rootfs.PivotRoot(cfg.Rootfs, cfg.NoPivot); err != nil {
+		return err
+	}
+	if spec.Hostname != "" {
+		if err := unix.Sethostname([]byte(spec.Hostname)); err != nil {
+			return fmt.Errorf("hostname: %w", err)
+		}
+	}
+	if spec.Domainname != "" {
+		if err := unix.Setdomainname([]byte(spec.Domainname)); err != nil {
+			return fmt.Errorf("domainname: %w", err)
+		}
+	}
+	if spec.Linux != nil {
+		for k, v := range spec.Linux.Sysctl {
+			p := "/proc/sys/" + strings.ReplaceAll(k, ".", "/")
+			if err := os.WriteFile(p, []byte(v), 0); err != nil {
+				return fmt.Errorf("linux.sysctl %s: %w", k, err)
+			}
+		}
+	}
+	if cfg.Process.Terminal {
+		// The console is made after the mounts but before the read-only
+		// root, as /dev/console is bound over.
+		if err := setupConsole(cfg); err != nil {
+			return err
+		}
+		cfg.Process.Terminal = false // done
+	}
+	return rootfs.Finalize(spec)
+}
+
+// setupConsole makes a pty in the container's devpts, binds its slave to
+// /dev/console (create only), makes it the controlling terminal on
+// 0/1/2 and sends the master over the console socket (SCM_RIGHTS).
+func setupConsole(cfg *Config) error {
+	if cfg.ConsoleSocketFD <= 0 {
+		return errors.New("process.terminal is true but no --console-socket was given")
+	}
+	master, slavePath, err := console.NewPty()
+	if err != nil {
+		return fmt.Errorf("process.terminal: open pty: %w", err)
+	}
+	defer master.Close()
+	if cs := cfg.Process.ConsoleSize; cs != nil {
+		_ = master.Resize(console.WinSize{Height: uint16(cs.Height), Width: uint16(cs.Width)})
+	}
+	if !cfg.Exec {
+		if err := rootfs.Console(slavePath); err != nil {
+			return err
+		}
+	}
+	slave, err := unix.Open(slavePath, unix.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", slavePath, err)
+	}
+	for _, fd := range []int{0, 1, 2} {
+		if err := unix.Dup3(slave, fd, 0); err != nil {
+			return err
+		}
+	}
+	unix.Close(slave)
+	if err := unix.IoctlSetInt(0, unix.TIOCSCTTY, 0); err != nil {
+		return fmt.Errorf("set controlling terminal: %w", err)
+	}
+	sock := cfg.ConsoleSocketFD
+	rights := unix.UnixRights(int(master.Fd()))
+	if err := unix.Sendmsg(sock, []byte(slavePath), rights, nil, 0); err != nil {
+		return fmt.Errorf("--console-socket: send pty master: %w", err)
+	}
+	unix.Close(sock)
+	return nil
+}
+
+// waitFifo blocks until `start` opens the exec fifo, then tells it we go.
+func waitFifo(fd int) error {
+	f, err := os.OpenFile("/proc/self/fd/"+strconv.Itoa(fd), os.O_WRONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open exec fifo: %w", err)
+	}
+	unix.Close(fd)
+	if _, err := f.Write([]byte("0")); err != nil {
+		f.Close()
+		return fmt.Errorf("write exec fifo: %w", err)
+	}
+	return f.Close()
+}
+
+// chdirInside changes to cwd and checks that it resolves inside the
+// container's root: a directory reached through a leaked host fd reads
+// as "(unreachable)/..." (CVE-2024-21626).
+func chdirInside(cwd string) error {
+	if cwd == "" {
+		cwd = "/"
+	}
+	if !filepath.IsAbs(cwd) {
+		return fmt.Errorf("process.cwd %q: must be an absolute path", cwd)
+	}
+	if err := unix.Chdir(cwd); err != nil {
+		return fmt.Errorf("process.cwd %s: %w", cwd, err)
+	}
+	wd, err := unix.Getwd()
+	if err != nil || !strings.HasPrefix(wd, "/") {
+		return fmt.Errorf("process.cwd %s: resolves outside the container's root", cwd)
+	}
+	return nil
+}
+
+func lookPath(args []string, env []string) (string, error) {
+	if len(args) == 0 || args[0] == "" {
+		return "", errors.New("process.args: must name a program")
+	}
+	name := args[0]
+	check := func(p string) error {
+		var st unix.Stat_t
+		if err := unix.Stat(p, &st); err != nil {
+			return err
+		}
+		if st.Mode&unix.S_IFMT == unix.S_IFDIR {
+			return unix.EISDIR
+		}
+		return unix.Access(p, unix.X_OK)
+	}
+	if strings.Contains(name, "/") {
+		if err := check(name); err != nil {
+			return "", fmt.Errorf("process.args[0] %q: %w", name, err)
+		}
+		return name, nil
+	}
+	path := "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+	for _, e := range env {
+		if strings.HasPrefix(e, "PATH=") {
+			path = e[5:]
+		}
+	}
+	for _, dir := range filepath.SplitList(path) {
+		if dir == "" {
+			dir = "."
+		}
+		p := filepath.Join(dir, name)
+		if check(p) == nil {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("process.args[0] %q: executable file not found in $PATH (%s)", name, path)
+}
+
+// closeExtraFDs marks every fd from first up close-on-exec, so that no
+// runtime fd reaches the container process (CVE-2024-21626).
+func closeExtraFDs(first int) error {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return fmt.Errorf("list fds: %w", err)
+	}
+	for _, e := range ents {
+		fd, err := strconv.Atoi(e.Name())
+		if err != nil || fd < first {
+			continue
+		}
+		unix.CloseOnExec(fd)
+	}
+	return nil
+}
+
+var rlimits = map[string]int{
+	"RLIMIT_AS": unix.RLIMIT_AS, "RLIMIT_CORE": unix.RLIMIT_CORE, "RLIMIT_CPU": unix.RLIMIT_CPU,
+	"RLIMIT_DATA": unix.RLIMIT_DATA, "RLIMIT_FSIZE": unix.RLIMIT_FSIZE, "RLIMIT_LOCKS": unix.RLIMIT_LOCKS,
+	"RLIMIT_MEMLOCK": unix.RLIMIT_MEMLOCK, "RLIMIT_MSGQUEUE": unix.RLIMIT_MSGQUEUE, "RLIMIT_NICE": unix.RLIMIT_NICE,
+	"RLIMIT_NOFILE": unix.RLIMIT_NOFILE, "RLIMIT_NPROC": unix.RLIMIT_NPROC, "RLIMIT_RSS": unix.RLIMIT_RSS,
+	"RLIMIT_RTPRIO": unix.RLIMIT_RTPRIO, "RLIMIT_RTTIME": unix.RLIMIT_RTTIME, "RLIMIT_SIGPENDING": unix.RLIMIT_SIGPENDING,
+	"RLIMIT_STACK": unix.RLIMIT_STACK,
+}
+
+// RlimitKnown reports whether name is an rlimit type hull-runtime knows.
+func RlimitKnown(name string) bool { _, ok := rlimits[name]; return ok }

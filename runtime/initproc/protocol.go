@@ -1,0 +1,57 @@
+package initproc
+
+import (
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// Environment variables the runtime sets for `hull-runtime init`.
+const (
+	EnvSyncFD  = "_HULL_SYNCFD" // the sync socket
+	EnvNsEnter = "_HULL_NSENTER"
+	EnvSetsid  = "_HULL_SETSID"
+)
+
+// Message types on the sync socket (newline-delimited JSON).
+const (
+	MsgConfig    = "config"     // runtime -> init: Config
+	MsgPid       = "pid"        // nsenter -> runtime: the pid after a fork into a pid namespace
+	MsgHooks     = "hooks"      // init -> runtime: run prestart/createRuntime hooks now
+	MsgHooksDone = "hooks-done" // runtime -> init
+	MsgReady     = "ready"      // init -> runtime: created, now waiting on the exec fifo
+	MsgError     = "error"      // init -> runtime: Msg says what failed
+)
+
+// Message is one line on the sync socket.
+type Message struct {
+	Type   string  `json:"type"`
+	Msg    string  `json:"msg,omitempty"`
+	Pid    int     `json:"pid,omitempty"`
+	Config *Config `json:"config,omitempty"`
+}
+
+// Config tells init what to set up.
+type Config struct {
+	// Exec: join a running container (namespaces were joined by nsenter)
+	// and run Process there; no rootfs setup and no exec fifo.
+	Exec    bool           `json:"exec,omitempty"`
+	Spec    *specs.Spec    `json:"spec"`
+	Process *specs.Process `json:"process"`
+	Rootfs  string         `json:"rootfs"`
+	Bundle  string         `json:"bundle"`
+	// State is given to createContainer and startContainer hooks.
+	State        *specs.State `json:"state,omitempty"`
+	NoPivot      bool         `json:"noPivot,omitempty"`
+	NoNewKeyring bool         `json:"noNewKeyring,omitempty"`
+	// RuntimeHooks: ask the runtime to run prestart/createRuntime hooks
+	// once the mounts are made.
+	RuntimeHooks bool `json:"runtimeHooks,omitempty"`
+	NewMountNS   bool `json:"newMountNS,omitempty"`
+	NewUserNS    bool `json:"newUserNS,omitempty"`
+	NewCgroupNS  bool `json:"newCgroupNS,omitempty"`
+	NewUTSNS     bool `json:"newUTSNS,omitempty"`
+	// Fds (init's numbering): the exec fifo (O_PATH), the console socket.
+	FifoFD          int `json:"fifoFD,omitempty"`
+	ConsoleSocketFD int `json:"consoleSocketFD,omitempty"`
+	// PreserveFDs extra fds (3..3+N-1) are passed on to the process.
+	PreserveFDs int `json:"preserveFDs,omitempty"`
+}

@@ -1,0 +1,55 @@
+package initproc
+
+import (
+	"fmt"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/hullproject/hull/runtime/caps"
+	"github.com/hullproject/hull/runtime/label"
+	"github.com/hullproject/hull/runtime/seccomp"
+)
+
+func loadSeccomp(s *specs.LinuxSeccomp) error {
+	if err := seccomp.Load(s); err != nil {
+		return fmt.Errorf("linux.seccomp: %w", err)
+	}
+	return nil
+}
+
+// procCaps is the process's capabilities; none at all when the spec
+// gives none (as runc).
+func procCaps(p *specs.Process) *specs.LinuxCapabilities {
+	if p.Capabilities == nil {
+		return &specs.LinuxCapabilities{}
+	}
+	return p.Capabilities
+}
+
+// dropBounding runs while still root, before setuid.
+func dropBounding(p *specs.Process) error {
+	if err := caps.DropBounding(procCaps(p).Bounding); err != nil {
+		return fmt.Errorf("process.capabilities.bounding: %w", err)
+	}
+	return nil
+}
+
+// applyCaps sets the five capability sets of this thread (after setuid).
+func applyCaps(p *specs.Process) error {
+	if err := caps.Apply(procCaps(p)); err != nil {
+		return fmt.Errorf("process.capabilities: %w", err)
+	}
+	return nil
+}
+
+// applyLabels sets the AppArmor profile and SELinux label the process is
+// exec'd with.
+func applyLabels(p *specs.Process) error {
+	if p.ApparmorProfile == "" && p.SelinuxLabel == "" {
+		return nil
+	}
+	if err := label.ApplyExec(p.ApparmorProfile, p.SelinuxLabel); err != nil {
+		return fmt.Errorf("process.apparmorProfile/selinuxLabel: %w", err)
+	}
+	return nil
+}

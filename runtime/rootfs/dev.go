@@ -1,0 +1,145 @@
+package rootfs
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+)
+
+// DefaultDevices are made in every container's /dev (runtime-spec
+// config-linux.md, "Default Devices").
+var DefaultDevices = []specs.LinuxDevice{
+	{Path: "/dev/null", Type: "c", Major: 1, Minor: 3},
+	{Path: "/dev/zero", Type: "c", Major: 1, Minor: 5},
+	{Path: "/dev/full", Type: "c", Major: 1, Minor: 7},
+	{Path: "/dev/random", Type: "c", Major: 1, Minor: 8},
+	{Path: "/dev/urandom", Type: "c", Major: 1, Minor: 9},
+	{Path: "/dev/tty", Type: "c", Major: 5, Minor: 0},
+}
+
+var devLinks = [][2]string{
+	{"/proc/self/fd", "/dev/fd"},
+	{"/proc/self/fd/0", "/dev/stdin"},
+	{"/proc/self/fd/1", "/dev/stdout"},
+	{"/proc/self/fd/2", "/dev/stderr"},
+	{"pts/ptmx", "/dev/ptmx"},
+}
+
+// hostDev reports whether /dev is a bind of the host's (then runc makes no
+// devices).
+func hostDev(spec *specs.Spec) bool {
+	for i := range spec.Mounts {
+		m := &spec.Mounts[i]
+		if filepath.Clean(m.Destination) == "/dev" && isBind(m) {
+			return true
+		}
+	}
+	return false
+}
+
+func setupDevices(spec *specs.Spec, opts Options) error {
+	if hostDev(spec) {
+		return nil
+	}
+	old := unix.Umask(0)
+	defer unix.Umask(old)
+	devs := append([]specs.LinuxDevice(nil), DefaultDevices...)
+	if spec.Linux != nil {
+		devs = append(devs, spec.Linux.Devices...)
+	}
+	for i := range devs {
+		if err := makeDevice(&devs[i], opts); err != nil {
+			return fmt.Errorf("linux.devices (%s): %w", devs[i].Path, err)
+		}
+	}
+	for _, l := range devLinks {
+		if err := link(opts.Rootfs, l[0], l[1]); err != nil {
+			return err
+		}
+	}
+	if _, err := os.Stat("/proc/kcore"); err == nil {
+		if err := link(opts.Rootfs, "/proc/kcore", "/dev/core"); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func link(rootfs, oldname, newname string) error {
+	p, err := securejoinParent(rootfs, newname)
+	if err != nil {
+		return err
+	}
+	if err := os.Symlink(oldname, p); err != nil && !os.IsExist(err) {
+		return fmt.Errorf("symlink %s: %w", newname, err)
+	}
+	return nil
+}
+
+func makeDevice(d *specs.LinuxDevice, opts Options) error {
+	mode := uint32(0o666)
+	if d.FileMode != nil {
+		mode = uint32(*d.FileMode) & 0o7777
+	}
+	var typ uint32
+	switch d.Type {
+	case "c", "u":
+		typ = unix.S_IFCHR
+	case "b":
+		typ = unix.S_IFBLK
+	case "p":
+		typ = unix.S_IFIFO
+	default:
+		return fmt.Errorf("type %q: want c, b, u or p", d.Type)
+	}
+	p, err := securejoinParent(opts.Rootfs, d.Path)
+	if err != nil {
+		return err
+	}
+	if opts.UserNS {
+		// mknod is not allowed in a user namespace: bind the host's node.
+		t, err := target(opts.Rootfs, d.Path, true)
+		if err != nil {
+			return err
+		}
+		defer t.Close()
+		if err := unix.Mount(d.Path, procPath(t), "", unix.MS_BIND, ""); err != nil {
+			return fmt.Errorf("bind host %s: %w", d.Path, err)
+		}
+		return nil
+	}
+	os.Remove(p)
+	dev := unix.Mkdev(uint32(d.Major), uint32(d.Minor))
+	if err := unix.Mknod(p, typ|mode, int(dev)); err != nil {
+		return fmt.Errorf("mknod: %w", err)
+	}
+	uid, gid := 0, 0
+	if d.UID != nil {
+		uid = int(*d.UID)
+	}
+	if d.GID != nil {
+		gid = int(*d.GID)
+	}
+	if err := unix.Lchown(p, uid, gid); err != nil {
+		return fmt.Errorf("chown: %w", err)
+	}
+	return nil
+}
+
+// securejoinParent creates the parent directory of name inside rootfs and
+// returns a host path to name whose parent is known to be inside rootfs.
+func securejoinParent(rootfs, name string) (string, error) {
+	t, err := target(rootfs, filepath.Dir(name), false)
+	if err != nil {
+		return "", err
+	}
+	defer t.Close()
+	real, err := os.Readlink(procPath(t))
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(real, filepath.Base(name)), nil
+}

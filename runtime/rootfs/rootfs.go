@@ -1,0 +1,337 @@
+// Package rootfs builds a container's root filesystem inside its new mount
+// namespace: the spec's mounts in order, the default devices and /dev
+// links, pivot_root (or MS_MOVE + chroot), masked and read-only paths and
+// a read-only root. It runs in `hull-runtime init`, before the user
+// process.
+//
+// Mount destinations are resolved inside the rootfs with
+// github.com/cyphar/filepath-securejoin and mounted through an O_PATH
+// handle (/proc/self/fd/N), so a symlink in the rootfs, even one swapped
+// in while we work, cannot send a mount outside it (CVE-2021-30465). The
+// targets of proc and sysfs mounts must be real directories, not symlinks
+// (CVE-2019-16884).
+package rootfs
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	securejoin "github.com/cyphar/filepath-securejoin"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+)
+
+var errNotSupported = errors.New("not supported")
+
+// Options are the runtime's choices for one container's rootfs.
+type Options struct {
+	// Rootfs is the absolute host path of the root filesystem.
+	Rootfs string
+	// Bundle resolves relative bind sources.
+	Bundle string
+	// UserNS: the container has its own user namespace (devices are
+	// bind-mounted, not made with mknod; locked mount flags are kept).
+	UserNS bool
+	// CgroupNS: the container has its own cgroup namespace.
+	CgroupNS bool
+	// Cgroups is the container's /proc/self/cgroup, read before any
+	// cgroup namespace was entered (controller list -> path).
+	Cgroups map[string]string
+}
+
+// Prepare makes the mounts of spec under opts.Rootfs, then the devices.
+// It must run in the container's (new) mount namespace.
+func Prepare(spec *specs.Spec, opts Options) error {
+	prop := uintptr(unix.MS_SLAVE | unix.MS_REC)
+	if spec.Linux != nil && spec.Linux.RootfsPropagation != "" {
+		f, ok := PropagationFlags[spec.Linux.RootfsPropagation]
+		if !ok {
+			return fmt.Errorf("linux.rootfsPropagation: unknown value %q", spec.Linux.RootfsPropagation)
+		}
+		prop = f
+	}
+	if err := unix.Mount("", "/", "", prop, ""); err != nil {
+		return fmt.Errorf("set propagation of / : %w", err)
+	}
+	if err := unix.Mount(opts.Rootfs, opts.Rootfs, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+		return fmt.Errorf("root.path: bind %s: %w", opts.Rootfs, err)
+	}
+	if err := parentPrivate(opts.Rootfs); err != nil {
+		return err
+	}
+	for i := range spec.Mounts {
+		if err := mountOne(&spec.Mounts[i], opts); err != nil {
+			return fmt.Errorf("mounts[%d] (%s): %w", i, spec.Mounts[i].Destination, err)
+		}
+	}
+	if err := setupDevices(spec, opts); err != nil {
+		return err
+	}
+	return nil
+}
+
+// parentPrivate makes the mount holding rootfs private: pivot_root
+// refuses a new root whose parent mount is shared.
+func parentPrivate(rootfs string) error {
+	mi, err := readMountinfo()
+	if err != nil {
+		return err
+	}
+	dir := filepath.Dir(rootfs)
+	best := "/"
+	for _, m := range mi {
+		mp := m.mountpoint
+		if (dir == mp || strings.HasPrefix(dir, strings.TrimSuffix(mp, "/")+"/")) && len(mp) > len(best) {
+			best = mp
+		}
+	}
+	if err := unix.Mount("", best, "", unix.MS_PRIVATE, ""); err != nil {
+		return fmt.Errorf("make %s private: %w", best, err)
+	}
+	return nil
+}
+
+type mountEntry struct {
+	root, mountpoint, fstype, source, superOpts string
+}
+
+func readMountinfo() ([]mountEntry, error) {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var out []mountEntry
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		sep := -1
+		for i, fl := range fields {
+			if fl == "-" {
+				sep = i
+				break
+			}
+		}
+		if sep < 0 || len(fields) < 5 || sep+3 > len(fields) {
+			continue
+		}
+		out = append(out, mountEntry{
+			root:       unescape(fields[3]),
+			mountpoint: unescape(fields[4]),
+			fstype:     fields[sep+1],
+			source:     fields[sep+2],
+			superOpts:  fields[sep+3],
+		})
+	}
+	return out, sc.Err()
+}
+
+func unescape(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(v))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+func isBind(m *specs.Mount) bool {
+	if m.Type == "bind" {
+		return true
+	}
+	for _, o := range m.Options {
+		if o == "bind" || o == "rbind" {
+			return true
+		}
+	}
+	return false
+}
+
+// target resolves dest inside rootfs, creating it (a directory, or an
+// empty file when file is set), and returns an O_PATH handle to it.
+func target(rootfs, dest string, file bool) (*os.File, error) {
+	if !filepath.IsAbs(dest) {
+		dest = "/" + dest
+	}
+	if file {
+		if err := securejoin.MkdirAll(rootfs, filepath.Dir(dest), 0o755); err != nil {
+			return nil, fmt.Errorf("create parent of %s: %w", dest, err)
+		}
+		dir, err := securejoin.OpenInRoot(rootfs, filepath.Dir(dest))
+		if err != nil {
+			return nil, err
+		}
+		d, err := securejoin.Reopen(dir, unix.O_DIRECTORY|unix.O_RDONLY)
+		dir.Close()
+		if err != nil {
+			return nil, err
+		}
+		fd, err := unix.Openat(int(d.Fd()), filepath.Base(dest), unix.O_CREAT|unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o644)
+		d.Close()
+		if err == nil {
+			unix.Close(fd)
+		} else if err != unix.EEXIST && err != unix.ELOOP && err != unix.EISDIR {
+			return nil, fmt.Errorf("create %s: %w", dest, err)
+		}
+	} else if err := securejoin.MkdirAll(rootfs, dest, 0o755); err != nil {
+		return nil, fmt.Errorf("create %s: %w", dest, err)
+	}
+	return securejoin.OpenInRoot(rootfs, dest)
+}
+
+func procPath(f *os.File) string { return "/proc/self/fd/" + strconv.Itoa(int(f.Fd())) }
+
+// checkRealDir refuses a proc or sysfs destination that is (or passes
+// through) a symlink, or is not a directory.
+func checkRealDir(rootfs, dest string) error {
+	p := rootfs
+	for _, part := range strings.Split(filepath.Clean("/"+dest), "/") {
+		if part == "" {
+			continue
+		}
+		p = filepath.Join(p, part)
+		fi, err := os.Lstat(p)
+		if errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if fi.Mode()&os.ModeSymlink != 0 {
+			return fmt.Errorf("destination %s is a symlink (%s): refused", dest, p)
+		}
+		if !fi.IsDir() {
+			return fmt.Errorf("destination %s is not a directory", dest)
+		}
+	}
+	return nil
+}
+
+func mountOne(m *specs.Mount, opts Options) error {
+	po, err := parseOptions(m.Options)
+	if err != nil {
+		return err
+	}
+	switch {
+	case isBind(m):
+		return bindMount(m, po, opts)
+	case m.Type == "cgroup" || m.Type == "cgroup2":
+		return cgroupMount(m, po, opts)
+	}
+	if m.Type == "proc" || m.Type == "sysfs" {
+		if err := checkRealDir(opts.Rootfs, m.Destination); err != nil {
+			return err
+		}
+	}
+	t, err := target(opts.Rootfs, m.Destination, false)
+	if err != nil {
+		return err
+	}
+	defer t.Close()
+	src := m.Source
+	if src == "" {
+		src = m.Type
+	}
+	flags := po.flags
+	if err := unix.Mount(src, procPath(t), m.Type, flags, po.data); err != nil {
+		if m.Type == "sysfs" && errors.Is(err, unix.EPERM) && opts.UserNS {
+			// Without its own network namespace a user-namespaced
+			// container cannot mount sysfs: bind the host's instead.
+			err = unix.Mount("/sys", procPath(t), "", unix.MS_BIND|unix.MS_REC, "")
+		}
+		if err != nil {
+			return fmt.Errorf("mount %s (type %s): %w", m.Destination, m.Type, err)
+		}
+	}
+	return finishMount(t, m.Destination, po, opts)
+}
+
+// finishMount applies propagation and recursive attributes.
+func finishMount(t *os.File, dest string, po parsedOptions, opts Options) error {
+	for _, p := range po.propagation {
+		if err := unix.Mount("", procPath(t), "", p, ""); err != nil {
+			return fmt.Errorf("set propagation of %s: %w", dest, err)
+		}
+	}
+	if po.setAttr != 0 || po.clrAttr != 0 {
+		t2, err := reopenMount(t, opts, dest)
+		if err != nil {
+			return err
+		}
+		defer t2.Close()
+		attr := &unix.MountAttr{Attr_set: po.setAttr, Attr_clr: po.clrAttr}
+		if err := unix.MountSetattr(int(t2.Fd()), "", unix.AT_EMPTY_PATH|unix.AT_RECURSIVE, attr); err != nil {
+			return fmt.Errorf("set recursive attributes of %s: %w", dest, err)
+		}
+	}
+	return nil
+}
+
+// reopenMount opens dest again: the O_PATH handle taken before a mount
+// refers to the directory under it, not the new mount.
+func reopenMount(_ *os.File, opts Options, dest string) (*os.File, error) {
+	return securejoin.OpenInRoot(opts.Rootfs, dest)
+}
+
+func bindMount(m *specs.Mount, po parsedOptions, opts Options) error {
+	src := m.Source
+	if !filepath.IsAbs(src) {
+		src = filepath.Join(opts.Bundle, src)
+	}
+	fi, err := os.Stat(src)
+	if err != nil {
+		return fmt.Errorf("bind source: %w", err)
+	}
+	t, err := target(opts.Rootfs, m.Destination, !fi.IsDir())
+	if err != nil {
+		return err
+	}
+	defer t.Close()
+	flags := uintptr(unix.MS_BIND) | po.flags&unix.MS_REC
+	if err := unix.Mount(src, procPath(t), "", flags, ""); err != nil {
+		return fmt.Errorf("bind %s: %w", src, err)
+	}
+	t2, err := reopenMount(t, opts, m.Destination)
+	if err != nil {
+		return err
+	}
+	defer t2.Close()
+	if rest := po.flags &^ (unix.MS_BIND | unix.MS_REC | unix.MS_REMOUNT); rest != 0 {
+		if err := remountBind(procPath(t2), rest, opts.UserNS); err != nil {
+			return fmt.Errorf("remount %s: %w", m.Destination, err)
+		}
+	}
+	return finishMount(t2, m.Destination, po, opts)
+}
+
+// remountBind applies flags to a bind mount. When the kernel refuses
+// (EPERM: a user namespace may not clear the flags it "locked" on the
+// source), it retries keeping the source's nosuid/nodev/noexec/atime flags.
+func remountBind(path string, flags uintptr, userns bool) error {
+	err := unix.Mount("", path, "", unix.MS_BIND|unix.MS_REMOUNT|flags, "")
+	if err == nil || !errors.Is(err, unix.EPERM) {
+		return err
+	}
+	var st unix.Statfs_t
+	if serr := unix.Statfs(path, &st); serr != nil {
+		return err
+	}
+	locked := uintptr(st.Flags) & (unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC |
+		unix.MS_NOATIME | unix.MS_NODIRATIME | unix.MS_RELATIME)
+	return unix.Mount("", path, "", unix.MS_BIND|unix.MS_REMOUNT|flags|locked, "")
+}
