@@ -45,6 +45,19 @@ func TestInit(tb testing.TB) string {
 	return initPath
 }
 
+// BuildTestInit builds the test init into dir (for callers that cannot run
+// Cleanup, such as benchmarks under another TestMain) and returns its path.
+func BuildTestInit(tb testing.TB, dir string) string {
+	tb.Helper()
+	p := filepath.Join(dir, "testinit")
+	cmd := exec.Command("go", "build", "-trimpath", "-o", p, "github.com/hullproject/hull/vm/guest/testinit")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		tb.Fatalf("building the test init: %v: %s", err, out)
+	}
+	return p
+}
+
 type buildError struct {
 	err error
 	out string
