@@ -5,8 +5,6 @@ package seccomp
 import (
 	"sort"
 
-	specs "github.com/opencontainers/runtime-spec/specs-go"
-
 	"github.com/opencontainers/runtime-spec/specs-go/features"
 	libseccomp "github.com/seccomp/libseccomp-golang"
 )
@@ -63,31 +61,4 @@ func archSupported(a libseccomp.ScmpArch) bool {
 	}
 	defer f.Release()
 	return f.AddArch(a) == nil
-}
-
-// FlagSupported returns nil when fl can be applied with the linked
-// libseccomp and the running kernel, else an error wrapping ErrUnsupported
-// (or ErrInvalid for an unknown flag).
-func FlagSupported(fl specs.LinuxSeccompFlag) error {
-	f, err := libseccomp.NewFilter(libseccomp.ActAllow)
-	if err != nil {
-		return unsupported("create a filter: %v", err)
-	}
-	defer f.Release()
-	switch fl {
-	case FlagTsync:
-		return nil
-	case FlagLog:
-		err = f.SetLogBit(true)
-	case FlagSpecAllow:
-		err = f.SetSSB(true)
-	case FlagWaitKillableRecv:
-		err = f.SetWaitKill(true)
-	default:
-		return invalid("unknown flag %q", fl)
-	}
-	if err != nil {
-		return unsupported("%s: %v", fl, err)
-	}
-	return nil
 }

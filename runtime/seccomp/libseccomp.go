@@ -4,8 +4,8 @@ package seccomp
 
 import (
 	"fmt"
+	"io"
 	"os"
-	"runtime"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	libseccomp "github.com/seccomp/libseccomp-golang"
@@ -133,21 +133,10 @@ func build(s *specs.LinuxSeccomp) (*libseccomp.ScmpFilter, bool, error) {
 			return nil, false, unsupported("architectures[%d]: %s is not supported by libseccomp %s: %v", i, a, libVersion(), err)
 		}
 	}
-	for i, fl := range s.Flags {
-		var err error
-		switch fl {
-		case FlagTsync:
-			// Always on (NewFilter sets it).
-		case FlagLog:
-			err = f.SetLogBit(true)
-		case FlagSpecAllow:
-			err = f.SetSSB(true)
-		case FlagWaitKillableRecv:
-			err = f.SetWaitKill(true)
-		}
-		if err != nil {
-			return nil, false, unsupported("flags[%d]: %s: %v", i, fl, err)
-		}
+	// Flags are seccomp(2) flags of the load (see Program), not filter
+	// content; only check them here.
+	if _, err := programFlags(s); err != nil {
+		return nil, false, fmt.Errorf("linux.seccomp: %w", err)
 	}
 	notify := false
 	for i, sc := range s.Syscalls {
@@ -245,30 +234,59 @@ func LoadNotify(s *specs.LinuxSeccomp) (*os.File, error) {
 	if s == nil {
 		return nil, nil
 	}
+	p, err := Compile(s)
+	if err != nil {
+		return nil, err
+	}
+	return p.Load()
+}
+
+// Compile validates s and compiles it with libseccomp into a Program that
+// Program.Load installs. A nil profile gives a nil Program.
+func Compile(s *specs.LinuxSeccomp) (*Program, error) {
+	if s == nil {
+		return nil, nil
+	}
 	if err := check(s); err != nil {
 		return nil, err
 	}
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
+	flags, err := programFlags(s)
+	if err != nil {
+		return nil, fmt.Errorf("linux.seccomp: %w", err)
+	}
 	f, notify, err := build(s)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Release()
-	if err := f.Load(); err != nil {
-		return nil, fmt.Errorf("linux.seccomp: load filter: %w", err)
-	}
-	if !notify {
-		return nil, nil
-	}
-	fd, err := f.GetNotifFd()
+	bpf, err := exportBPF(f)
 	if err != nil {
-		return nil, fmt.Errorf("linux.seccomp: get the listener fd: %w", err)
+		return nil, fmt.Errorf("linux.seccomp: export the filter: %w", err)
 	}
-	return os.NewFile(uintptr(fd), "seccomp-listener"), nil
+	return &Program{Filter: bpf, Flags: flags, Notify: notify}, nil
+}
+
+// exportBPF returns the filter's BPF instructions (libseccomp 2.5 can only
+// write them to a file descriptor).
+func exportBPF(f *libseccomp.ScmpFilter) ([]byte, error) {
+	fd, err := unix.MemfdCreate("seccomp-bpf", unix.MFD_CLOEXEC)
+	if err != nil {
+		return nil, err
+	}
+	file := os.NewFile(uintptr(fd), "seccomp-bpf")
+	defer file.Close()
+	if err := f.ExportBPF(file); err != nil {
+		return nil, err
+	}
+	if _, err := file.Seek(0, io.SeekStart); err != nil {
+		return nil, err
+	}
+	return io.ReadAll(file)
 }
 
 func libVersion() string {
 	major, minor, micro := libseccomp.GetLibraryVersion()
 	return fmt.Sprintf("%d.%d.%d", major, minor, micro)
 }
+
+func libVersionString() string { return "libseccomp " + libVersion() }

@@ -35,7 +35,13 @@ func Features() *features.Seccomp {
 	return &features.Seccomp{Enabled: &f}
 }
 
-// FlagSupported reports every flag unsupported without libseccomp.
-func FlagSupported(fl specs.LinuxSeccompFlag) error {
-	return unsupported("%s: built without cgo", fl)
+// Compile fails: this binary was built without cgo and libseccomp.
+// Program.Load still works for programs compiled elsewhere.
+func Compile(s *specs.LinuxSeccomp) (*Program, error) {
+	if s == nil {
+		return nil, nil
+	}
+	return nil, unsupported("built without cgo: libseccomp is not linked")
 }
+
+func libVersionString() string { return "no libseccomp" }

@@ -31,6 +31,7 @@ const (
 	childEnv     = "HULL_SECCOMP_TEST_CHILD"
 	childProfile = "HULL_SECCOMP_TEST_PROFILE"
 	childArg     = "HULL_SECCOMP_TEST_ARG"
+	childProgram = "HULL_SECCOMP_TEST_PROGRAM"
 )
 
 func TestMain(m *testing.M) {
@@ -152,6 +153,20 @@ func runChild(name string) int {
 			fmt.Fprintln(os.Stderr, "load:", err)
 			return 4
 		}
+	case "program":
+		var p Program
+		if err := json.Unmarshal([]byte(os.Getenv(childProgram)), &p); err != nil {
+			fmt.Fprintln(os.Stderr, "program:", err)
+			return 3
+		}
+		fd, err := p.Load()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "load program:", err)
+			return 4
+		}
+		if fd != nil {
+			fd.Close()
+		}
 	case "notify":
 		fd, err := LoadNotify(&s)
 		if err != nil || fd == nil {
@@ -189,7 +204,15 @@ func child(t *testing.T, mode string, s *specs.LinuxSeccomp, probeNames ...strin
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, os.Args[0])
-	cmd.Env = append(os.Environ(), childEnv+"="+mode, childProfile+"="+string(data),
+	var program []byte
+	if mode == "program" {
+		p, err := Compile(s)
+		if err != nil {
+			t.Fatalf("Compile: %v", err)
+		}
+		program, _ = json.Marshal(p)
+	}
+	cmd.Env = append(os.Environ(), childEnv+"="+mode, childProfile+"="+string(data), childProgram+"="+string(program),
 		childArg+"="+t.TempDir(), "HULL_SECCOMP_TEST_PROBES="+strings.Join(probeNames, " "))
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
@@ -657,5 +680,47 @@ func TestFeatures(t *testing.T) {
 		if err := Validate(&specs.LinuxSeccomp{DefaultAction: specs.ActAllow, Architectures: []specs.Arch{specs.Arch(a)}}); err != nil {
 			t.Errorf("reported arch %s does not validate: %v", a, err)
 		}
+	}
+}
+
+// TestProgramCompiledInParent is the flow the runtime uses: the profile is
+// compiled in the runtime process and the child only loads the Program.
+func TestProgramCompiledInParent(t *testing.T) {
+	s := Default()
+	got, stderr, ws := child(t, "program", s, "getpid", "mkdir", "pipe2", "unshare-ns", "mount", "clone3", "tsync", "nnp")
+	if !ws.Exited() || ws.ExitStatus() != 0 {
+		t.Fatalf("child: %v, stderr: %s", ws, stderr)
+	}
+	expect(t, got, stderr, map[string]syscall.Errno{
+		"getpid": 0, "mkdir": 0, "pipe2": 0, "unshare-ns": unix.EPERM, "mount": unix.EPERM,
+		"clone3": unix.ENOSYS, "tsync": 0, "nnp": 0,
+	})
+}
+
+func TestProgramRejectsGarbage(t *testing.T) {
+	for _, p := range []*Program{{}, {Filter: make([]byte, 12)}} {
+		if _, err := p.Load(); !errors.Is(err, ErrInvalid) {
+			t.Errorf("Load of %d bytes: %v, want ErrInvalid", len(p.Filter), err)
+		}
+	}
+}
+
+func TestFlags(t *testing.T) {
+	if err := FlagSupported("SECCOMP_FILTER_FLAG_BOGUS"); !errors.Is(err, ErrInvalid) {
+		t.Errorf("unknown flag: %v", err)
+	}
+	for _, fl := range []specs.LinuxSeccompFlag{FlagTsync, FlagLog, FlagSpecAllow} {
+		if err := FlagSupported(fl); err != nil {
+			t.Errorf("%s: %v (every kernel since 4.17 has it)", fl, err)
+		}
+	}
+	p, err := Compile(&specs.LinuxSeccomp{DefaultAction: specs.ActAllow,
+		Flags:    []specs.LinuxSeccompFlag{FlagTsync, FlagLog, FlagSpecAllow},
+		Syscalls: []specs.LinuxSyscall{{Names: []string{"mkdirat"}, Action: specs.ActErrno}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Flags != unix.SECCOMP_FILTER_FLAG_TSYNC|unix.SECCOMP_FILTER_FLAG_LOG|unix.SECCOMP_FILTER_FLAG_SPEC_ALLOW || p.Notify {
+		t.Errorf("program flags %#x notify %v", p.Flags, p.Notify)
 	}
 }
