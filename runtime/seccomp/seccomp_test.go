@@ -183,6 +183,12 @@ func runChild(name string) int {
 		}
 		fd.Close()
 	}
+	if args := os.Getenv("HULL_SECCOMP_TEST_EXEC"); args != "" {
+		argv := strings.Fields(args)
+		err := syscall.Exec(argv[0], argv, os.Environ())
+		fmt.Fprintln(os.Stderr, "exec:", err)
+		return 6
+	}
 	for _, p := range strings.Fields(os.Getenv("HULL_SECCOMP_TEST_PROBES")) {
 		fmt.Printf("%s=%d\n", p, int(probes[p](dir)))
 	}
@@ -409,6 +415,45 @@ func TestLoadKills(t *testing.T) {
 	})
 }
 
+// TestKillThreadAfterExec loads SCMP_ACT_KILL (= KILL_THREAD) on chmod
+// to mode 0700 and execs busybox, whose only thread dies with SIGSYS,
+// while chmod to another mode works: the filter survives execve and the
+// argument condition is honoured.
+func TestKillThreadAfterExec(t *testing.T) {
+	if _, err := os.Stat("/bin/busybox"); err != nil {
+		t.Skip("needs /bin/busybox (Debian busybox-static)")
+	}
+	s := &specs.LinuxSeccomp{DefaultAction: specs.ActAllow, Syscalls: []specs.LinuxSyscall{
+		{Names: []string{"fchmodat"}, Action: specs.ActKill, Args: []specs.LinuxSeccompArg{
+			{Index: 2, Value: 0o700, Op: specs.OpEqualTo}, // fchmodat(dirfd, path, mode)
+		}},
+		{Names: []string{"chmod"}, Action: specs.ActKill, Args: []specs.LinuxSeccompArg{
+			{Index: 1, Value: 0o700, Op: specs.OpEqualTo}, // chmod(path, mode)
+		}},
+	}}
+	file := filepath.Join(t.TempDir(), "f")
+	if err := os.WriteFile(file, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		mode   string
+		want   os.FileMode
+		killed bool
+	}{{"755", 0o755, false}, {"700", 0o755, true}} {
+		t.Setenv("HULL_SECCOMP_TEST_EXEC", "/bin/busybox chmod "+tt.mode+" "+file)
+		_, stderr, ws := child(t, "load", s)
+		if tt.killed != (ws.Signaled() && ws.Signal() == unix.SIGSYS) {
+			t.Errorf("chmod %s: %v, want killed=%v (%s)", tt.mode, ws, tt.killed, stderr)
+		}
+		if !tt.killed && (!ws.Exited() || ws.ExitStatus() != 0) {
+			t.Errorf("chmod %s: %v (%s)", tt.mode, ws, stderr)
+		}
+		if fi, err := os.Stat(file); err != nil || fi.Mode().Perm() != tt.want {
+			t.Errorf("after chmod %s the mode is %v, want %v", tt.mode, fi.Mode().Perm(), tt.want)
+		}
+	}
+}
+
 func TestLoadThreadsAndNoNewPrivs(t *testing.T) {
 	s := &specs.LinuxSeccomp{DefaultAction: specs.ActAllow, Syscalls: []specs.LinuxSyscall{
 		{Names: []string{"mkdir", "mkdirat"}, Action: specs.ActErrno},
@@ -533,6 +578,7 @@ func TestNotify(t *testing.T) {
 		DefaultAction:    specs.ActAllow,
 		ListenerPath:     sock,
 		ListenerMetadata: "hello-agent",
+		Flags:            []specs.LinuxSeccompFlag{FlagWaitKillableRecv},
 		Syscalls:         []specs.LinuxSyscall{{Names: []string{"mkdir", "mkdirat"}, Action: specs.ActNotify}},
 	}
 	if err := Validate(s); err != nil {
@@ -672,7 +718,8 @@ func TestFeatures(t *testing.T) {
 	if !has(f.Archs, "SCMP_ARCH_X86_64") || !has(f.Archs, "SCMP_ARCH_X86") {
 		t.Errorf("archs: %v", f.Archs)
 	}
-	if len(f.KnownFlags) != 4 || !has(f.SupportedFlags, "SECCOMP_FILTER_FLAG_LOG") || !has(f.SupportedFlags, "SECCOMP_FILTER_FLAG_TSYNC") {
+	if len(f.KnownFlags) != 4 || !has(f.SupportedFlags, "SECCOMP_FILTER_FLAG_LOG") || !has(f.SupportedFlags, "SECCOMP_FILTER_FLAG_TSYNC") ||
+		!has(f.SupportedFlags, "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV") { // kernel 5.19+
 		t.Errorf("flags: known %v supported %v", f.KnownFlags, f.SupportedFlags)
 	}
 	// Every arch reported must validate.
