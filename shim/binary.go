@@ -2,11 +2,10 @@ package shim
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"log/slog"
 	"net"
@@ -96,8 +95,9 @@ func (f *flags) check() error {
 // ns of the daemon at address: short enough for sun_path whatever the
 // names.
 func SocketPath(address, ns, id string) string {
-	sum := sha256.Sum256([]byte(address + "\x00" + ns + "\x00" + id))
-	return filepath.Join(SocketDir, hex.EncodeToString(sum[:16]))
+	h := fnv.New128a()
+	h.Write([]byte(address + "\x00" + ns + "\x00" + id))
+	return filepath.Join(SocketDir, fmt.Sprintf("%x", h.Sum(nil)))
 }
 
 // start spawns the long-lived shim in its own session, with the listening
@@ -245,7 +245,8 @@ func (f *flags) serve() error {
 			close(done)
 		}
 	})
-	server, err := ttrpc.NewServer()
+	trim := newTrimmer()
+	server, err := ttrpc.NewServer(ttrpc.WithUnaryServerInterceptor(trim.interceptor))
 	if err != nil {
 		return err
 	}
@@ -255,7 +256,7 @@ func (f *flags) serve() error {
 			slog.Error("serve", "err", err)
 		}
 	}()
-	debug.FreeOSMemory()
+	trim.touch()
 	<-done
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
