@@ -156,3 +156,23 @@ func TestRootlessSpecUnderRunc(t *testing.T) {
 		}
 	}
 }
+
+func TestWithDevicesUnderRunc(t *testing.T) {
+	const tun = "/dev/net/tun"
+	if _, err := os.Stat(tun); err != nil {
+		t.Skipf("needs %s on the host", tun)
+	}
+	script := `if exec 3<>` + tun + `; then echo opened; else echo denied; fi`
+	without := runInRunc(t, oci.DefaultSpec("test", "x"), "sh", "-c", script)
+	if strings.Contains(without, "opened") {
+		t.Errorf("without WithDevices:\n%s", without)
+	}
+	s, err := oci.NewSpec("test", "x", oci.WithDevices("rwm", tun))
+	if err != nil {
+		t.Fatal(err)
+	}
+	with := runInRunc(t, s, "sh", "-c", script)
+	if !strings.Contains(with, "opened") {
+		t.Errorf("with WithDevices:\n%s", with)
+	}
+}
