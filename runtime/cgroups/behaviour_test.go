@@ -129,6 +129,30 @@ func TestUpdateMerges(t *testing.T) {
 			}
 		}
 	}
+	// a container without swap (swap == memory) stays without swap when only
+	// the memory limit is updated, from merged state and from disk alike
+	for i, load := range []bool{false, true} {
+		mm := m
+		if load {
+			var err error
+			if mm, err = Load(m.Paths()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		lim := int64(120+10*i) << 20
+		if err := mm.Set(&specs.LinuxResources{Memory: &specs.LinuxMemory{Limit: ptr(lim), Swap: ptr(lim)}}); err != nil {
+			t.Fatal(err)
+		}
+		if err := mm.Set(&specs.LinuxResources{Memory: &specs.LinuxMemory{Limit: ptr(2 * lim)}}); err != nil {
+			t.Fatalf("no-swap update (loaded=%v): %v", load, err)
+		}
+		if got, want := readFile(t, mem, "memory.memsw.limit_in_bytes"), itoa(int(2*lim)); got != want {
+			t.Errorf("no-swap update (loaded=%v): memsw = %s, want %s", load, got, want)
+		}
+	}
+	if err := m.Set(&specs.LinuxResources{Memory: &specs.LinuxMemory{Limit: ptr(int64(300 << 20)), Swap: ptr(int64(400 << 20))}}); err != nil {
+		t.Fatal(err)
+	}
 	// the merged view is what a later process needs to continue updating
 	got := m.Resources()
 	if *got.Memory.Limit != 300<<20 || *got.Memory.Swap != 400<<20 || *got.CPU.Shares != 2048 || *got.Pids.Limit != -1 {
@@ -299,8 +323,12 @@ func TestV2OnHybridTree(t *testing.T) {
 	if err != nil || !slices.Contains(pids, p.pid()) {
 		t.Errorf("Pids() = %v, %v", pids, err)
 	}
-	if _, err := m.Stats(); err != nil && v2Controllers(dir)["memory"] {
-		t.Errorf("Stats: %v", err)
+	if st, err := m.Stats(); err != nil || st.Pids.Current == 0 {
+		t.Errorf("Stats: %v, pids.current %d", err, st.Pids.Current)
+	} else if v2Controllers(dir)["hugetlb"] {
+		if _, ok := st.Hugetlb["2MB"]; !ok {
+			t.Errorf("Stats hugetlb = %v, want a 2MB entry", st.Hugetlb)
+		}
 	}
 	p.kill()
 	if err := m.Destroy(); err != nil {

@@ -353,7 +353,7 @@ func createV2(path string) error {
 func (m *manager) Set(r *specs.LinuxResources) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	merged := Merge(m.res, r)
+	merged := Merge(m.res, m.swapFollowsMemory(r))
 	conv, extra, err := Convert(merged, m.layout)
 	if err != nil {
 		return err
@@ -381,7 +381,7 @@ func (m *manager) Set(r *specs.LinuxResources) error {
 			return err
 		}
 		if err := m.v1.Set(v1res); err != nil {
-			return fmt.Errorf("setting cgroup %s: %w", m.cg.Path, describeV1(err))
+			return fmt.Errorf("setting cgroup %s: %w", m.cg.Path, err)
 		}
 		if v2res != nil {
 			if err := m.v2.Set(v2res); err != nil {
@@ -472,11 +472,6 @@ func (m *manager) split(r *lib.Resources) (*lib.Resources, *lib.Resources, error
 	return &v1, v2, nil
 }
 
-// describeV1 turns the kernel's terse answers into something a user can act on.
-func describeV1(err error) error {
-	return err
-}
-
 // checkMemory implements memory.checkBeforeUpdate, and checks a new limit
 // against the memory+swap limit already on disk when the update gives no
 // swap (v1 refuses memory above memsw with a bare EINVAL).
@@ -505,6 +500,36 @@ func (m *manager) checkMemory(r *lib.Resources) error {
 	}
 	return nil
 }
+
+// swapFollowsMemory: when an update changes memory.limit without giving
+// memory.swap, and the container so far had no swap (memory+swap equal to
+// memory, or v2 memory.swap.max 0), the swap total moves with the limit so
+// the container stays without swap, as Docker's update does. The base is
+// the merged resources when known, else what is on disk.
+func (m *manager) swapFollowsMemory(r *specs.LinuxResources) *specs.LinuxResources {
+	if r == nil || r.Memory == nil || r.Memory.Limit == nil || r.Memory.Swap != nil || *r.Memory.Limit <= 0 {
+		return r
+	}
+	noSwap := false
+	if b := m.res.Memory; b != nil && b.Limit != nil {
+		noSwap = b.Swap != nil && *b.Swap == *b.Limit && *b.Limit > 0
+	} else if m.layout == Unified {
+		v, err := readUint(m.v2Path, "memory.swap.max")
+		noSwap = err == nil && v == 0
+	} else if dir := m.v1Paths["memory"]; dir != "" {
+		lim, err1 := readUint(dir, "memory.limit_in_bytes")
+		sw, err2 := readUint(dir, "memory.memsw.limit_in_bytes")
+		noSwap = err1 == nil && err2 == nil && lim == sw && lim < 1<<62
+	}
+	if !noSwap {
+		return r
+	}
+	out := clone(r)
+	out.Memory.Swap = ptr64(*r.Memory.Limit)
+	return out
+}
+
+func ptr64(v int64) *int64 { return &v }
 
 func readUint(dir, file string) (uint64, error) {
 	s, err := lib.ReadFile(dir, file)

@@ -81,6 +81,11 @@ func TestLifecycleV1(t *testing.T) {
 	if st.CPU.Usage.Total == 0 {
 		t.Errorf("Stats cpu usage = 0")
 	}
+	if paths[""] != "" && v2Controllers(paths[""])["hugetlb"] {
+		if _, ok := st.Hugetlb["2MB"]; !ok {
+			t.Errorf("Stats hugetlb = %v, want a 2MB entry from the v2 tree", st.Hugetlb)
+		}
+	}
 
 	p.kill()
 	if err := m.Destroy(); err != nil {
