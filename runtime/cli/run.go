@@ -9,6 +9,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/hullproject/hull/runtime/container"
+	"github.com/hullproject/hull/runtime/internal/trace"
 )
 
 func newRun(g *globals) *cobra.Command {
@@ -32,14 +33,18 @@ func newRun(g *globals) *cobra.Command {
 				sigs = make(chan os.Signal, 32)
 				signal.Notify(sigs)
 			}
-			p, err := container.Create(ctx, c.options(g, id))
+			o := c.options(g, id)
+			o.StartNow = true
+			p, err := container.Create(ctx, o)
 			if err != nil {
 				return err
 			}
-			if err := container.Start(ctx, g.root, id); err != nil {
+			trace.Mark("created")
+			if err := container.Poststart(ctx, g.root, id); err != nil {
 				container.Delete(ctx, g.root, id, true)
 				return err
 			}
+			trace.Mark("started")
 			if detach {
 				return nil
 			}
@@ -60,9 +65,11 @@ func newRun(g *globals) *cobra.Command {
 					unix.Kill(p.Pid, s.(unix.Signal))
 				case code := <-done:
 					signal.Stop(sigs)
+					trace.Mark("exited")
 					if !keep {
 						container.Delete(ctx, g.root, id, true)
 					}
+					trace.Mark("deleted")
 					if code != 0 {
 						return &exitError{code}
 					}

@@ -21,6 +21,7 @@ import (
 	"github.com/hullproject/hull/runtime/cgroups"
 	"github.com/hullproject/hull/runtime/hooks"
 	"github.com/hullproject/hull/runtime/initproc"
+	"github.com/hullproject/hull/runtime/internal/trace"
 )
 
 // CreateOptions are `create`'s flags.
@@ -33,6 +34,9 @@ type CreateOptions struct {
 	NoPivot       bool
 	NoNewKeyring  bool
 	PreserveFDs   int
+	// StartNow is `run`: the init does not wait on the exec fifo but
+	// execve's as soon as it is ready (create and start in one step).
+	StartNow bool
 	// Stdio of the init (and so of the process); nil means the
 	// runtime's own.
 	Stdin          io.Reader
@@ -85,6 +89,7 @@ func Create(ctx context.Context, o CreateOptions) (_ *Process, retErr error) {
 	if err != nil {
 		return nil, err
 	}
+	trace.Mark("validated")
 	h, err := newHandle(o.Root, o.ID)
 	if err != nil {
 		return nil, err
@@ -123,17 +128,20 @@ func Create(ctx context.Context, o CreateOptions) (_ *Process, retErr error) {
 		return nil, err
 	}
 	fifo := filepath.Join(h.Dir, fifoFile)
-	old := unix.Umask(0)
-	err = unix.Mkfifo(fifo, 0o622)
-	unix.Umask(old)
-	if err != nil {
-		return nil, fmt.Errorf("make exec fifo: %w", err)
+	if !o.StartNow {
+		old := unix.Umask(0)
+		err = unix.Mkfifo(fifo, 0o622)
+		unix.Umask(old)
+		if err != nil {
+			return nil, fmt.Errorf("make exec fifo: %w", err)
+		}
 	}
 	cgPath := ""
 	if spec.Linux != nil {
 		cgPath = spec.Linux.CgroupsPath
 	}
 	res := cgroups.ContainerResources(spec)
+	trace.Mark("state saved, fifo")
 	mgr, err = cgroups.New(cgPath, o.ID, res)
 	if err != nil {
 		return nil, fmt.Errorf("linux.cgroupsPath %q: %w", cgPath, err)
@@ -148,12 +156,15 @@ func Create(ctx context.Context, o CreateOptions) (_ *Process, retErr error) {
 	defer sync.Close()
 	child := os.NewFile(uintptr(fds[1]), "sync-child")
 	defer child.Close()
-	fifoFd, err := unix.Open(fifo, unix.O_PATH|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, err
+	fifoF := os.NewFile(uintptr(fds[1]), "no-fifo") // a placeholder that keeps the fd numbers
+	if !o.StartNow {
+		fifoFd, err := unix.Open(fifo, unix.O_PATH|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return nil, err
+		}
+		fifoF = os.NewFile(uintptr(fifoFd), "exec.fifo")
+		defer fifoF.Close()
 	}
-	fifoF := os.NewFile(uintptr(fifoFd), "exec.fifo")
-	defer fifoF.Close()
 
 	var extra []*os.File
 	for i := 0; i < o.PreserveFDs; i++ {
@@ -167,6 +178,9 @@ func Create(ctx context.Context, o CreateOptions) (_ *Process, retErr error) {
 		NewMountNS: plan.has[specs.MountNamespace], NewUserNS: plan.newNS[specs.UserNamespace],
 		NewCgroupNS: plan.newNS[specs.CgroupNamespace], NewUTSNS: plan.newNS[specs.UTSNamespace],
 		FifoFD: base + 1, PreserveFDs: o.PreserveFDs,
+	}
+	if o.StartNow {
+		cfg.FifoFD = 0
 	}
 	if spec.Process.Terminal {
 		if o.ConsoleSocket == "" {
@@ -186,13 +200,16 @@ func Create(ctx context.Context, o CreateOptions) (_ *Process, retErr error) {
 		cfg.RuntimeHooks = true
 	}
 
-	exe, err := sealedExe()
+	trace.Mark("cgroup manager, sockets")
+	exePath, exe, err := runtimeExe()
 	if err != nil {
 		return nil, err
 	}
-	defer exe.Close()
+	if exe != nil {
+		defer exe.Close()
+	}
 	cmd = &exec.Cmd{
-		Path:       "/proc/self/fd/" + strconv.Itoa(int(exe.Fd())),
+		Path:       exePath,
 		Args:       []string{"hull-runtime", "init"},
 		Env:        []string{initproc.EnvSyncFD + "=" + strconv.Itoa(base)},
 		ExtraFiles: extra,
@@ -211,6 +228,9 @@ func Create(ctx context.Context, o CreateOptions) (_ *Process, retErr error) {
 	if cmd.Stderr == nil {
 		cmd.Stderr = os.Stderr
 	}
+	if os.Getenv("HULL_TRACE") == "1" {
+		cmd.Env = append(cmd.Env, "HULL_TRACE=1")
+	}
 	if len(plan.joins) > 0 {
 		cmd.Env = append(cmd.Env, initproc.EnvNsEnter+"="+joinList(plan.joins))
 	}
@@ -225,6 +245,7 @@ func Create(ctx context.Context, o CreateOptions) (_ *Process, retErr error) {
 		cmd.SysProcAttr.GidMappings = idMaps(spec.Linux.GIDMappings)
 		cmd.SysProcAttr.GidMappingsEnableSetgroups = true
 	}
+	trace.Mark("memfd")
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start init: %w", err)
 	}
@@ -251,12 +272,14 @@ func Create(ctx context.Context, o CreateOptions) (_ *Process, retErr error) {
 		return nil, fmt.Errorf("init exited at once: %w", err)
 	}
 	h.Record.Pid = pid
+	trace.Mark("init started")
 	if err := mgr.Apply(pid); err != nil {
 		return nil, fmt.Errorf("linux.cgroupsPath: join cgroup: %w", err)
 	}
 	if err := mgr.Set(res); err != nil {
 		return nil, fmt.Errorf("linux.resources: %w", err)
 	}
+	trace.Mark("cgroup applied+set")
 	if h.Record.Cgroup, err = json.Marshal(cgState{Paths: mgr.Paths(), Resources: mgr.Resources()}); err != nil {
 		return nil, err
 	}
@@ -293,6 +316,7 @@ func Create(ctx context.Context, o CreateOptions) (_ *Process, retErr error) {
 		}
 		break
 	}
+	trace.Mark("init ready")
 	h.Record.Creating = false
 	if err := h.Save(); err != nil {
 		return nil, err

@@ -106,13 +106,15 @@ func Exec(ctx context.Context, o ExecOptions) (*Process, error) {
 		cfg.ConsoleSocketFD = 3 + len(extra)
 		extra = append(extra, cs)
 	}
-	exe, err := sealedExe()
+	exePath, exe, err := runtimeExe()
 	if err != nil {
 		return nil, err
 	}
-	defer exe.Close()
+	if exe != nil {
+		defer exe.Close()
+	}
 	cmd := &exec.Cmd{
-		Path:        "/proc/self/fd/" + strconv.Itoa(int(exe.Fd())),
+		Path:        exePath,
 		Args:        []string{"hull-runtime", "init"},
 		Env:         []string{initproc.EnvSyncFD + "=" + strconv.Itoa(base)},
 		ExtraFiles:  extra,

@@ -46,14 +46,29 @@ func Start(ctx context.Context, root, id string) error {
 	if err := openFifo(ctx, filepath.Join(h.Dir, fifoFile), h.Record.Pid); err != nil {
 		return err
 	}
+	h.poststart(ctx)
+	return nil
+}
+
+// Poststart runs the poststart hooks of a container `run` started.
+func Poststart(ctx context.Context, root, id string) error {
+	h, err := Load(root, id)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	h.poststart(ctx)
+	return nil
+}
+
+func (h *Handle) poststart(ctx context.Context) {
 	if hk := h.Record.Spec.Hooks; hk != nil && len(hk.Poststart) > 0 {
 		st := h.SpecState(Running)
 		if err := hooks.Run(ctx, "poststart", hk.Poststart, &st); err != nil {
 			// runtime-spec: a failing poststart hook only warns.
-			slog.Warn("poststart hook failed", "id", id, "err", err)
+			slog.Warn("poststart hook failed", "id", h.Record.ID, "err", err)
 		}
 	}
-	return nil
 }
 
 // openFifo unblocks the init waiting on the fifo and removes the fifo.

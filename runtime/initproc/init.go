@@ -28,6 +28,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/hullproject/hull/runtime/hooks"
+	"github.com/hullproject/hull/runtime/internal/trace"
 	"github.com/hullproject/hull/runtime/rootfs"
 )
 
@@ -84,10 +85,12 @@ func (i *initp) recv(want string) (*Message, error) {
 }
 
 func (i *initp) run() error {
+	trace.Mark("init: go started")
 	m, err := i.recv(MsgConfig)
 	if err != nil {
 		return err
 	}
+	trace.Mark("init: config read")
 	cfg := m.Config
 	if cfg == nil || cfg.Process == nil || (!cfg.Exec && cfg.Spec == nil) {
 		return errors.New("runtime sent no config")
@@ -99,6 +102,7 @@ func (i *initp) run() error {
 			return err
 		}
 	}
+	trace.Mark("init: container set up")
 	if p.Terminal {
 		if err := setupConsole(cfg); err != nil {
 			return err
@@ -147,6 +151,7 @@ func (i *initp) run() error {
 		}
 		sc = nil
 	}
+	trace.Mark("init: rlimits, keyring, nnp, labels")
 	if err := dropBounding(p); err != nil {
 		return err
 	}
@@ -160,6 +165,7 @@ func (i *initp) run() error {
 	if err := applyCaps(p); err != nil {
 		return err
 	}
+	trace.Mark("init: user, caps")
 	umask := 0o022
 	if p.User.Umask != nil {
 		umask = int(*p.User.Umask)
@@ -172,14 +178,17 @@ func (i *initp) run() error {
 	if err != nil {
 		return err
 	}
+	trace.Mark("init: cwd, lookpath")
 	if !cfg.Exec {
 		if err := i.send(Message{Type: MsgReady}); err != nil {
 			return err
 		}
 		i.ready = true
 		i.sync.Close()
-		if err := waitFifo(cfg.FifoFD); err != nil {
-			return err
+		if cfg.FifoFD > 0 {
+			if err := waitFifo(cfg.FifoFD); err != nil {
+				return err
+			}
 		}
 		if h := cfg.Spec.Hooks; h != nil && len(h.StartContainer) > 0 {
 			st := *cfg.State
@@ -197,6 +206,7 @@ func (i *initp) run() error {
 	if err := closeExtraFDs(3 + cfg.PreserveFDs); err != nil {
 		return err
 	}
+	trace.Mark("init: exec")
 	err = unix.Exec(path, p.Args, env)
 	return fmt.Errorf("exec %s: %w", p.Args[0], err)
 }
@@ -238,6 +248,7 @@ func (i *initp) setupContainer() error {
 			return err
 		}
 	}
+	trace.Mark("init: mounts, hooks")
 	if err := rootfs.PivotRoot(cfg.Rootfs, cfg.NoPivot); err != nil {
 		return err
 	}
@@ -267,6 +278,7 @@ func (i *initp) setupContainer() error {
 		}
 		cfg.Process.Terminal = false // done
 	}
+	trace.Mark("init: pivot, hostname, sysctl")
 	return rootfs.Finalize(spec)
 }
 
