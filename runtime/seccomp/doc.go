@@ -72,8 +72,12 @@
 //     runtime-spec ContainerProcessState with the fd (SCM_RIGHTS, fds
 //     ["seccompFd"]). NOTIFY is refused as the default action and for write
 //     and sendmsg, which the init needs after the filter is loaded.
-//   - The kernel's answer to a syscall newer than the profile is whatever the
-//     default action says: there is no ENOSYS stub like runc's. The default
-//     profile answers clone3 with ENOSYS explicitly, as containerd's does,
-//     so that libc falls back to clone.
+//   - A syscall newer than the profile answers ENOSYS, as runc arranges:
+//     when the default action denies (ERRNO, KILL, TRAP), Compile puts a
+//     short BPF stub in front of libseccomp's program that returns ENOSYS
+//     for syscall numbers above the highest one the profile names, per
+//     architecture (x86_64, x32, x86, arm64, arm, ppc64le, s390x, riscv64),
+//     so that libc falls back to older syscalls (fchmodat2 -> fchmodat).
+//     The default profile also answers clone3 with ENOSYS explicitly, as
+//     containerd's does, since clone3's flags cannot be inspected.
 package seccomp

@@ -263,6 +263,19 @@ func Compile(s *specs.LinuxSeccomp) (*Program, error) {
 	if err != nil {
 		return nil, fmt.Errorf("linux.seccomp: export the filter: %w", err)
 	}
+	native, err := libseccomp.GetNativeArch()
+	if err != nil {
+		return nil, fmt.Errorf("linux.seccomp: native architecture: %w", err)
+	}
+	list := []libseccomp.ScmpArch{native}
+	for _, a := range s.Architectures {
+		if sa := archs[a]; sa != native {
+			list = append(list, sa)
+		}
+	}
+	if stub := enosysStub(s, list); stub != nil {
+		bpf = append(stub, bpf...)
+	}
 	return &Program{Filter: bpf, Flags: flags, Notify: notify}, nil
 }
 

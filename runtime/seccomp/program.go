@@ -32,8 +32,12 @@ type Program struct {
 	Notify bool `json:"notify,omitempty"`
 }
 
-// sockFilterSize is sizeof(struct sock_filter).
-const sockFilterSize = 8
+// sockFilterSize is sizeof(struct sock_filter); bpfMaxInsns is the
+// kernel's limit on one filter (BPF_MAXINSNS).
+const (
+	sockFilterSize = 8
+	bpfMaxInsns    = 4096
+)
 
 // flagBits maps the spec's flags to seccomp(2)'s.
 var flagBits = map[specs.LinuxSeccompFlag]uint{
@@ -49,7 +53,7 @@ func (p *Program) instructions() ([]unix.SockFilter, error) {
 		return nil, fmt.Errorf("seccomp program of %d bytes is not a sock_filter array: %w", len(p.Filter), ErrInvalid)
 	}
 	n := len(p.Filter) / sockFilterSize
-	if n > 0xffff {
+	if n > bpfMaxInsns {
 		return nil, fmt.Errorf("seccomp program has %d instructions, more than the kernel takes: %w", n, ErrInvalid)
 	}
 	out := make([]unix.SockFilter, n)

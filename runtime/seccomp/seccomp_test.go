@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	libseccomp "github.com/seccomp/libseccomp-golang"
@@ -73,6 +74,21 @@ var probes = map[string]probe{
 		return errnoOf(unix.Mount("none", dir, "tmpfs", 0, ""))
 	},
 	"chroot": func(dir string) syscall.Errno { return errnoOf(unix.Chroot(dir)) },
+	"nr-500": func(string) syscall.Errno {
+		_, _, e := unix.RawSyscall(500, 0, 0, 0)
+		return e
+	},
+	"fchmodat2": func(dir string) syscall.Errno {
+		// fchmodat2 is 452 on x86_64 (Linux 6.6), newer than the profile.
+		p, _ := unix.BytePtrFromString(dir)
+		dirfd := unix.AT_FDCWD
+		_, _, e := unix.RawSyscall6(452, uintptr(dirfd), uintptr(unsafe.Pointer(p)), 0o755, 0, 0, 0)
+		return e
+	},
+	"keyctl": func(string) syscall.Errno {
+		_, _, e := unix.RawSyscall(unix.SYS_KEYCTL, unix.KEYCTL_GET_KEYRING_ID, 0, 0)
+		return e
+	},
 	"pipe2": func(string) syscall.Errno {
 		var p [2]int
 		err := unix.Pipe2(p[:], unix.O_CLOEXEC)
@@ -769,5 +785,46 @@ func TestFlags(t *testing.T) {
 	}
 	if p.Flags != unix.SECCOMP_FILTER_FLAG_TSYNC|unix.SECCOMP_FILTER_FLAG_LOG|unix.SECCOMP_FILTER_FLAG_SPEC_ALLOW || p.Notify {
 		t.Errorf("program flags %#x notify %v", p.Flags, p.Notify)
+	}
+}
+
+// TestEnosysStub: with a denying default, syscalls newer than anything the
+// profile names get ENOSYS (as from an older kernel), older unlisted ones
+// the default action. A profile that allows by default gets no stub.
+func TestEnosysStub(t *testing.T) {
+	if runtime.GOARCH != "amd64" {
+		t.Skip("syscall numbers below are x86_64's")
+	}
+	got, stderr, ws := child(t, "program", Default(), "nr-500", "fchmodat2", "keyctl", "getpid", "clone3")
+	if !ws.Exited() || ws.ExitStatus() != 0 {
+		t.Fatalf("child: %v, stderr: %s", ws, stderr)
+	}
+	expect(t, got, stderr, map[string]syscall.Errno{
+		"nr-500": unix.ENOSYS, "fchmodat2": unix.ENOSYS, "keyctl": unix.EPERM, "getpid": 0, "clone3": unix.ENOSYS,
+	})
+
+	kill := &specs.LinuxSeccomp{DefaultAction: specs.ActKillProcess, Syscalls: Default().Syscalls}
+	got, stderr, ws = child(t, "program", kill, "nr-500", "getpid")
+	if !ws.Exited() || ws.ExitStatus() != 0 {
+		t.Fatalf("kill default: child %v, stderr: %s", ws, stderr)
+	}
+	expect(t, got, stderr, map[string]syscall.Errno{"nr-500": unix.ENOSYS, "getpid": 0})
+
+	allow := &specs.LinuxSeccomp{DefaultAction: specs.ActAllow, Syscalls: []specs.LinuxSyscall{
+		{Names: []string{"mkdirat"}, Action: specs.ActErrno},
+	}}
+	p, err := Compile(allow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, _, _ := build(allow)
+	plain, _ := exportBPF(f)
+	f.Release()
+	if !bytes.Equal(p.Filter, plain) {
+		t.Error("a profile that allows by default got a stub")
+	}
+	d, _ := Compile(Default())
+	if len(d.Filter) <= len(plain) || len(d.Filter)/sockFilterSize > bpfMaxInsns {
+		t.Errorf("default program: %d instructions", len(d.Filter)/sockFilterSize)
 	}
 }
