@@ -433,10 +433,26 @@ func (w *Writer) discard() {
 	os.RemoveAll(dir)
 }
 
+// waitWriter is Writer, waiting while another writer holds the digest.
+func (s *Store) waitWriter(ctx context.Context, dgst digest.Digest, size int64) (*Writer, error) {
+	for {
+		w, err := s.Writer(ctx, dgst, size)
+		if !errors.Is(err, errdefs.ErrUnavailable) {
+			return w, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("blob %s: waiting for another writer: %w", dgst, ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
 // WriteBlob ingests a blob that is fully in memory (manifests, configs).
-// A blob already present is left as it is.
+// A blob already present is left as it is; if another writer is ingesting
+// it, WriteBlob waits for that one.
 func (s *Store) WriteBlob(ctx context.Context, dgst digest.Digest, data []byte) error {
-	w, err := s.Writer(ctx, dgst, int64(len(data)))
+	w, err := s.waitWriter(ctx, dgst, int64(len(data)))
 	if errors.Is(err, errdefs.ErrAlreadyExists) {
 		return nil
 	}
@@ -456,10 +472,10 @@ func (s *Store) WriteBlob(ctx context.Context, dgst digest.Digest, data []byte) 
 	return w.Commit(ctx)
 }
 
-// Copy ingests a blob from r (starting at the Writer's offset is the
-// caller's job when resuming; Copy writes from a fresh or truncated ingest).
+// Copy ingests a blob from r from its start (discarding any partial
+// ingest), waiting if another writer holds the digest.
 func (s *Store) Copy(ctx context.Context, dgst digest.Digest, size int64, r io.Reader) error {
-	w, err := s.Writer(ctx, dgst, size)
+	w, err := s.waitWriter(ctx, dgst, size)
 	if errors.Is(err, errdefs.ErrAlreadyExists) {
 		return nil
 	}
