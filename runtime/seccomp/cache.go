@@ -14,7 +14,7 @@ import (
 
 // cacheFormat changes whenever Program or the compilation changes, so that
 // old entries are never read.
-const cacheFormat = "hull-seccomp-v1"
+const cacheFormat = "hull-seccomp-v2"
 
 // Cache keeps compiled Programs on disk, keyed by a hash of the profile,
 // the libseccomp version and the architecture. Compiling the default
