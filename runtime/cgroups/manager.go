@@ -1,6 +1,7 @@
 package cgroups
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"maps"
@@ -66,6 +67,12 @@ type Manager interface {
 	Paths() map[string]string
 	// Exists reports whether the cgroup directory is there.
 	Exists() bool
+	// OOMKillCount is how many processes the OOM killer killed in the cgroup.
+	OOMKillCount() (uint64, error)
+	// NotifyOOM sends on the channel each time the cgroup runs out of
+	// memory (runc's "oom" event); the channel is closed when ctx ends or
+	// the cgroup is removed.
+	NotifyOOM(ctx context.Context) (<-chan struct{}, error)
 }
 
 type manager struct {

@@ -4,7 +4,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 
 	"golang.org/x/sys/unix"
 )
@@ -43,16 +42,11 @@ const (
 	hybridUnified = Root + "/unified"
 )
 
-var (
-	modeOnce sync.Once
-	mode     Layout
-)
-
-// Mode reports the host's cgroup layout. It is detected once per process
-// (mount points do not change under a running runtime).
+// Mode reports the host's cgroup layout. It is looked up on every call (two
+// statfs calls), so a process that mounts the cgroup file systems itself,
+// such as the guest agent in a VM, sees the layout it made.
 func Mode() Layout {
-	modeOnce.Do(func() { mode = detectMode(Root) })
-	return mode
+	return detectMode(Root)
 }
 
 // detectMode looks at the file systems mounted at root and root/unified.
