@@ -329,3 +329,61 @@ func PushStandard(ctx context.Context, registry, prefix string) (Standard, error
 	push(&s.ManyLayers, "/many:latest", img, e)
 	return s, err
 }
+
+// Malicious kinds: layers that try to write outside the snapshot.
+const (
+	EscapeDotDot       = "dotdot"        // an entry named ../../..<marker>/pwned
+	EscapeHardlink     = "hardlink"      // a hardlink to ../../../etc/passwd
+	EscapeAbsSymlink   = "abs-symlink"   // a symlink to <marker>, then a file through it
+	EscapeRelSymlink   = "rel-symlink"   // a symlink to ../../../<marker>, then a file through it
+	EscapeLayerSymlink = "layer-symlink" // a symlink in one layer, a file through it in the next
+)
+
+// Malicious builds busybox plus a layer of the given kind aimed at the
+// host directory marker (absolute path, e.g. /tmp/hull-evil-123). A safe
+// unpack either refuses the layer or keeps every write inside the snapshot:
+// marker must not appear on the host.
+func Malicious(kind, marker string) (v1.Image, error) {
+	base, err := BusyboxLayer()
+	if err != nil {
+		return nil, err
+	}
+	rel := "../../../../../../../../.." + marker
+	var layers [][]Entry
+	switch kind {
+	case EscapeDotDot:
+		layers = [][]Entry{{{Name: rel + "/pwned", Body: []byte("escaped\n")}}}
+	case EscapeHardlink:
+		layers = [][]Entry{{{Name: "passwd-link", Type: tar.TypeLink, Linkname: "../../../../../../etc/passwd"}}}
+	case EscapeAbsSymlink:
+		layers = [][]Entry{{
+			{Name: "evil", Type: tar.TypeSymlink, Linkname: marker, Mode: 0o777},
+			{Name: "evil/pwned", Body: []byte("escaped\n")},
+		}}
+	case EscapeRelSymlink:
+		layers = [][]Entry{{
+			{Name: "evil", Type: tar.TypeSymlink, Linkname: rel, Mode: 0o777},
+			{Name: "evil/pwned", Body: []byte("escaped\n")},
+		}}
+	case EscapeLayerSymlink:
+		layers = [][]Entry{
+			{{Name: "evil", Type: tar.TypeSymlink, Linkname: marker, Mode: 0o777}},
+			{{Name: "evil/pwned", Body: []byte("escaped\n")}},
+		}
+	default:
+		return nil, fmt.Errorf("unknown malicious layer kind %q", kind)
+	}
+	adds := []mutate.Addendum{{Layer: base, MediaType: types.OCILayer}}
+	for _, es := range layers {
+		l, err := Layer(es)
+		if err != nil {
+			return nil, err
+		}
+		adds = append(adds, mutate.Addendum{Layer: l, MediaType: types.OCILayer})
+	}
+	img, err := mutate.Append(empty.Image, adds...)
+	if err != nil {
+		return nil, err
+	}
+	return finish(img, Options{OCI: true})
+}
