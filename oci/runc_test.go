@@ -18,25 +18,31 @@ import (
 	"github.com/hullproject/hull/runtime/seccomp"
 )
 
-// These tests run the specs oci builds in real containers under runc, the
-// reference runtime: what runc accepts and enforces is what the spec
-// means. (Hull's own runtime is tested with the same specs by its tests.)
+// These tests run the specs oci builds in real containers, under runc, the
+// reference runtime (what runc accepts and enforces is what the spec
+// means), and under Hull's own hull-runtime (bin/, built by make build, or
+// $HULL_RUNTIME), which uses the runtime/seccomp, caps and label packages.
 
-func runcPath(t *testing.T) string {
-	t.Helper()
-	p, err := exec.LookPath("runc")
-	if err != nil {
-		t.Skip("needs runc (Debian package runc)")
-	}
-	return p
+// runtimes runs f once per runtime, as subtests named after it.
+func runtimes(t *testing.T, f func(t *testing.T, runtime string)) {
+	t.Run("runc", func(t *testing.T) {
+		p, err := exec.LookPath("runc")
+		if err != nil {
+			t.Skip("needs runc (Debian package runc)")
+		}
+		f(t, p)
+	})
+	t.Run("hull-runtime", func(t *testing.T) {
+		testutil.RequireRoot(t)
+		f(t, testutil.RuntimeBinary(t))
+	})
 }
 
-// runInRunc runs the bundle's spec (with args) to completion under runc
-// and returns its combined output. The container, its state and its
-// cgroup are removed afterwards.
-func runInRunc(t *testing.T, s *specs.Spec, args ...string) string {
+// runIn runs the spec (with args) on a busybox bundle to completion
+// under the runtime runc and returns its combined output. The container,
+// its state and its cgroup are removed afterwards.
+func runIn(t *testing.T, runc string, s *specs.Spec, args ...string) string {
 	t.Helper()
-	runc := runcPath(t)
 	b := testutil.NewBundle(t, args...)
 	id := fmt.Sprintf("hull-oci-%d", time.Now().UnixNano())
 	s.Process.Args = args
@@ -117,33 +123,39 @@ func TestDefaultSeccompUnderRunc(t *testing.T) {
 			want: []string{"unshare=0", "mount=0", "Seccomp:\t2", "done"},
 		},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			s := tt.spec()
-			if err := oci.ValidateSecurity(s); err != nil {
-				t.Fatal(err)
-			}
-			out := runInRunc(t, s, "sh", "-c", probeScript)
-			for _, w := range tt.want {
-				if !strings.Contains(out, w) {
-					t.Errorf("output lacks %q:\n%s", w, out)
+	runtimes(t, func(t *testing.T, rt string) {
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				s := tt.spec()
+				if err := oci.ValidateSecurity(s); err != nil {
+					t.Fatal(err)
 				}
-			}
-			// busybox reports EPERM as "Operation not permitted" for
-			// unshare and "permission denied (are you root?)" for mount.
-			if strings.Contains(tt.want[0], "=1") && (!strings.Contains(out, "unshare(0x20000): Operation not permitted") ||
-				!strings.Contains(out, "mount: permission denied")) {
-				t.Errorf("no EPERM messages in:\n%s", out)
-			}
-		})
-	}
+				out := runIn(t, rt, s, "sh", "-c", probeScript)
+				for _, w := range tt.want {
+					if !strings.Contains(out, w) {
+						t.Errorf("output lacks %q:\n%s", w, out)
+					}
+				}
+				// busybox reports EPERM as "Operation not permitted" for
+				// unshare and "permission denied (are you root?)" for mount.
+				if strings.Contains(tt.want[0], "=1") && (!strings.Contains(out, "unshare(0x20000): Operation not permitted") ||
+					!strings.Contains(out, "mount: permission denied")) {
+					t.Errorf("no EPERM messages in:\n%s", out)
+				}
+			})
+		}
+	})
 }
 
 func TestRootlessSpecUnderRunc(t *testing.T) {
+	runtimes(t, testRootless)
+}
+
+func testRootless(t *testing.T, rt string) {
 	s := oci.Example()
 	oci.Rootless(s)
 	s.Root.Readonly = false
-	out := runInRunc(t, s, "sh", "-c", "cat /proc/self/uid_map; ls /sys/kernel >/dev/null && echo sys-ok; "+
+	out := runIn(t, rt, s, "sh", "-c", "cat /proc/self/uid_map; ls /sys/kernel >/dev/null && echo sys-ok; "+
 		"readlink /proc/self/ns/net; echo done")
 	hostNet, err := os.Readlink("/proc/self/ns/net")
 	if err != nil {
@@ -158,12 +170,16 @@ func TestRootlessSpecUnderRunc(t *testing.T) {
 }
 
 func TestWithDevicesUnderRunc(t *testing.T) {
+	runtimes(t, testWithDevices)
+}
+
+func testWithDevices(t *testing.T, rt string) {
 	const tun = "/dev/net/tun"
 	if _, err := os.Stat(tun); err != nil {
 		t.Skipf("needs %s on the host", tun)
 	}
 	script := `if exec 3<>` + tun + `; then echo opened; else echo denied; fi`
-	without := runInRunc(t, oci.DefaultSpec("test", "x"), "sh", "-c", script)
+	without := runIn(t, rt, oci.DefaultSpec("test", "x"), "sh", "-c", script)
 	if strings.Contains(without, "opened") {
 		t.Errorf("without WithDevices:\n%s", without)
 	}
@@ -171,7 +187,7 @@ func TestWithDevicesUnderRunc(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	with := runInRunc(t, s, "sh", "-c", script)
+	with := runIn(t, rt, s, "sh", "-c", script)
 	if !strings.Contains(with, "opened") {
 		t.Errorf("with WithDevices:\n%s", with)
 	}
