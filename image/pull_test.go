@@ -434,3 +434,14 @@ func (s *Service) remoteManifest(ctx context.Context, ref, platform string) (oci
 	m, err := parseManifest(b)
 	return m, desc, err
 }
+
+func TestBadMirrors(t *testing.T) {
+	for _, m := range []string{"http://", "ftp://x", "https://mirror.example.com/prefix", "http://[::1"} {
+		t.Run(m, func(t *testing.T) {
+			c := RegistryConfig{Mirrors: map[string][]string{"docker.io": {m}}}
+			if _, err := c.endpoints("docker.io"); !errors.Is(err, errdefs.ErrInvalidArgument) {
+				t.Fatalf("mirror %q: %v", m, err)
+			}
+		})
+	}
+}

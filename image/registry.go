@@ -74,7 +74,7 @@ func (c RegistryConfig) endpoints(domain string) ([]endpoint, error) {
 		ep := endpoint{mirror: true}
 		if strings.Contains(m, "://") {
 			u, err := url.Parse(m)
-			if err != nil || u.Host == "" {
+			if err != nil || u.Host == "" || (u.Path != "" && u.Path != "/") || (u.Scheme != "http" && u.Scheme != "https") {
 				return nil, fmt.Errorf("mirror %q for %s: %w", m, domain, errdefs.ErrInvalidArgument)
 			}
 			ep.host, ep.insecure = u.Host, u.Scheme == "http"

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/containerd/errdefs"
+
 	"github.com/hullproject/hull/mount"
 	"github.com/hullproject/hull/snapshot"
 	"github.com/hullproject/hull/snapshot/auto"
@@ -110,5 +112,46 @@ func TestPullUnpack(t *testing.T) {
 				t.Fatalf("blobs left: %v", b)
 			}
 		})
+	}
+}
+
+func TestTagAndLaterUnpack(t *testing.T) {
+	_, std := standard(t)
+	ctx := context.Background()
+	s := newService(t)
+	withSnapshotter(t, s, "")
+	img, err := s.Pull(ctx, "default", std.Busybox, PullOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := countSnapshots(t, s.Snapshotter); n != 0 {
+		t.Fatalf("pull without unpack made %d snapshots", n)
+	}
+	tagged, err := s.Tag(ctx, "default", std.Busybox, "hull.test/mine")
+	if err != nil || tagged.Name != "hull.test/mine:latest" || tagged.Target.Digest != img.Target.Digest {
+		t.Fatalf("tag: %+v %v", tagged, err)
+	}
+	if _, err := s.Tag(ctx, "default", "nope", "x"); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Fatalf("tag of unknown image: %v", err)
+	}
+	top, err := s.Unpack(ctx, "default", "hull.test/mine", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Snapshotter.Stat(ctx, top); err != nil {
+		t.Fatal(err)
+	}
+	// The original name keeps the layers alive after the tag is removed.
+	if err := s.Remove(ctx, "default", "hull.test/mine", RemoveOptions{Sync: true}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Snapshotter.Stat(ctx, top); err != nil {
+		t.Fatalf("snapshot collected while the image still exists: %v", err)
+	}
+	if err := s.Remove(ctx, "default", std.Busybox, RemoveOptions{Sync: true}); err != nil {
+		t.Fatal(err)
+	}
+	if n := countSnapshots(t, s.Snapshotter); n != 0 {
+		t.Fatalf("%d snapshots left", n)
 	}
 }
