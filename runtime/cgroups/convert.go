@@ -45,6 +45,14 @@ func Convert(r *specs.LinuxResources, layout Layout) (*lib.Resources, *extraReso
 	if err := convertCPU(r.CPU, out); err != nil {
 		return nil, nil, err
 	}
+	if layout == Unified {
+		if err := checkV2(r); err != nil {
+			return nil, nil, err
+		}
+		// v2 has cpu.weight (1..10000) where v1 had shares; the library
+		// leaves the conversion to its caller.
+		out.CpuWeight = lib.ConvertCPUSharesToCgroupV2Value(out.CpuShares)
+	}
 	if r.Pids != nil && r.Pids.Limit != nil {
 		l := *r.Pids.Limit
 		if l < -1 {
@@ -100,6 +108,26 @@ func Convert(r *specs.LinuxResources, layout Layout) (*lib.Resources, *extraReso
 		}
 	}
 	return out, extra, nil
+}
+
+// checkV2 refuses v1-only settings on a cgroup v2 host rather than
+// silently not applying them.
+func checkV2(r *specs.LinuxResources) error {
+	if c := r.CPU; c != nil {
+		if c.RealtimeRuntime != nil && *c.RealtimeRuntime != 0 {
+			return invalid("cpu.realtimeRuntime", "cgroup v2 has no realtime CPU budget")
+		}
+		if c.RealtimePeriod != nil && *c.RealtimePeriod != 0 {
+			return invalid("cpu.realtimePeriod", "cgroup v2 has no realtime CPU budget")
+		}
+	}
+	if n := r.Network; n != nil && (n.ClassID != nil || len(n.Priorities) > 0) {
+		return invalid("network", "cgroup v2 has no net_cls or net_prio controller")
+	}
+	if m := r.Memory; m != nil && m.KernelTCP != nil {
+		return invalid("memory.kernelTCP", "cgroup v2 has no TCP memory limit")
+	}
+	return nil
 }
 
 // extraResources are settings the library does not write.

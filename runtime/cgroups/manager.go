@@ -371,9 +371,6 @@ func (m *manager) Set(r *specs.LinuxResources) error {
 	}
 	switch m.layout {
 	case Unified:
-		if extra.kernelTCP != nil {
-			return invalid("memory.kernelTCP", "cgroup v2 has no TCP memory limit")
-		}
 		if err := m.v2.Set(conv); err != nil {
 			return fmt.Errorf("setting cgroup %s: %w", m.v2Path, err)
 		}
