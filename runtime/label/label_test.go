@@ -76,8 +76,8 @@ func TestThisHost(t *testing.T) {
 		t.Errorf("ApplyExec of empty labels: %v", err)
 	}
 	aa, se := Features()
-	if *aa.Enabled != AppArmorEnabled() || *se.Enabled != SELinuxEnabled() {
-		t.Errorf("Features disagree with detection")
+	if !*aa.Enabled || !*se.Enabled {
+		t.Errorf("Features must report support compiled in (true), whatever the host")
 	}
 	if !AppArmorEnabled() {
 		err := Validate("docker-default", "")

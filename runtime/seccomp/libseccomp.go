@@ -3,9 +3,11 @@
 package seccomp
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
+	"syscall"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	libseccomp "github.com/seccomp/libseccomp-golang"
@@ -130,6 +132,10 @@ func build(s *specs.LinuxSeccomp) (*libseccomp.ScmpFilter, bool, error) {
 	}
 	for i, a := range s.Architectures {
 		if err := f.AddArch(archs[a]); err != nil {
+			if errors.Is(err, syscall.EDOM) {
+				// runc fails the same way ("numerical argument out of domain").
+				return nil, false, unsupported("architectures[%d]: %s cannot share a filter with this host's architecture (another byte order)", i, a)
+			}
 			return nil, false, unsupported("architectures[%d]: %s is not supported by libseccomp %s: %v", i, a, libVersion(), err)
 		}
 	}

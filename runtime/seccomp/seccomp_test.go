@@ -12,7 +12,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -738,10 +740,18 @@ func TestFeatures(t *testing.T) {
 		!has(f.SupportedFlags, "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV") { // kernel 5.19+
 		t.Errorf("flags: known %v supported %v", f.KnownFlags, f.SupportedFlags)
 	}
-	// Every arch reported must validate.
+	// Every little-endian arch reported validates on this little-endian
+	// host; a big-endian one is refused with a clear reason.
 	for _, a := range f.Archs {
-		if err := Validate(&specs.LinuxSeccomp{DefaultAction: specs.ActAllow, Architectures: []specs.Arch{specs.Arch(a)}}); err != nil {
+		err := Validate(&specs.LinuxSeccomp{DefaultAction: specs.ActAllow, Architectures: []specs.Arch{specs.Arch(a)}})
+		bigEndian := slices.Contains([]string{"SCMP_ARCH_MIPS", "SCMP_ARCH_MIPS64", "SCMP_ARCH_MIPS64N32", "SCMP_ARCH_PPC",
+			"SCMP_ARCH_PPC64", "SCMP_ARCH_S390", "SCMP_ARCH_S390X", "SCMP_ARCH_PARISC", "SCMP_ARCH_PARISC64", "SCMP_ARCH_M68K", "SCMP_ARCH_SHEB"}, a)
+		switch {
+		case runtime.GOARCH != "amd64":
+		case !bigEndian && err != nil:
 			t.Errorf("reported arch %s does not validate: %v", a, err)
+		case bigEndian && (!errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), "another byte order")):
+			t.Errorf("big-endian arch %s: %v", a, err)
 		}
 	}
 }
@@ -826,5 +836,40 @@ func TestEnosysStub(t *testing.T) {
 	d, _ := Compile(Default())
 	if len(d.Filter) <= len(plain) || len(d.Filter)/sockFilterSize > bpfMaxInsns {
 		t.Errorf("default program: %d instructions", len(d.Filter)/sockFilterSize)
+	}
+}
+
+// TestFeaturesLikeRunc compares Features with what the installed runc
+// reports: the same actions and operators, and every arch runc knows.
+func TestFeaturesLikeRunc(t *testing.T) {
+	runc, err := exec.LookPath("runc")
+	if err != nil {
+		t.Skip("needs runc (Debian package runc)")
+	}
+	out, err := exec.Command(runc, "features").Output()
+	if err != nil {
+		t.Fatalf("runc features: %v", err)
+	}
+	var doc struct {
+		Linux struct {
+			Seccomp struct {
+				Actions, Operators, Archs []string
+			}
+		}
+	}
+	if err := json.Unmarshal(out, &doc); err != nil {
+		t.Fatal(err)
+	}
+	f := Features()
+	if !reflect.DeepEqual(f.Actions, doc.Linux.Seccomp.Actions) {
+		t.Errorf("actions %v, runc %v", f.Actions, doc.Linux.Seccomp.Actions)
+	}
+	if !reflect.DeepEqual(f.Operators, doc.Linux.Seccomp.Operators) {
+		t.Errorf("operators %v, runc %v", f.Operators, doc.Linux.Seccomp.Operators)
+	}
+	for _, a := range doc.Linux.Seccomp.Archs {
+		if !slices.Contains(f.Archs, a) {
+			t.Errorf("runc knows arch %s, Features does not list it", a)
+		}
 	}
 }
