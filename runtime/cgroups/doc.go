@@ -27,6 +27,13 @@
 //     writes 1 (for systemd), so pids.max=0 is written afterwards.
 //   - memory.kernelTCP on v1 (memory.kmem.tcp.limit_in_bytes): the library
 //     dropped kernel memory settings.
+//   - cpu.weight on v2: the library leaves the shares-to-weight conversion
+//     to its caller; settings v2 cannot honour (realtime budgets, net_cls,
+//     net_prio, kernelTCP) are refused there instead of silently dropped.
+//   - A v1 memory limit the kernel refuses because usage cannot be
+//     reclaimed is reported as an error naming memory.limit.
+//   - OOM events (NotifyOOM: v1 eventfd on memory.oom_control, v2 inotify on
+//     memory.events): runc keeps this in libcontainer, not in the library.
 //   - Stats: the library's Stats are converted to the JSON shape of runc's
 //     `events --stats` (runc's types package is not a separate module).
 //

@@ -385,6 +385,9 @@ func (m *manager) Set(r *specs.LinuxResources) error {
 			return err
 		}
 		if err := m.v1.Set(v1res); err != nil {
+			if ferr := m.limitBelowUsage(v1res); ferr != nil {
+				return fmt.Errorf("%w (%v)", ferr, err)
+			}
 			return fmt.Errorf("setting cgroup %s: %w", m.cg.Path, err)
 		}
 		if v2res != nil {
@@ -534,6 +537,20 @@ func (m *manager) swapFollowsMemory(r *specs.LinuxResources) *specs.LinuxResourc
 }
 
 func ptr64(v int64) *int64 { return &v }
+
+// limitBelowUsage explains a failed v1 write when the new memory limit is
+// below what the cgroup uses and the kernel could not reclaim the rest.
+func (m *manager) limitBelowUsage(r *lib.Resources) error {
+	dir := m.v1Paths["memory"]
+	if dir == "" || r.Memory <= 0 {
+		return nil
+	}
+	usage, err := readUint(dir, "memory.usage_in_bytes")
+	if err != nil || uint64(r.Memory) > usage {
+		return nil
+	}
+	return invalid("memory.limit", "%d is below the current usage %d, which the kernel could not reclaim", r.Memory, usage)
+}
 
 func readUint(dir, file string) (uint64, error) {
 	s, err := lib.ReadFile(dir, file)
