@@ -72,6 +72,9 @@
 //     runtime-spec ContainerProcessState with the fd (SCM_RIGHTS, fds
 //     ["seccompFd"]). NOTIFY is refused as the default action and for write
 //     and sendmsg, which the init needs after the filter is loaded.
+//     listenerPath without any NOTIFY rule is ignored (runtime spec);
+//     NOTIFY without listenerPath, and listenerMetadata without
+//     listenerPath, are errors.
 //   - A syscall newer than the profile answers ENOSYS, as runc arranges:
 //     when the default action denies (ERRNO, KILL, TRAP), Compile puts a
 //     short BPF stub in front of libseccomp's program that returns ENOSYS

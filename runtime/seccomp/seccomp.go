@@ -155,8 +155,10 @@ func check(s *specs.LinuxSeccomp) error {
 	if notify && s.ListenerPath == "" {
 		return invalid("SCMP_ACT_NOTIFY is used but listenerPath is not set")
 	}
-	if !notify && s.ListenerPath != "" {
-		return invalid("listenerPath %q is set but no syscall uses SCMP_ACT_NOTIFY", s.ListenerPath)
+	// listenerPath without any SCMP_ACT_NOTIFY rule is ignored, as the
+	// runtime spec says; listenerMetadata without listenerPath is an error.
+	if s.ListenerMetadata != "" && s.ListenerPath == "" {
+		return invalid("listenerMetadata is set but listenerPath is not")
 	}
 	return nil
 }

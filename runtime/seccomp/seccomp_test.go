@@ -667,7 +667,8 @@ func TestValidate(t *testing.T) {
 			s.Syscalls[0].Args = []specs.LinuxSeccompArg{{Index: 0}}
 		}), ErrInvalid, "args[0].op is empty"},
 		{"notify without listener", ok(func(s *specs.LinuxSeccomp) { s.Syscalls[0].Action = specs.ActNotify }), ErrInvalid, "listenerPath is not set"},
-		{"listener without notify", ok(func(s *specs.LinuxSeccomp) { s.ListenerPath = "/run/agent.sock" }), ErrInvalid, `listenerPath "/run/agent.sock" is set but no syscall`},
+		{"listener without notify is ignored", ok(func(s *specs.LinuxSeccomp) { s.ListenerPath = "/run/agent.sock" }), nil, ""},
+		{"metadata without listener", ok(func(s *specs.LinuxSeccomp) { s.ListenerMetadata = "x" }), ErrInvalid, "listenerMetadata is set but listenerPath is not"},
 		{"notify on write", ok(func(s *specs.LinuxSeccomp) {
 			s.ListenerPath = "/run/agent.sock"
 			s.Syscalls = append(s.Syscalls, specs.LinuxSyscall{Names: []string{"write"}, Action: specs.ActNotify})
