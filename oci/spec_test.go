@@ -14,6 +14,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/hullproject/hull/runtime/caps"
+	"github.com/hullproject/hull/runtime/label"
 	"github.com/hullproject/hull/runtime/seccomp"
 )
 
@@ -228,6 +229,26 @@ func TestSpecOpts(t *testing.T) {
 				t.Errorf("result does not validate: %v", err)
 			}
 		})
+	}
+}
+
+func TestValidateSecurity(t *testing.T) {
+	s := DefaultSpec("ns", "id")
+	s.Process.Capabilities.Bounding = append(s.Process.Capabilities.Bounding, "CAP_TEST")
+	if err := ValidateSecurity(s); err != nil {
+		t.Errorf("an unknown capability must only warn: %v", err)
+	}
+	if w := CapabilityWarnings(s); len(w) != 1 || w[0] != "bounding: CAP_TEST" {
+		t.Errorf("warnings %q", w)
+	}
+	s.Linux.Seccomp.Syscalls[0].Action = "SCMP_ACT_PERHAPS"
+	if err := ValidateSecurity(s); err == nil || !strings.Contains(err.Error(), `action "SCMP_ACT_PERHAPS"`) {
+		t.Errorf("bad seccomp action: %v", err)
+	}
+	s = DefaultSpec("ns", "id")
+	s.Process.ApparmorProfile = "docker-default"
+	if err := ValidateSecurity(s); err == nil && !label.AppArmorEnabled() {
+		t.Error("an AppArmor profile on a host without AppArmor validated")
 	}
 }
 

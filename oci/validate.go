@@ -10,19 +10,15 @@ import (
 	"github.com/hullproject/hull/runtime/seccomp"
 )
 
-// ValidateSecurity checks the security parts of s: the capability names
-// of the process, the seccomp profile (statically and by building it with
-// libseccomp when linked), and the AppArmor/SELinux labels against what
-// this host has. Errors name the field. The runtime core checks the rest
-// of the spec.
+// ValidateSecurity checks the security parts of s the way a runtime must
+// at create time: the seccomp profile (statically and by building it with
+// libseccomp when linked) and the AppArmor/SELinux labels against what
+// this host has. Errors name the field. Unknown capability names are not
+// errors (the runtime spec asks for a warning, and runc ignores them):
+// CapabilityWarnings lists them. The runtime core checks the rest.
 func ValidateSecurity(s *specs.Spec) error {
 	if s == nil {
 		return fmt.Errorf("spec is nil: %w", ErrInvalidOpt)
-	}
-	if s.Process != nil {
-		if err := caps.Validate(s.Process.Capabilities); err != nil {
-			return err
-		}
 	}
 	if s.Linux != nil {
 		if err := seccomp.Validate(s.Linux.Seccomp); err != nil {
@@ -30,4 +26,13 @@ func ValidateSecurity(s *specs.Spec) error {
 		}
 	}
 	return label.ValidateSpec(s)
+}
+
+// CapabilityWarnings lists the capabilities of s's process that this host
+// does not have, as "set: name", for the runtime to log.
+func CapabilityWarnings(s *specs.Spec) []string {
+	if s == nil || s.Process == nil {
+		return nil
+	}
+	return caps.Unknown(s.Process.Capabilities)
 }

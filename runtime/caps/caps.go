@@ -33,9 +33,14 @@
 // # Decisions
 //
 //   - Names are "CAP_" + upper case, as the runtime spec writes them.
-//     Validate refuses names no Linux capability has. Names known to the
-//     library but newer than the running kernel (above
-//     /proc/sys/kernel/cap_last_cap) are skipped by Apply, as runc does.
+//     The runtime spec (1.2 and later) says a capability that cannot be
+//     mapped or granted MUST be logged as a warning and SHOULD NOT fail the
+//     container; runc 1.1 ignores "CAP_TEST" with a warning. So Apply skips
+//     unknown names and names newer than the running kernel (above
+//     /proc/sys/kernel/cap_last_cap) with a slog warning, and Unknown lists
+//     them for the caller's own warning. Validate is the strict check, for
+//     callers that build specs (the daemon's options) and want typos
+//     refused.
 //   - An ambient capability that is not both permitted and inheritable
 //     cannot be raised; Apply skips it (runc does the same) and logs it at
 //     debug level. runc's own `spec` output lists ambient capabilities
@@ -143,7 +148,9 @@ func sets(c *specs.LinuxCapabilities) []struct {
 }
 
 // Validate checks that every name in every set of c is a capability. The
-// error names the set and the capability. A nil c is valid.
+// error names the set and the capability. A nil c is valid. A runtime
+// applying a spec must not fail on this (see the package doc); it logs
+// Unknown(c) instead.
 func Validate(c *specs.LinuxCapabilities) error {
 	if c == nil {
 		return nil
@@ -158,21 +165,40 @@ func Validate(c *specs.LinuxCapabilities) error {
 	return nil
 }
 
+// Unknown lists, as "set: name", the names in c that are not capabilities
+// of this host (unknown, or newer than the running kernel).
+func Unknown(c *specs.LinuxCapabilities) []string {
+	if c == nil {
+		return nil
+	}
+	last, err := lastCap()
+	if err != nil {
+		last = capability.CAP_CHECKPOINT_RESTORE
+	}
+	var out []string
+	for _, s := range sets(c) {
+		for _, n := range s.list {
+			if cp, err := Parse(n); err != nil || cp > last {
+				out = append(out, s.name+": "+n)
+			}
+		}
+	}
+	return out
+}
+
 // lastCap is the highest capability of the running kernel.
 func lastCap() (capability.Cap, error) {
 	return capability.LastCap()
 }
 
-// parseSet turns names into capabilities the kernel supports.
+// parseSet turns names into capabilities the kernel supports; the others
+// are skipped with a warning (see the package doc).
 func parseSet(set string, names []string, last capability.Cap) ([]capability.Cap, error) {
 	var out []capability.Cap
-	for i, n := range names {
+	for _, n := range names {
 		c, err := Parse(n)
-		if err != nil {
-			return nil, fmt.Errorf("process.capabilities.%s[%d]: %w", set, i, err)
-		}
-		if c > last {
-			slog.Debug("capability not supported by this kernel, skipped", "set", set, "capability", n)
+		if err != nil || c > last || c >= 64 {
+			slog.Warn("ignoring unknown or unavailable capability", "set", set, "capability", n)
 			continue
 		}
 		out = append(out, c)
@@ -252,9 +278,6 @@ func raiseSetpcap() error {
 func Apply(c *specs.LinuxCapabilities) error {
 	if c == nil {
 		return nil
-	}
-	if err := Validate(c); err != nil {
-		return err
 	}
 	last, err := lastCap()
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"reflect"
 	"runtime"
 	"strconv"
 	"strings"
@@ -189,6 +190,15 @@ func TestApply(t *testing.T) {
 			want: map[string][]string{"preCapAmb": nil, "preCapInh": nil, "preCapEff": basic},
 		},
 		{
+			name: "unknown names are ignored with a warning, as runc does",
+			mode: "apply",
+			caps: specs.LinuxCapabilities{
+				Bounding: []string{"CAP_KILL", "CAP_TEST"}, Effective: []string{"CAP_KILL", "CAP_TEST"},
+				Permitted: []string{"CAP_KILL", "CAP_TEST"},
+			},
+			want: map[string][]string{"preCapBnd": {"CAP_KILL"}, "preCapEff": {"CAP_KILL"}, "preCapPrm": {"CAP_KILL"}},
+		},
+		{
 			name: "nothing at all",
 			mode: "apply",
 			caps: specs.LinuxCapabilities{},
@@ -264,6 +274,16 @@ func TestValidate(t *testing.T) {
 				t.Fatalf("Validate: %v, want ErrUnknown naming %q", err, tt.want)
 			}
 		})
+	}
+}
+
+func TestUnknown(t *testing.T) {
+	got := Unknown(&specs.LinuxCapabilities{Bounding: []string{"CAP_KILL", "CAP_TEST"}, Ambient: []string{"CAP_FLY"}})
+	if !reflect.DeepEqual(got, []string{"bounding: CAP_TEST", "ambient: CAP_FLY"}) {
+		t.Errorf("Unknown = %q", got)
+	}
+	if Unknown(nil) != nil || Unknown(&specs.LinuxCapabilities{Bounding: []string{"CAP_CHOWN"}}) != nil {
+		t.Error("known capabilities reported unknown")
 	}
 }
 
