@@ -71,6 +71,21 @@ func freePort(t *testing.T) int {
 // when user != "") and returns its host:port.
 func startRegistry(t *testing.T, user, pass string) string {
 	t.Helper()
+	return startRegistryOpts(t, regOpts{user: user, pass: pass})
+}
+
+type regOpts struct {
+	user, pass string
+	host       string // listen address; 127.0.0.1 by default
+	cert, key  string // PEM files: serve HTTPS
+}
+
+func startRegistryOpts(t *testing.T, o regOpts) string {
+	t.Helper()
+	user, pass := o.user, o.pass
+	if o.host == "" {
+		o.host = "127.0.0.1"
+	}
 	if _, err := os.Stat("/usr/bin/docker-registry"); err != nil {
 		t.Skip("docker-registry is not installed")
 	}
@@ -87,7 +102,11 @@ func startRegistry(t *testing.T, user, pass string) string {
 		}
 		auth = fmt.Sprintf("auth:\n  htpasswd:\n    realm: hull-test\n    path: %s/htpasswd\n", dir)
 	}
-	cfg := fmt.Sprintf("version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: %s/data\nhttp:\n  addr: 127.0.0.1:%d\n%s", dir, port, auth)
+	tlsCfg := ""
+	if o.cert != "" {
+		tlsCfg = fmt.Sprintf("  tls:\n    certificate: %s\n    key: %s\n", o.cert, o.key)
+	}
+	cfg := fmt.Sprintf("version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: %s/data\nhttp:\n  addr: %s:%d\n%s%s", dir, o.host, port, tlsCfg, auth)
 	if err := os.WriteFile(filepath.Join(dir, "config.yml"), []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -98,9 +117,14 @@ func startRegistry(t *testing.T, user, pass string) string {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	addr := fmt.Sprintf("%s:%d", o.host, port)
+	scheme := "http"
+	if o.cert != "" {
+		scheme = "https"
+	}
+	client := &http.Client{Transport: insecureTransport}
 	for i := 0; i < 100; i++ {
-		resp, err := http.Get("http://" + addr + "/v2/")
+		resp, err := client.Get(scheme + "://" + addr + "/v2/")
 		if err == nil {
 			resp.Body.Close()
 			return addr

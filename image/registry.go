@@ -3,6 +3,7 @@ package image
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -45,6 +46,8 @@ var (
 	ErrRegistryUnavailable = fmt.Errorf("registry unavailable: %w", errdefs.ErrUnavailable)
 	// ErrAuth: the registry refused the credentials (or their absence).
 	ErrAuth = fmt.Errorf("authentication denied: %w", errdefs.ErrPermissionDenied)
+	// ErrTLS: the registry's certificate could not be verified.
+	ErrTLS = fmt.Errorf("TLS verification failed: %w", errdefs.ErrFailedPrecondition)
 	// ErrNotFound: the repository, tag or digest does not exist.
 	ErrNotFound = fmt.Errorf("unknown repository, tag or digest: %w", errdefs.ErrNotFound)
 )
@@ -137,6 +140,7 @@ func (k fileKeychain) Resolve(r authn.Resource) (authn.Authenticator, error) {
 type repoClient struct {
 	repo   name.Repository
 	ep     endpoint
+	scheme string // what the ping found working
 	client *http.Client
 	ref    string // the user's reference, for errors
 }
@@ -178,11 +182,21 @@ func newRepoClient(ctx context.Context, cfg RegistryConfig, ep endpoint, path, u
 	if ep.insecure {
 		base = insecureTransport
 	}
+	// Ping to learn the scheme (https first; http too for insecure and
+	// local hosts), then let ggcr's transport do the auth handshake.
+	ch, err := transport.Ping(ctx, repo.Registry, base)
+	if err != nil {
+		return nil, classify(userRef, ep.host, err)
+	}
+	scheme := "https"
+	if ch.Insecure {
+		scheme = "http"
+	}
 	rt, err := transport.NewWithContext(ctx, repo.Registry, auth, base, []string{repo.Scope(transport.PullScope)})
 	if err != nil {
 		return nil, classify(userRef, ep.host, err)
 	}
-	return &repoClient{repo: repo, ep: ep, client: &http.Client{Transport: rt}, ref: userRef}, nil
+	return &repoClient{repo: repo, ep: ep, scheme: scheme, client: &http.Client{Transport: rt}, ref: userRef}, nil
 }
 
 // classify turns transport and HTTP errors into errdefs kinds.
@@ -211,6 +225,15 @@ func classify(ref, host string, err error) error {
 		}
 		return fmt.Errorf("image %q: registry %s: %w", ref, host, err)
 	}
+	var cve *tls.CertificateVerificationError
+	var uae x509.UnknownAuthorityError
+	var hne x509.HostnameError
+	if errors.As(err, &cve) || errors.As(err, &uae) || errors.As(err, &hne) {
+		return fmt.Errorf("image %q: registry %s: %v (list it in the registry config's insecure hosts to skip verification): %w", ref, host, err, ErrTLS)
+	}
+	if strings.Contains(err.Error(), "server gave HTTP response to HTTPS client") {
+		return fmt.Errorf("image %q: registry %s speaks plain HTTP (list it in the registry config's insecure hosts to allow that): %w", ref, host, ErrRegistryUnavailable)
+	}
 	var ne net.Error
 	var oe *net.OpError
 	if errors.As(err, &oe) || errors.As(err, &ne) || strings.Contains(err.Error(), "connection refused") {
@@ -224,7 +247,7 @@ func classify(ref, host string, err error) error {
 }
 
 func (c *repoClient) url(kind, object string) string {
-	return fmt.Sprintf("%s://%s/v2/%s/%s/%s", c.repo.Registry.Scheme(), c.repo.RegistryStr(), c.repo.RepositoryStr(), kind, object)
+	return fmt.Sprintf("%s://%s/v2/%s/%s/%s", c.scheme, c.repo.RegistryStr(), c.repo.RepositoryStr(), kind, object)
 }
 
 var manifestAccept = strings.Join([]string{
