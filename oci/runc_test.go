@@ -192,3 +192,41 @@ func testWithDevices(t *testing.T, rt string) {
 		t.Errorf("with WithDevices:\n%s", with)
 	}
 }
+
+// TestProcessSecurityUnderRuntimes runs a non-root process with a narrow
+// capability set, ambient capabilities, no no_new_privs and the default
+// seccomp profile, and compares what /proc/self/status says under each
+// runtime with what the spec asks. Without no_new_privs the filter must
+// be loaded while the init is still privileged, which this checks too.
+func TestProcessSecurityUnderRuntimes(t *testing.T) {
+	const nbs = "CAP_NET_BIND_SERVICE"
+	s, err := oci.NewSpec("test", "x",
+		oci.WithCapDrop("ALL"), oci.WithCapAdd(nbs, "CAP_KILL", "CAP_CHOWN"),
+		oci.WithUIDGID(1000, 1000), oci.WithNoNewPrivileges(false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := s.Process.Capabilities
+	c.Effective, c.Permitted, c.Inheritable, c.Ambient = []string{nbs}, []string{nbs}, []string{nbs}, []string{nbs}
+	// The profile was generated for the three capabilities by WithCapAdd.
+	want := map[string]string{
+		"CapInh": "0000000000000400", "CapPrm": "0000000000000400", "CapEff": "0000000000000400",
+		"CapBnd": "0000000000000421", "CapAmb": "0000000000000400",
+		"NoNewPrivs": "0", "Seccomp": "2", "Uid": "1000", "Gid": "1000",
+	}
+	runtimes(t, func(t *testing.T, rt string) {
+		out := runIn(t, rt, s, "sh", "-c", "grep -E '^(Cap|NoNewPrivs|Seccomp:|Uid|Gid)' /proc/self/status; echo done")
+		got := map[string]string{}
+		for _, l := range strings.Split(out, "\n") {
+			k, v, ok := strings.Cut(l, ":")
+			if ok {
+				got[k] = strings.Fields(v)[0]
+			}
+		}
+		for k, w := range want {
+			if got[k] != w {
+				t.Errorf("%s = %q, want %q\n%s", k, got[k], w, out)
+			}
+		}
+	})
+}
