@@ -225,6 +225,17 @@ func TestPathResolution(t *testing.T) {
 			if got := m.Paths()["memory"]; got != tc.wantMemory {
 				t.Fatalf("memory path = %q, want %q", got, tc.wantMemory)
 			}
+			// the v2 tree of a hybrid host follows the same placement
+			if v2 := m.Paths()[""]; v2 != "" {
+				base, v2base := filepath.Join(Root, "memory"), hybridUnified
+				if tc.path != "" && !filepath.IsAbs(tc.path) {
+					ownV2, _ := ownV2Cgroup()
+					base, v2base = filepath.Join(Root, "memory", own), filepath.Join(hybridUnified, ownV2)
+				}
+				if want := filepath.Join(v2base, strings.TrimPrefix(tc.wantMemory, base)); v2 != want {
+					t.Errorf("v2 path = %q, want %q", v2, want)
+				}
+			}
 			p := startProc(t)
 			if err := m.Apply(p.pid()); err != nil {
 				t.Fatal(err)

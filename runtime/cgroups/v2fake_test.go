@@ -89,3 +89,30 @@ func TestV2Rejects(t *testing.T) {
 		}
 	}
 }
+
+// TestV2PathResolution: on cgroup v2 an absolute path is under the mount, a
+// relative one under the parent of the runtime's own group, an empty one
+// under DefaultParent.
+func TestV2PathResolution(t *testing.T) {
+	own, err := ownV2Cgroup()
+	if err != nil {
+		t.Skip("no cgroup2 entry for this process:", err)
+	}
+	root := "/mnt/cg2"
+	tests := []struct{ path, id, want string }{
+		{"/a/b", "x", root + "/a/b"},
+		{"/a/../../b", "x", root + "/b"},
+		{"a/b", "x", filepath.Join(root, filepath.Dir(own), "a/b")},
+		{"../../a", "x", filepath.Join(root, filepath.Dir(own), "a")},
+		{"", "ctr", root + DefaultParent + "/ctr"},
+	}
+	for _, tc := range tests {
+		m, err := newManager(Unified, root, tc.path, tc.id, nil)
+		if err != nil {
+			t.Fatalf("%q: %v", tc.path, err)
+		}
+		if got := m.Paths()[""]; got != tc.want {
+			t.Errorf("cgroupsPath %q: path %q, want %q", tc.path, got, tc.want)
+		}
+	}
+}
