@@ -33,6 +33,7 @@ import (
 	"strings"
 
 	"github.com/containerd/errdefs"
+	kgzip "github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
 	"github.com/klauspost/pgzip"
 	"github.com/opencontainers/go-digest"
@@ -151,12 +152,20 @@ func apply(ctx context.Context, mounts []mount.Mount, r io.Reader, mediaType str
 	if err != nil {
 		return ocispec.Descriptor{}, fmt.Errorf("%w: %s: %v", ErrCorrupt, comp, err)
 	}
-	defer closeFn()
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	stream := newReadahead(ctx, plain, sha256.New())
-	defer stream.Close()
+	var stream hashedReader
+	if useReadahead {
+		// The goroutine closes the decompressor when it stops, so Close
+		// never waits on a stalled source.
+		ra := newReadahead(ctx, plain, sha256.New(), closeFn)
+		defer ra.Close()
+		stream = ra
+	} else {
+		defer closeFn()
+		stream = &inline{r: plain, h: sha256.New()}
+	}
 
 	if err := applyTo(ctx, mounts, stream, cfg); err != nil {
 		return ocispec.Descriptor{}, err
@@ -174,9 +183,20 @@ func apply(ctx context.Context, mounts []mount.Mount, r io.Reader, mediaType str
 	}, nil
 }
 
+// gzipDecoder selects the gzip implementation ("pgzip" or "klauspost"); a
+// variable so the benchmarks can compare them.
+var gzipDecoder = "pgzip"
+
 func decompress(r io.Reader, c Compression) (io.Reader, func(), error) {
 	switch c {
 	case Gzip:
+		if gzipDecoder == "klauspost" {
+			zr, err := kgzip.NewReader(r)
+			if err != nil {
+				return nil, nil, err
+			}
+			return zr, func() { zr.Close() }, nil
+		}
 		// pgzip decodes ahead of the reader in its own goroutine.
 		zr, err := pgzip.NewReaderN(r, 1<<20, 4)
 		if err != nil {
@@ -218,6 +238,33 @@ func applyTo(ctx context.Context, mounts []mount.Mount, r io.Reader, cfg *config
 	})
 }
 
+// useReadahead runs decompression and hashing in their own goroutine.
+var useReadahead = true
+
+type hashedReader interface {
+	io.Reader
+	Sum() ([]byte, int64)
+}
+
+// inline hashes as the untar reads, in the same goroutine.
+type inline struct {
+	r io.Reader
+	h hash.Hash
+	n int64
+}
+
+func (i *inline) Read(p []byte) (int, error) {
+	n, err := i.r.Read(p)
+	i.h.Write(p[:n])
+	i.n += int64(n)
+	if err != nil && !errors.Is(err, io.EOF) {
+		err = fmt.Errorf("%w: %v", ErrCorrupt, err)
+	}
+	return n, err
+}
+
+func (i *inline) Sum() ([]byte, int64) { return i.h.Sum(nil), i.n }
+
 // readahead reads its source (the decompressor) in a goroutine, hashing
 // and counting as it goes, so decompression and hashing overlap with writing
 // files.
@@ -227,19 +274,20 @@ type readahead struct {
 	cur    []byte
 	whole  []byte
 	err    error
-	done   chan struct{}
 	h      hash.Hash
 	n      int64
+	ctx    context.Context
 	cancel context.CancelFunc
 }
 
 const chunkSize = 256 << 10
 
-func newReadahead(ctx context.Context, src io.Reader, h hash.Hash) *readahead {
+func newReadahead(ctx context.Context, src io.Reader, h hash.Hash, onDone func()) *readahead {
 	ctx, cancel := context.WithCancel(ctx)
-	ra := &readahead{ch: make(chan []byte, 8), free: make(chan []byte, 10), done: make(chan struct{}), h: h, cancel: cancel}
+	ra := &readahead{ch: make(chan []byte, 8), free: make(chan []byte, 10), h: h, ctx: ctx, cancel: cancel}
 	go func() {
 		defer close(ra.ch)
+		defer onDone()
 		for {
 			var buf []byte
 			select {
@@ -247,7 +295,9 @@ func newReadahead(ctx context.Context, src io.Reader, h hash.Hash) *readahead {
 			default:
 				buf = make([]byte, chunkSize)
 			}
-			n, err := fill(src, buf[:chunkSize])
+			// One Read, not a full chunk: what has arrived is passed on at
+			// once, so a slow or stalled source does not hold back entries.
+			n, err := src.Read(buf[:chunkSize])
 			if n > 0 {
 				ra.h.Write(buf[:n])
 				ra.n += int64(n)
@@ -267,25 +317,21 @@ func newReadahead(ctx context.Context, src io.Reader, h hash.Hash) *readahead {
 	return ra
 }
 
-// fill reads until buf is full or src fails; io.EOF is returned as is.
-func fill(src io.Reader, buf []byte) (int, error) {
-	n := 0
-	for n < len(buf) {
-		m, err := src.Read(buf[n:])
-		n += m
-		if err != nil {
-			return n, err
-		}
-	}
-	return n, nil
-}
-
 func (ra *readahead) Read(p []byte) (int, error) {
 	for len(ra.cur) == 0 {
-		buf, ok := <-ra.ch
+		var buf []byte
+		var ok bool
+		select {
+		case buf, ok = <-ra.ch:
+		case <-ra.ctx.Done():
+			return 0, ra.ctx.Err()
+		}
 		if !ok {
 			if ra.err == nil || errors.Is(ra.err, io.EOF) {
 				return 0, io.EOF
+			}
+			if isCanceled(ra.err) {
+				return 0, ra.err
 			}
 			return 0, fmt.Errorf("%w: %v", ErrCorrupt, ra.err)
 		}
@@ -305,9 +351,6 @@ func (ra *readahead) Read(p []byte) (int, error) {
 // Sum returns the digest and length of everything read; call after EOF.
 func (ra *readahead) Sum() ([]byte, int64) { return ra.h.Sum(nil), ra.n }
 
-// Close stops the goroutine.
-func (ra *readahead) Close() {
-	ra.cancel()
-	for range ra.ch {
-	}
-}
+// Close tells the goroutine to stop; it does not wait for a Read in
+// progress on the source.
+func (ra *readahead) Close() { ra.cancel() }

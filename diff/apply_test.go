@@ -5,11 +5,13 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -275,5 +277,62 @@ func TestApplyCompressions(t *testing.T) {
 				t.Errorf("d/f has %d bytes", len(b))
 			}
 		})
+	}
+}
+
+// stallReader blocks until released, like a registry connection that hangs.
+type stallReader struct{ release chan struct{} }
+
+func (s stallReader) Read(p []byte) (int, error) {
+	<-s.release
+	return 0, io.ErrUnexpectedEOF
+}
+
+// TestApplyReturnsOnStalledSource rejects a bad entry at the start of a
+// stream whose source then hangs: Apply must return without waiting for it.
+func TestApplyReturnsOnStalledSource(t *testing.T) {
+	needRoot(t)
+	bad := mkTar(t, file("../escape", "x", 0o644))
+	stall := stallReader{release: make(chan struct{})}
+	defer close(stall.release)
+	done := make(chan error, 1)
+	go func() {
+		_, err := diff.Apply(context.Background(), bindMounts(t.TempDir()),
+			io.MultiReader(bytes.NewReader(bad[:1024]), stall), "application/vnd.oci.image.layer.v1.tar")
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, diff.ErrUnsafeEntry) {
+			t.Errorf("err = %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Apply waited on a stalled source after failing")
+	}
+}
+
+// TestApplyCanceled stops when the context is cancelled while the source
+// hangs.
+func TestApplyCanceled(t *testing.T) {
+	needRoot(t)
+	good := mkTar(t, dir("d/", 0o755), file("d/f", strings.Repeat("x", 4096), 0o644))
+	stall := stallReader{release: make(chan struct{})}
+	defer close(stall.release)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		// Only the first 1 KiB arrives: the tar reader waits for more.
+		_, err := diff.Apply(ctx, bindMounts(t.TempDir()), io.MultiReader(bytes.NewReader(good[:1024]), stall), "")
+		done <- err
+	}()
+	time.Sleep(100 * time.Millisecond)
+	cancel()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("err = %v, want context.Canceled", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Apply ignored cancellation")
 	}
 }

@@ -104,7 +104,7 @@ func (a *applier) untar(r io.Reader) error {
 			break
 		}
 		if err != nil {
-			if errors.Is(err, ErrCorrupt) {
+			if isCanceled(err) || errors.Is(err, ErrCorrupt) {
 				return err
 			}
 			return fmt.Errorf("%w: tar header: %v", ErrCorrupt, err)
@@ -459,6 +459,9 @@ func (a *applier) writeFile(target string, r io.Reader, size int64) error {
 			break
 		}
 		if rerr != nil {
+			if isCanceled(rerr) || errors.Is(rerr, ErrCorrupt) {
+				return rerr
+			}
 			return fmt.Errorf("%w: file data: %v", ErrCorrupt, rerr)
 		}
 	}
@@ -534,4 +537,8 @@ func timespec(t time.Time) unix.Timespec {
 		return unix.Timespec{Sec: 0, Nsec: 0}
 	}
 	return unix.NsecToTimespec(t.UnixNano())
+}
+
+func isCanceled(err error) bool {
+	return errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
 }

@@ -1,0 +1,15 @@
+package diff
+
+// SetGzipDecoder switches the gzip implementation for benchmarks.
+func SetGzipDecoder(name string) func() {
+	old := gzipDecoder
+	gzipDecoder = name
+	return func() { gzipDecoder = old }
+}
+
+// SetReadahead switches the decompression goroutine off for benchmarks.
+func SetReadahead(on bool) func() {
+	old := useReadahead
+	useReadahead = on
+	return func() { useReadahead = old }
+}
