@@ -209,3 +209,14 @@ func TestContainerResources(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+func TestFeatures(t *testing.T) {
+	f := Features()
+	if !*f.V1 || !*f.V2 || *f.Systemd || *f.SystemdUser || !*f.Rdma {
+		t.Errorf("Features() = v1 %v v2 %v systemd %v user %v rdma %v", *f.V1, *f.V2, *f.Systemd, *f.SystemdUser, *f.Rdma)
+	}
+	// what it claims is what Convert takes
+	if _, _, err := Convert(&specs.LinuxResources{Rdma: map[string]specs.LinuxRdma{"mlx4_0": {HcaObjects: ptr(uint32(1))}}}, Unified); err != nil {
+		t.Errorf("rdma: %v", err)
+	}
+}
