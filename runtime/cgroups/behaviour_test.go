@@ -252,9 +252,17 @@ func TestPathResolution(t *testing.T) {
 			}
 		})
 	}
-	for _, bad := range []struct{ path, id string }{{"", ""}, {"", "a/b"}, {"", ".."}, {"/", "x"}, {"..", "x"}} {
-		if _, err := New(bad.path, bad.id, nil); !errors.Is(err, ErrInvalid) {
-			t.Errorf("New(%q, %q) error = %v, want ErrInvalid", bad.path, bad.id, err)
+	for _, bad := range []struct {
+		path, id string
+		want     error
+	}{
+		{"", "", ErrInvalid}, {"", "a/b", ErrInvalid}, {"", "..", ErrInvalid}, {"/", "x", ErrInvalid}, {"..", "x", ErrInvalid},
+		{"system.slice:docker:abc", "x", ErrSystemd}, {":runc:abc", "x", ErrSystemd},
+		{"/a/b", "x", nil}, {"a:b", "x", nil},
+	} {
+		_, err := New(bad.path, bad.id, nil)
+		if !errors.Is(err, bad.want) || (bad.want == nil && err != nil) {
+			t.Errorf("New(%q, %q) error = %v, want %v", bad.path, bad.id, err, bad.want)
 		}
 	}
 }

@@ -119,6 +119,9 @@ func New(cgroupsPath, containerID string, r *specs.LinuxResources) (Manager, err
 // newManager is New for a given layout and cgroup2 mount point (tests run
 // the v2 code on the v2 tree of a hybrid host).
 func newManager(layout Layout, v2root, cgroupsPath, containerID string, r *specs.LinuxResources) (*manager, error) {
+	if isSystemdPath(cgroupsPath) {
+		return nil, fmt.Errorf("%w: cgroupsPath %q is in the systemd driver's slice:prefix:name form", ErrSystemd, cgroupsPath)
+	}
 	inner := cleanInner(cgroupsPath)
 	if inner == "" {
 		if containerID == "" || strings.ContainsAny(containerID, "/\x00") || containerID == "." || containerID == ".." {
@@ -247,6 +250,13 @@ func (m *manager) openLibs() error {
 		m.v2, err = fs2.NewManager(&lib.Cgroup{Path: m.cg.Path, Resources: &lib.Resources{SkipDevices: true}}, m.v2Path)
 	}
 	return err
+}
+
+// isSystemdPath recognises "system.slice:docker:abc", the form container
+// managers pass when they expect the systemd cgroup driver.
+func isSystemdPath(p string) bool {
+	parts := strings.Split(p, ":")
+	return len(parts) == 3 && !strings.Contains(p, "/") && (parts[0] == "" || strings.HasSuffix(parts[0], ".slice"))
 }
 
 // ownV2Cgroup reads the runtime's own cgroup v2 path ("0::" line).
