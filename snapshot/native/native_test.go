@@ -17,3 +17,13 @@ func TestNative(t *testing.T) {
 		return s
 	})
 }
+
+func TestNativeReopen(t *testing.T) {
+	testsuite.CheckReopen(t, t.TempDir(), func(t *testing.T, root string) snapshot.Snapshotter {
+		s, err := native.New(root)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	})
+}

@@ -94,3 +94,7 @@ func TestCheckRejectsOverlayOnOverlay(t *testing.T) {
 	}
 	t.Logf("probe on overlay: %v", err)
 }
+
+func TestOverlayReopen(t *testing.T) {
+	testsuite.CheckReopen(t, t.TempDir(), newOverlay)
+}

@@ -383,3 +383,42 @@ func itoa(i int) string {
 	}
 	return string(b)
 }
+
+// CheckReopen checks that a snapshotter reopened on the same root keeps its
+// snapshots and removes directories left by an interrupted create or
+// remove.
+func CheckReopen(t *testing.T, root string, newFn New) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root")
+	}
+	ctx := context.Background()
+	s := newFn(t, root)
+	layer(t, ctx, s, "l1", "", func(d string) { write(t, d, "a", "1") })
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []string{"new-123", "rm-7", "99"} {
+		if err := os.MkdirAll(filepath.Join(root, "snapshots", d, "fs"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s = newFn(t, root)
+	defer s.Close()
+	ents, err := os.ReadDir(filepath.Join(root, "snapshots"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ents) != 1 {
+		t.Errorf("after reopen: %d snapshot directories, want 1", len(ents))
+	}
+	ms, err := s.View(ctx, "v", "l1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	WithMount(t, ms, func(d string) {
+		if got := read(d, "a"); got != "1" {
+			t.Errorf("after reopen a = %q", got)
+		}
+	})
+	AssertNoMounts(t, root)
+}
