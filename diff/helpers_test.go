@@ -7,6 +7,8 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -218,4 +220,19 @@ func treeDigest(t *testing.T, dir string) string {
 
 func bindMounts(dir string) []mount.Mount {
 	return []mount.Mount{{Type: "bind", Source: dir, Options: []string{"rw", "rbind"}}}
+}
+
+// newEndlessTar returns a function that writes entry i of an endless tar
+// stream (one directory per 100 files).
+func newEndlessTar(w io.Writer) func(i int) {
+	tw := tar.NewWriter(w)
+	return func(i int) {
+		if i%100 == 0 {
+			_ = tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: fmt.Sprintf("d%d/", i/100), Mode: 0o755})
+		}
+		data := strings.Repeat("x", 1000)
+		_ = tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: fmt.Sprintf("d%d/f%d", i/100, i), Mode: 0o644, Size: int64(len(data))})
+		_, _ = tw.Write([]byte(data))
+		_ = tw.Flush()
+	}
 }
