@@ -16,6 +16,14 @@
 // transaction, and drops the lease. A pull killed at any point leaves no
 // image record, only verified blobs, partial ingests the next pull resumes,
 // and an expiring lease.
+//
+// Garbage collection (GC, Remove with Sync, Prune) keeps what images, live
+// leases and Root snapshot records reference. A caller that creates a
+// container's rw snapshot on an image's top layer (the
+// "hull.io/unpacked.<snapshotter>" label) records it first, under
+// Meta.GCLock.RLock, with Meta.AddSnapshot(ns, SnapshotRef{Key, Parent,
+// Root: true}); GC then keeps it and its parent chain, and never removes
+// active snapshots or layers that still have children in any case.
 package image
 
 import (
