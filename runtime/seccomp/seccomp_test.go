@@ -5,6 +5,7 @@ package seccomp
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -874,3 +875,39 @@ func TestFeaturesLikeRunc(t *testing.T) {
 		}
 	}
 }
+
+// TestDefaultProfileRunsRealPrograms execs the host's dynamically linked
+// programs under the default profile: glibc start-up, threads, fork/exec
+// through clone/clone3 fallback, pipes, sockets, mmap and friends must all
+// work, while unshare is still denied.
+func TestDefaultProfileRunsRealPrograms(t *testing.T) {
+	py, err := exec.LookPath("python3")
+	if err != nil {
+		t.Skip("needs python3 on the host")
+	}
+	script := `
+import os, socket, subprocess, threading, tempfile, mmap, ctypes
+ok = lambda name, cond: print("%s=%d" % (name, 0 if cond else 5))
+res = []
+t = threading.Thread(target=lambda: res.append(1)); t.start(); t.join()
+ok("thread", res == [1])
+ok("subprocess", subprocess.run(["/bin/ls", "/"], capture_output=True).returncode == 0)
+a, b = socket.socketpair(); a.send(b"x"); ok("socket", b.recv(1) == b"x")
+with tempfile.TemporaryFile() as f:
+    f.write(b"y" * 4096); f.flush()
+    ok("mmap", mmap.mmap(f.fileno(), 4096)[:1] == b"y")
+libc = ctypes.CDLL(None, use_errno=True)
+r = libc.unshare(0x20000)
+print("unshare=%d" % (ctypes.get_errno() if r != 0 else 0))
+`
+	t.Setenv("HULL_SECCOMP_TEST_EXEC", py+" -c "+"exec(__import__('base64').b64decode('"+b64(script)+"'))")
+	got, stderr, ws := child(t, "program", Default())
+	if !ws.Exited() || ws.ExitStatus() != 0 {
+		t.Fatalf("python3 under the default profile: %v\n%s", ws, stderr)
+	}
+	expect(t, got, stderr, map[string]syscall.Errno{
+		"thread": 0, "subprocess": 0, "socket": 0, "mmap": 0, "unshare": unix.EPERM,
+	})
+}
+
+func b64(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
