@@ -302,6 +302,15 @@ func (s *Service) register(ns, name string, target ocispec.Descriptor, labels ma
 		}
 		parent = c
 	}
+	// A re-pull of the same content keeps what was recorded before (the
+	// unpacked label of another snapshotter, labels set by the user).
+	if prev, err := s.Meta.GetImage(ns, name); err == nil && prev.Target.Digest == target.Digest {
+		for k, v := range prev.Labels {
+			if _, ok := labels[k]; !ok {
+				labels[k] = v
+			}
+		}
+	}
 	if len(chain) > 0 && s.SnapshotterName != "" {
 		labels["hull.io/unpacked."+s.SnapshotterName] = chain[len(chain)-1]
 	}
