@@ -46,6 +46,8 @@
 //     debug level. runc's own `spec` output lists ambient capabilities
 //     without an inheritable set, so refusing them would break configs
 //     written for runc.
+//   - An effective capability outside the permitted set cannot be granted;
+//     Apply skips it with a warning instead of failing in capset.
 //   - A nil *specs.LinuxCapabilities changes nothing.
 package caps
 
@@ -290,31 +292,38 @@ func Apply(c *specs.LinuxCapabilities) error {
 	if err != nil {
 		return fmt.Errorf("capabilities: %w", err)
 	}
-	kinds := []struct {
-		t    capability.CapType
-		set  string
-		list []string
-	}{
-		{capability.EFFECTIVE, "effective", c.Effective},
-		{capability.PERMITTED, "permitted", c.Permitted},
-		{capability.INHERITABLE, "inheritable", c.Inheritable},
+	eff, err := parseSet("effective", c.Effective, last)
+	if err != nil {
+		return err
+	}
+	perm, err := parseSet("permitted", c.Permitted, last)
+	if err != nil {
+		return err
+	}
+	inh, err := parseSet("inheritable", c.Inheritable, last)
+	if err != nil {
+		return err
 	}
 	var inP, inI [64]bool
-	for _, k := range kinds {
-		list, err := parseSet(k.set, k.list, last)
-		if err != nil {
-			return err
-		}
-		p.Set(k.t, list...)
-		for _, cp := range list {
-			switch k.t {
-			case capability.PERMITTED:
-				inP[cp] = true
-			case capability.INHERITABLE:
-				inI[cp] = true
-			}
-		}
+	for _, cp := range perm {
+		inP[cp] = true
 	}
+	for _, cp := range inh {
+		inI[cp] = true
+	}
+	// An effective capability must be permitted; one that is not cannot
+	// be granted and is skipped with a warning (see the package doc).
+	var effOK []capability.Cap
+	for _, cp := range eff {
+		if !inP[cp] {
+			slog.Warn("effective capability skipped: not in the permitted set", "capability", Name(cp))
+			continue
+		}
+		effOK = append(effOK, cp)
+	}
+	p.Set(capability.EFFECTIVE, effOK...)
+	p.Set(capability.PERMITTED, perm...)
+	p.Set(capability.INHERITABLE, inh...)
 	if err := p.Apply(capability.CAPS); err != nil {
 		return fmt.Errorf("set effective, permitted and inheritable capabilities: %w", err)
 	}

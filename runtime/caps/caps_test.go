@@ -199,6 +199,14 @@ func TestApply(t *testing.T) {
 			want: map[string][]string{"preCapBnd": {"CAP_KILL"}, "preCapEff": {"CAP_KILL"}, "preCapPrm": {"CAP_KILL"}},
 		},
 		{
+			name: "effective outside permitted is skipped",
+			mode: "apply",
+			caps: specs.LinuxCapabilities{
+				Bounding: basic, Effective: []string{"CAP_KILL", "CAP_CHOWN"}, Permitted: []string{"CAP_KILL"},
+			},
+			want: map[string][]string{"preCapEff": {"CAP_KILL"}, "preCapPrm": {"CAP_KILL"}, "preCapBnd": basic},
+		},
+		{
 			name: "nothing at all",
 			mode: "apply",
 			caps: specs.LinuxCapabilities{},
