@@ -518,6 +518,18 @@ func WithSeccompProfile(p *specs.LinuxSeccomp) SpecOpt {
 	}
 }
 
+// WithDefaultSeccomp sets the default seccomp profile for the process's
+// current bounding set (seccomp.DefaultFor), e.g. after a custom profile
+// or WithPrivileged.
+func WithDefaultSeccomp(s *specs.Spec) error {
+	var bounding []string
+	if s.Process != nil && s.Process.Capabilities != nil {
+		bounding = s.Process.Capabilities.Bounding
+	}
+	ensureLinux(s).Seccomp = seccomp.DefaultFor(bounding)
+	return nil
+}
+
 // WithSeccompUnconfined removes the seccomp profile.
 func WithSeccompUnconfined(s *specs.Spec) error {
 	ensureLinux(s).Seccomp = nil

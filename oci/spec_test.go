@@ -123,6 +123,11 @@ func TestSpecOpts(t *testing.T) {
 				t.Error("custom profile replaced")
 			}
 		}, ""},
+		{"default seccomp after privileged", []SpecOpt{WithPrivileged, WithDefaultSeccomp}, func(t *testing.T, s *specs.Spec) {
+			if !reflect.DeepEqual(s.Linux.Seccomp, seccomp.DefaultFor(caps.Known())) {
+				t.Error("not the default profile for all capabilities")
+			}
+		}, ""},
 		{"bad seccomp", []SpecOpt{WithSeccompProfile(&specs.LinuxSeccomp{DefaultAction: "SCMP_ACT_NOPE"})}, nil, "defaultAction"},
 		{"privileged", []SpecOpt{WithPrivileged}, func(t *testing.T, s *specs.Spec) {
 			if len(s.Process.Capabilities.Bounding) != len(caps.Known()) || s.Linux.Seccomp != nil ||
