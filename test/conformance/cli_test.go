@@ -29,8 +29,11 @@ import (
 // mounting the pseudoterminal pty to /dev/console."
 func TestConsoleSocket(t *testing.T) {
 	r := newRT(t)
-	b := testutil.NewBundle(t, "sh", "-c", "[ -t 0 ] && [ -t 1 ] && echo is-a-tty; stat -c 'console %F %t' /dev/console")
+	b := testutil.NewBundle(t, "sh", "-c", "[ -t 0 ] && [ -t 1 ] && echo is-a-tty; stat -c 'console %F %t' /dev/console; stty size")
 	b.Spec.Process.Terminal = true
+	// config.md process: "consoleSize (object, OPTIONAL) specifies the
+	// console size in characters of the terminal."
+	b.Spec.Process.ConsoleSize = &specs.Box{Height: 33, Width: 101}
 	sock := filepath.Join(t.TempDir(), "console.sock")
 	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})
 	if err != nil {
@@ -83,8 +86,8 @@ func TestConsoleSocket(t *testing.T) {
 		}
 	}
 	got := strings.ReplaceAll(out.String(), "\r\n", "\n")
-	if !strings.Contains(got, "is-a-tty\n") || !strings.Contains(got, "console character special file 88") {
-		t.Errorf("terminal output %q, want is-a-tty and /dev/console a pty (major 136)", got)
+	if !strings.Contains(got, "is-a-tty\n") || !strings.Contains(got, "console character special file 88") || !strings.Contains(got, "33 101") {
+		t.Errorf("terminal output %q, want is-a-tty, /dev/console a pty (major 136) and the size 33 101", got)
 	}
 	r.waitStatus(id, specs.StateStopped)
 	r.ok("delete", id)

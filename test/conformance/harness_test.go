@@ -74,6 +74,12 @@ func (r *rt) newID() string {
 // passed as the runtime's (and so the container's) stdin, stdout, stderr.
 func (r *rt) exec(stdio *stdio, args ...string) (string, string, error) {
 	r.t.Helper()
+	return r.execFiles(stdio, nil, args...)
+}
+
+// execFiles is exec with extra files passed as descriptors 3 and up.
+func (r *rt) execFiles(stdio *stdio, extra []*os.File, args ...string) (string, string, error) {
+	r.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), cmdTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, r.bin, append([]string{"--root", r.root}, args...)...)
@@ -83,6 +89,7 @@ func (r *rt) exec(stdio *stdio, args ...string) (string, string, error) {
 	} else {
 		cmd.Stdin, cmd.Stdout, cmd.Stderr = stdio.in, stdio.out, stdio.err
 	}
+	cmd.ExtraFiles = extra
 	cmd.WaitDelay = 5 * time.Second
 	err := cmd.Run()
 	if ctx.Err() != nil {
