@@ -5,6 +5,7 @@ import (
 	"io"
 
 	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/hullproject/hull/diff"
 	"github.com/hullproject/hull/mount"
@@ -15,8 +16,8 @@ import (
 type DiffApplier struct{}
 
 // Apply implements Applier.
-func (DiffApplier) Apply(ctx context.Context, mounts []mount.Mount, r io.Reader, mediaType string) (digest.Digest, error) {
-	desc, err := diff.Apply(ctx, mounts, r, mediaType)
+func (DiffApplier) Apply(ctx context.Context, mounts []mount.Mount, r io.Reader, layer ocispec.Descriptor) (digest.Digest, error) {
+	desc, err := diff.Apply(ctx, mounts, r, layer.MediaType, diff.WithLayerName(layer.Digest.String()))
 	if err != nil {
 		return "", err
 	}

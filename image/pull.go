@@ -261,6 +261,9 @@ func (s *Service) pullFrom(ctx context.Context, ns string, r Reference, ref stri
 		g.Go(func() error {
 			var err error
 			chain, err = s.unpack(gctx, p, man, cfg, done)
+			if err != nil && gctx.Err() == nil {
+				return fmt.Errorf("image %q: %w", ref, err)
+			}
 			return err
 		})
 	}

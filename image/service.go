@@ -42,10 +42,11 @@ import (
 	"github.com/hullproject/hull/snapshot"
 )
 
-// Applier applies a (possibly compressed) layer stream onto mounts and
-// returns the digest of the uncompressed tar (the diffID).
+// Applier applies a (possibly compressed) layer stream, described by
+// layer, onto mounts and returns the digest of the uncompressed tar (the
+// diffID).
 type Applier interface {
-	Apply(ctx context.Context, mounts []mount.Mount, r io.Reader, mediaType string) (digest.Digest, error)
+	Apply(ctx context.Context, mounts []mount.Mount, r io.Reader, layer ocispec.Descriptor) (digest.Digest, error)
 }
 
 // Service is the image service the daemon calls.

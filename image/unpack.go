@@ -84,9 +84,9 @@ func (s *Service) applyLayer(ctx context.Context, p *pullState, l ocispec.Descri
 		return fmt.Errorf("unpack layer %s: %w", l.Digest, err)
 	}
 	defer ra.Close()
-	got, err := s.Applier.Apply(ctx, mounts, io.NewSectionReader(ra, 0, ra.Size()), l.MediaType)
+	got, err := s.Applier.Apply(ctx, mounts, io.NewSectionReader(ra, 0, ra.Size()), l)
 	if err != nil {
-		return fmt.Errorf("unpack layer %s: %w", l.Digest, err)
+		return err // names the layer already
 	}
 	if got != diffID {
 		return fmt.Errorf("unpack layer %s: uncompressed digest %s, config says %s: %w", l.Digest, got, diffID, ErrMalformed)
