@@ -15,6 +15,7 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"unsafe"
 
 	securejoin "github.com/cyphar/filepath-securejoin"
 	"github.com/moby/sys/userns"
@@ -161,20 +162,11 @@ func (a *applier) entry(tr *tar.Reader, hdr *tar.Header) error {
 	}
 	a.written[relTarget] = struct{}{}
 
-	// Something already there is replaced, unless both are directories.
-	wasWhiteout := false
-	if fi, err := os.Lstat(target); err == nil {
-		if !(fi.IsDir() && hdr.Typeflag == tar.TypeDir) {
-			wasWhiteout = a.overlay && isWhiteout(fi)
-			if target == a.root {
-				return fmt.Errorf("%w: the root can only be a directory", ErrUnsafeEntry)
-			}
-			if err := os.RemoveAll(target); err != nil {
-				return err
-			}
-			a.forget()
-		}
-	} else if !errors.Is(err, fs.ErrNotExist) {
+	if isRegular(hdr) && target != a.root {
+		return a.regular(target, tr, hdr)
+	}
+	wasWhiteout, err := a.replace(target, hdr)
+	if err != nil {
 		return err
 	}
 
@@ -191,10 +183,6 @@ func (a *applier) entry(tr *tar.Reader, hdr *tar.Header) error {
 					return err
 				}
 			}
-		}
-	case tar.TypeReg, tar.TypeRegA, tar.TypeGNUSparse:
-		if err := a.writeFile(target, tr, hdr.Size); err != nil {
-			return err
 		}
 	case tar.TypeSymlink:
 		if err := os.Symlink(hdr.Linkname, target); err != nil {
@@ -224,6 +212,81 @@ func (a *applier) entry(tr *tar.Reader, hdr *tar.Header) error {
 		}
 	}
 	return a.setMeta(target, hdr)
+}
+
+func isRegular(hdr *tar.Header) bool {
+	return hdr.Typeflag == tar.TypeReg || hdr.Typeflag == tar.TypeRegA || hdr.Typeflag == tar.TypeGNUSparse
+}
+
+// replace removes what is at target unless both it and the entry are
+// directories. It reports whether it removed an overlay whiteout.
+func (a *applier) replace(target string, hdr *tar.Header) (wasWhiteout bool, err error) {
+	fi, err := os.Lstat(target)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	if fi.IsDir() && hdr.Typeflag == tar.TypeDir {
+		return false, nil
+	}
+	if target == a.root {
+		return false, fmt.Errorf("%w: the root can only be a directory", ErrUnsafeEntry)
+	}
+	wasWhiteout = a.overlay && isWhiteout(fi)
+	if err := os.RemoveAll(target); err != nil {
+		return false, err
+	}
+	a.forget()
+	return wasWhiteout, nil
+}
+
+// regular writes a regular file and sets its metadata through the open
+// descriptor: the hot path of an unpack, kept to create, write, fchown,
+// fchmod, futimens and close.
+func (a *applier) regular(target string, tr io.Reader, hdr *tar.Header) error {
+	f, err := openNew(target)
+	if errors.Is(err, fs.ErrExist) {
+		if _, err := a.replace(target, hdr); err != nil {
+			return err
+		}
+		f, err = openNew(target)
+	}
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := a.writeData(f, tr, hdr.Size); err != nil {
+		return err
+	}
+	fd := int(f.Fd())
+	if a.canChown {
+		if err := unix.Fchown(fd, hdr.Uid, hdr.Gid); err != nil {
+			return &os.PathError{Op: "fchown", Path: target, Err: err}
+		}
+	}
+	// After chown, which clears setuid and setgid.
+	if err := unix.Fchmod(fd, uint32(hdr.Mode&0o7777)); err != nil {
+		return &os.PathError{Op: "fchmod", Path: target, Err: err}
+	}
+	if err := a.setXattrs(hdr, func(name string, v []byte) error { return unix.Fsetxattr(fd, name, v, 0) }); err != nil {
+		return fmt.Errorf("%s: %w", target, err)
+	}
+	atime := hdr.AccessTime
+	if atime.IsZero() {
+		atime = hdr.ModTime
+	}
+	ts := [2]unix.Timespec{timespec(atime), timespec(hdr.ModTime)}
+	// utimensat(fd, NULL, ...) sets the times of fd itself.
+	if _, _, e := unix.Syscall6(unix.SYS_UTIMENSAT, uintptr(fd), 0, uintptr(unsafe.Pointer(&ts[0])), 0, 0, 0); e != 0 {
+		return &os.PathError{Op: "futimens", Path: target, Err: e}
+	}
+	return f.Close()
+}
+
+func openNew(p string) (*os.File, error) {
+	return os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o600)
 }
 
 func (a *applier) setOpaque(p string) error {
@@ -433,14 +496,9 @@ func (a *applier) hardlink(target, linkname string) error {
 	return nil
 }
 
-// writeFile writes the entry's content, leaving holes where whole blocks are
-// zero.
-func (a *applier) writeFile(target string, r io.Reader, size int64) error {
-	f, err := os.OpenFile(target, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o600)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
+// writeData writes the entry's content to f, leaving holes where whole
+// blocks of a large file are zero.
+func (a *applier) writeData(f *os.File, r io.Reader, size int64) error {
 	var off int64
 	holes := false
 	for {
@@ -473,7 +531,7 @@ func (a *applier) writeFile(target string, r io.Reader, size int64) error {
 			return err
 		}
 	}
-	return f.Close()
+	return nil
 }
 
 var zeros = make([]byte, 128<<10)
@@ -495,23 +553,8 @@ func (a *applier) setMeta(p string, hdr *tar.Header) error {
 			return &os.PathError{Op: "chmod", Path: p, Err: err}
 		}
 	}
-	for k, v := range hdr.PAXRecords {
-		name, ok := strings.CutPrefix(k, xattrPAXPrefix)
-		if !ok {
-			continue
-		}
-		if strings.HasPrefix(name, "trusted.overlay.") || strings.HasPrefix(name, "user.overlay.") {
-			// Would steer overlayfs (redirects, opaque, metacopy).
-			a.skipped["overlay xattr in layer"]++
-			continue
-		}
-		if err := unix.Lsetxattr(p, name, []byte(v), 0); err != nil {
-			if errors.Is(err, unix.ENOTSUP) || (errors.Is(err, unix.EPERM) && hdr.Typeflag == tar.TypeSymlink) {
-				a.skipped["xattr not supported here"]++
-				continue
-			}
-			return &os.PathError{Op: "lsetxattr " + name, Path: p, Err: err}
-		}
+	if err := a.setXattrs(hdr, func(name string, v []byte) error { return unix.Lsetxattr(p, name, v, 0) }); err != nil {
+		return fmt.Errorf("%s: %w", p, err)
 	}
 	atime := hdr.AccessTime
 	if atime.IsZero() {
@@ -522,6 +565,29 @@ func (a *applier) setMeta(p string, hdr *tar.Header) error {
 		return nil
 	}
 	return lutimes(p, atime, hdr.ModTime)
+}
+
+// setXattrs applies the entry's PAX xattrs with set, except overlay's own.
+func (a *applier) setXattrs(hdr *tar.Header, set func(name string, v []byte) error) error {
+	for k, v := range hdr.PAXRecords {
+		name, ok := strings.CutPrefix(k, xattrPAXPrefix)
+		if !ok {
+			continue
+		}
+		if strings.HasPrefix(name, "trusted.overlay.") || strings.HasPrefix(name, "user.overlay.") {
+			// Would steer overlayfs (redirects, opaque, metacopy).
+			a.skipped["overlay xattr in layer"]++
+			continue
+		}
+		if err := set(name, []byte(v)); err != nil {
+			if errors.Is(err, unix.ENOTSUP) || (errors.Is(err, unix.EPERM) && hdr.Typeflag == tar.TypeSymlink) {
+				a.skipped["xattr not supported here"]++
+				continue
+			}
+			return fmt.Errorf("setxattr %s: %w", name, err)
+		}
+	}
+	return nil
 }
 
 func lutimes(p string, atime, mtime time.Time) error {
