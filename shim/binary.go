@@ -242,7 +242,9 @@ func (f *flags) serve() error {
 	svc := NewService(f.id, f.namespace, pub, nil, func() {
 		if !once {
 			once = true
-			close(done)
+			// Let the Shutdown reply go out first: ttrpc's Shutdown may
+			// close a connection whose reply is still queued.
+			time.AfterFunc(100*time.Millisecond, func() { close(done) })
 		}
 	})
 	trim := newTrimmer()

@@ -23,6 +23,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
 	"github.com/hullproject/hull/internal/testutil"
+	"github.com/hullproject/hull/shim"
 )
 
 // These tests run the shim under a real, private containerd 1.6 driven by
@@ -157,6 +158,7 @@ func (c *ctrd) stop() {
 		}
 	}
 	unmountUnder(c.dir)
+	_ = os.Remove(filepath.Join(shim.DefaultRoot, c.ns))
 	_ = os.RemoveAll(c.dir)
 }
 

@@ -139,7 +139,7 @@ func TestCtrTTY(t *testing.T) {
 			cfg := c.runtimeConfig(t, bin)
 			id := c.newID(t)
 			cmd := c.ctrCmd("run", "-t", "--rm", "--runtime", runtimeType, "--runtime-config-path", cfg, imageRef, id,
-				"sh", "-c", `tty; i=0; while [ $i -lt 100 ]; do s=$(stty size 2>/dev/null) && [ "$s" != "0 0" ] && break; sleep 0.05; i=$((i+1)); done; echo "size=$s"; exit 4`)
+				"sh", "-c", `tty; i=0; while [ $i -lt 100 ]; do s=$(stty size 2>/dev/null); case "$s" in [1-9]*" "[1-9]*) break;; esac; sleep 0.05; i=$((i+1)); done; echo "size=$s"; exit 4`)
 			ptmx, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: 33, Cols: 99})
 			if err != nil {
 				t.Fatal(err)

@@ -1,6 +1,7 @@
 package shim
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -82,6 +83,14 @@ func ParseOptions(a *anypb.Any) (*Options, error) {
 			body, name = data, ro.ConfigPath
 		}
 		if err := toml.NewDecoder(strings.NewReader(string(body))).DisallowUnknownFields().Decode(o); err != nil {
+			var strict *toml.StrictMissingError
+			if errors.As(err, &strict) {
+				var keys []string
+				for _, e := range strict.Errors {
+					keys = append(keys, strings.Join(e.Key(), "."))
+				}
+				return nil, fmt.Errorf("runtime config %s: unknown keys %s: %w", name, strings.Join(keys, ", "), errdefs.ErrInvalidArgument)
+			}
 			return nil, fmt.Errorf("runtime config %s: %v: %w", name, err, errdefs.ErrInvalidArgument)
 		}
 	default:

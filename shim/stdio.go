@@ -49,11 +49,18 @@ func newProcIO(ctx context.Context, s Stdio, uid, gid int) (_ *procIO, err error
 			p.close()
 		}
 	}()
-	if s.Terminal {
+	switch {
+	case s.Terminal:
 		if p.socket, err = runc.NewTempConsoleSocket(); err != nil {
 			return nil, fmt.Errorf("console socket: %w", err)
 		}
-	} else {
+	case s.Stdin == "" && s.Stdout == "" && s.Stderr == "":
+		// No stdio at all: /dev/null. (Without any, the runtime CLI's own
+		// captured output pipe would be inherited by the container.)
+		if p.pipes, err = runc.NewNullIO(); err != nil {
+			return nil, fmt.Errorf("stdio: %w", err)
+		}
+	default:
 		p.pipes, err = runc.NewPipeIO(uid, gid, func(o *runc.IOOption) {
 			o.OpenStdin, o.OpenStdout, o.OpenStderr = s.Stdin != "", s.Stdout != "", s.Stderr != ""
 		})
@@ -149,9 +156,8 @@ func (p *procIO) copyIn(dst io.WriteCloser, closeDst bool) {
 	}()
 }
 
-// started wires the copies once the runtime has created the process: the
-// runtime's pipe ends are closed in the shim, or the pty master is
-// received from the console socket.
+// started wires the copies once the runtime has created the process,
+// receiving the pty master from the console socket with a terminal.
 func (p *procIO) started(ctx context.Context) error {
 	if p.socket != nil {
 		c, err := p.socket.ReceiveMaster()
@@ -165,11 +171,7 @@ func (p *procIO) started(ctx context.Context) error {
 		p.copyOut(p.outs[0], c)
 		return nil
 	}
-	if c, ok := p.pipes.(runc.StartCloser); ok {
-		if err := c.CloseAfterStart(); err != nil {
-			return err
-		}
-	}
+	// go-runc already closed the runtime's ends (CloseAfterStart).
 	if w := p.pipes.Stdin(); w != nil {
 		p.copyIn(w, true)
 	}
