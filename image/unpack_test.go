@@ -3,6 +3,7 @@ package image
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -153,5 +154,46 @@ func TestTagAndLaterUnpack(t *testing.T) {
 	}
 	if n := countSnapshots(t, s.Snapshotter); n != 0 {
 		t.Fatalf("%d snapshots left", n)
+	}
+}
+
+func TestPullCompressions(t *testing.T) {
+	_, std := standard(t)
+	ctx := context.Background()
+	s := newService(t)
+	withSnapshotter(t, s, "")
+	img, err := s.Pull(ctx, "default", std.Mixed, PullOptions{Unpack: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	man, cfg, _, err := s.Resolve(ctx, img.Target, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var types []string
+	for _, l := range man.Layers {
+		types = append(types, l.MediaType)
+	}
+	want := []string{"application/vnd.oci.image.layer.v1.tar+gzip", "application/vnd.oci.image.layer.v1.tar+zstd", "application/vnd.oci.image.layer.v1.tar"}
+	if fmt.Sprint(types) != fmt.Sprint(want) {
+		t.Fatalf("layer types %v, want %v", types, want)
+	}
+	chain := ChainIDs(cfg.RootFS.DiffIDs)
+	mounts, err := s.Snapshotter.View(ctx, "check", chain[len(chain)-1].String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Snapshotter.Remove(ctx, "check")
+	err = mount.WithTempMount(mounts, func(root string) error {
+		for p, c := range map[string]string{"zstd/file": "zstd layer\n", "plain/file": "plain layer\n"} {
+			b, err := os.ReadFile(filepath.Join(root, p))
+			if err != nil || string(b) != c {
+				return fmt.Errorf("%s: %q %v", p, b, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }

@@ -25,11 +25,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/compression"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 )
@@ -50,6 +52,17 @@ type Entry struct {
 
 // Layer builds a gzip layer from entries.
 func Layer(entries []Entry) (v1.Layer, error) {
+	data, err := TarBytes(entries)
+	if err != nil {
+		return nil, err
+	}
+	return tarball.LayerFromOpener(func() (io.ReadCloser, error) {
+		return io.NopCloser(bytes.NewReader(data)), nil
+	})
+}
+
+// TarBytes builds an uncompressed tar of entries.
+func TarBytes(entries []Entry) ([]byte, error) {
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
 	mtime := time.Unix(1700000000, 0)
@@ -79,10 +92,7 @@ func Layer(entries []Entry) (v1.Layer, error) {
 	if err := tw.Close(); err != nil {
 		return nil, err
 	}
-	data := buf.Bytes()
-	return tarball.LayerFromOpener(func() (io.ReadCloser, error) {
-		return io.NopCloser(bytes.NewReader(data)), nil
-	})
+	return buf.Bytes(), nil
 }
 
 // BusyboxLayer is the base layer: /bin/busybox and applet symlinks.
@@ -256,6 +266,38 @@ func ManyLayers(n, pad int, o Options) (v1.Image, ManyLayersExpect, error) {
 	return img, exp, err
 }
 
+// MixedCompression builds busybox (gzip) plus a zstd layer adding
+// /zstd/file and an uncompressed layer adding /plain/file (OCI types).
+func MixedCompression() (v1.Image, error) {
+	base, err := BusyboxLayer()
+	if err != nil {
+		return nil, err
+	}
+	zdata, err := TarBytes([]Entry{{Name: "zstd/", Type: tar.TypeDir}, {Name: "zstd/file", Body: []byte("zstd layer\n")}})
+	if err != nil {
+		return nil, err
+	}
+	zl, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) {
+		return io.NopCloser(bytes.NewReader(zdata)), nil
+	}, tarball.WithCompression(compression.ZStd), tarball.WithMediaType(types.OCILayerZStd))
+	if err != nil {
+		return nil, err
+	}
+	pdata, err := TarBytes([]Entry{{Name: "plain/", Type: tar.TypeDir}, {Name: "plain/file", Body: []byte("plain layer\n")}})
+	if err != nil {
+		return nil, err
+	}
+	pl := static.NewLayer(pdata, types.OCIUncompressedLayer)
+	img, err := mutate.Append(empty.Image,
+		mutate.Addendum{Layer: base, MediaType: types.OCILayer},
+		mutate.Addendum{Layer: zl, MediaType: types.OCILayerZStd},
+		mutate.Addendum{Layer: pl, MediaType: types.OCIUncompressedLayer})
+	if err != nil {
+		return nil, err
+	}
+	return finish(img, Options{OCI: true})
+}
+
 // Registry returns HULL_TEST_REGISTRY, skipping the test when it is unset.
 func Registry(t testing.TB) string {
 	t.Helper()
@@ -297,6 +339,7 @@ type Standard struct {
 	MultiArchOCI string // OCI index amd64+arm64
 	ForeignOnly  string // index with arm64 + s390x only
 	ManyLayers   string // busybox + 6 layers with whiteouts and opaque dirs
+	Mixed        string // gzip, zstd and uncompressed layers
 	ManyExpect   ManyLayersExpect
 }
 
@@ -327,6 +370,8 @@ func PushStandard(ctx context.Context, registry, prefix string) (Standard, error
 	img, exp, e := ManyLayers(6, 0, Options{OCI: true})
 	s.ManyExpect = exp
 	push(&s.ManyLayers, "/many:latest", img, e)
+	img, e = MixedCompression()
+	push(&s.Mixed, "/mixed:latest", img, e)
 	return s, err
 }
 
