@@ -10,6 +10,9 @@
 //   - ManyLayers: busybox plus layers that add, overwrite, delete (whiteouts)
 //     and replace directories (opaque whiteouts), optionally padded with
 //     incompressible data for the pull benchmark.
+//   - MixedCompression: gzip, zstd and uncompressed layers.
+//   - Malicious: layers that try to write outside the snapshot ("../"
+//     names, hardlinks out, absolute, relative and cross-layer symlinks).
 package testimages
 
 import (
