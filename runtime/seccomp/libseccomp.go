@@ -82,7 +82,7 @@ func action(a specs.LinuxSeccompAction, errno *uint) libseccomp.ScmpAction {
 	if takesErrno(a) {
 		code := int16(unix.EPERM)
 		if errno != nil {
-			code = int16(*errno)
+			code = int16(*errno) // check keeps it below maxErrno
 		}
 		act = act.SetReturnCode(code)
 	}

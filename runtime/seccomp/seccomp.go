@@ -23,6 +23,10 @@ var (
 // maxArgs is the number of syscall arguments a condition can test.
 const maxArgs = 6
 
+// maxErrno bounds errnoRet: the kernel's MAX_ERRNO is 4095 and libseccomp
+// refuses that value itself (negative returns up to -4095 are its errors).
+const maxErrno = 4095
+
 // The names the runtime spec defines, independent of libseccomp.
 var (
 	knownActions = map[specs.LinuxSeccompAction]bool{
@@ -96,8 +100,8 @@ func check(s *specs.LinuxSeccomp) error {
 	if s.DefaultErrnoRet != nil && !takesErrno(s.DefaultAction) {
 		return invalid("defaultErrnoRet is set but defaultAction %s takes no errno", s.DefaultAction)
 	}
-	if s.DefaultErrnoRet != nil && *s.DefaultErrnoRet > 0xffff {
-		return invalid("defaultErrnoRet %d is out of range", *s.DefaultErrnoRet)
+	if s.DefaultErrnoRet != nil && *s.DefaultErrnoRet >= maxErrno {
+		return invalid("defaultErrnoRet %d is out of range (0-%d)", *s.DefaultErrnoRet, maxErrno-1)
 	}
 	for i, a := range s.Architectures {
 		if _, ok := knownArchs[a]; !ok {
@@ -129,8 +133,8 @@ func check(s *specs.LinuxSeccomp) error {
 		if sc.ErrnoRet != nil && !takesErrno(sc.Action) {
 			return invalid("%s: errnoRet is set but action %s takes no errno", where, sc.Action)
 		}
-		if sc.ErrnoRet != nil && *sc.ErrnoRet > 0xffff {
-			return invalid("%s: errnoRet %d is out of range", where, *sc.ErrnoRet)
+		if sc.ErrnoRet != nil && *sc.ErrnoRet >= maxErrno {
+			return invalid("%s: errnoRet %d is out of range (0-%d)", where, *sc.ErrnoRet, maxErrno-1)
 		}
 		if sc.Action == specs.ActNotify {
 			notify = true

@@ -291,6 +291,14 @@ func TestLoadActions(t *testing.T) {
 			want: map[string]syscall.Errno{"mkdir": unix.EXDEV, "rmdir": unix.EPERM, "getpid": 0},
 		},
 		{
+			name: "the largest errno and zero (a faked success)",
+			s: specs.LinuxSeccomp{DefaultAction: allow, Syscalls: []specs.LinuxSyscall{
+				{Names: []string{"mkdir", "mkdirat"}, Action: specs.ActErrno, ErrnoRet: uintp(4094)},
+				{Names: []string{"rmdir", "unlinkat"}, Action: specs.ActErrno, ErrnoRet: uintp(0)},
+			}},
+			want: map[string]syscall.Errno{"mkdir": 4094, "rmdir": 0, "getpid": 0},
+		},
+		{
 			name: "trace without a tracer gives ENOSYS",
 			s: specs.LinuxSeccomp{DefaultAction: allow, Syscalls: []specs.LinuxSyscall{
 				{Names: []string{"mkdir", "mkdirat"}, Action: specs.ActTrace},
@@ -658,6 +666,11 @@ func TestValidate(t *testing.T) {
 			s.Syscalls[0].Action = specs.ActKillProcess
 			s.Syscalls[0].ErrnoRet = uintp(1)
 		}), ErrInvalid, "syscalls[0] (read): errnoRet is set but action SCMP_ACT_KILL_PROCESS"},
+		{"errnoRet too large", ok(func(s *specs.LinuxSeccomp) {
+			s.Syscalls[0].Action = specs.ActErrno
+			s.Syscalls[0].ErrnoRet = uintp(4095)
+		}), ErrInvalid, "syscalls[0] (read): errnoRet 4095 is out of range (0-4094)"},
+		{"defaultErrnoRet too large", ok(func(s *specs.LinuxSeccomp) { s.DefaultErrnoRet = uintp(70000) }), ErrInvalid, "defaultErrnoRet 70000 is out of range"},
 		{"arg index", ok(func(s *specs.LinuxSeccomp) {
 			s.Syscalls[0].Args = []specs.LinuxSeccompArg{{Index: 6, Op: specs.OpEqualTo}}
 		}), ErrInvalid, "args[0].index 6 is out of range"},
