@@ -24,6 +24,8 @@ import (
 	"syscall"
 
 	"github.com/containerd/errdefs"
+
+	"github.com/hullproject/hull/mount"
 )
 
 // Filesystems Build can make.
@@ -252,4 +254,18 @@ func tail(s string, n int) string {
 		s = "..." + s[len(s)-n:]
 	}
 	return s
+}
+
+// BuildFromMounts builds an image of the filesystem the mounts present (a
+// snapshot's View, say): they are mounted on a temporary directory for the
+// duration of the build, so overlay whiteouts and opaque directories are
+// already resolved in what the tool reads.
+func BuildFromMounts(ctx context.Context, mounts []mount.Mount, dst, fsType string, extraSize int64) error {
+	if len(mounts) == 1 && mounts[0].IsBind() {
+		// Nothing to resolve: read the directory itself.
+		return Build(ctx, mounts[0].Source, dst, fsType, extraSize)
+	}
+	return mount.WithTempMount(mounts, func(root string) error {
+		return Build(ctx, root, dst, fsType, extraSize)
+	})
 }

@@ -229,7 +229,7 @@ func applyTo(ctx context.Context, mounts []mount.Mount, r io.Reader, cfg *config
 		return newApplier(ctx, cfg, mounts[0].Source, nil, false).run(r)
 	}
 	for _, m := range mounts {
-		if m.ReadOnly() {
+		if m.ReadOnly() || m.Type == "overlay" && !hasOption(m.Options, "upperdir=") {
 			return fmt.Errorf("snapshot mounts are read-only: %w", errdefs.ErrFailedPrecondition)
 		}
 	}
@@ -354,3 +354,12 @@ func (ra *readahead) Sum() ([]byte, int64) { return ra.h.Sum(nil), ra.n }
 // Close tells the goroutine to stop; it does not wait for a Read in
 // progress on the source.
 func (ra *readahead) Close() { ra.cancel() }
+
+func hasOption(opts []string, prefix string) bool {
+	for _, o := range opts {
+		if strings.HasPrefix(o, prefix) {
+			return true
+		}
+	}
+	return false
+}

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/containerd/errdefs"
 	"golang.org/x/sys/unix"
 
 	"github.com/hullproject/hull/diff"
@@ -334,5 +335,27 @@ func TestApplyCanceled(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("Apply ignored cancellation")
+	}
+}
+
+// TestApplyRefusesReadOnly refuses to apply onto a view.
+func TestApplyRefusesReadOnly(t *testing.T) {
+	needRoot(t)
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			ctx := context.Background()
+			s, _ := openBackend(t, b)
+			top := unpack(t, ctx, s, mkTar(t, file("a", "1", 0o644)), mkTar(t, file("b", "2", 0o644)))
+			for _, parent := range []string{"layer-0", top} {
+				ms, err := s.View(ctx, "v-"+parent, parent)
+				if err != nil {
+					t.Fatal(err)
+				}
+				_, err = diff.Apply(ctx, ms, bytes.NewReader(mkTar(t, file("c", "3", 0o644))), "")
+				if !errors.Is(err, errdefs.ErrFailedPrecondition) {
+					t.Errorf("apply onto a view of %s: %v", parent, err)
+				}
+			}
+		})
 	}
 }

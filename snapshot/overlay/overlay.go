@@ -110,7 +110,7 @@ func (d *driver) Mounts(dir string, kind snapshot.Kind, parents []string) []moun
 		if len(lowers) == 1 {
 			return []mount.Mount{{Type: "bind", Source: lowers[0], Options: []string{"ro", "rbind"}}}
 		}
-		opts := append([]string{}, d.opts...)
+		opts := append([]string{"ro"}, d.opts...)
 		opts = append(opts, "lowerdir="+strings.Join(lowers, ":"))
 		return []mount.Mount{{Type: "overlay", Source: "overlay", Options: opts}}
 	}
