@@ -76,6 +76,7 @@ func TestPullAuth(t *testing.T) {
 		want                  error
 	}{
 		{"basic ok", basicRef, "hull", "s3cret", nil},
+		{"basic via DOCKER_CONFIG", basicRef, "hull", "s3cret", nil},
 		{"basic wrong password", basicRef, "hull", "nope", ErrAuth},
 		{"basic anonymous", basicRef, "", "", ErrAuth},
 		{"bearer ok", tokenRef, "hull", "t0ken", nil},
@@ -89,6 +90,11 @@ func TestPullAuth(t *testing.T) {
 			if tc.user != "" {
 				r, _ := ParseReference(tc.ref)
 				s.Registry.ConfigPath = writeDockerConfig(t, r.Domain, tc.user, tc.pass)
+				if tc.name == "basic via DOCKER_CONFIG" {
+					// No configured path: the default keychain reads $DOCKER_CONFIG/config.json.
+					t.Setenv("DOCKER_CONFIG", filepath.Dir(s.Registry.ConfigPath))
+					s.Registry.ConfigPath = ""
+				}
 			}
 			img, err := s.Pull(ctx, "default", tc.ref, PullOptions{})
 			if tc.want == nil {
