@@ -37,6 +37,7 @@ func Run(t *testing.T, newFn New) {
 		{"LabelsAndWalk", checkLabelsWalk},
 		{"Usage", checkUsage},
 		{"ManyLayers", checkManyLayers},
+		{"ConcurrentUnpackOfOneLayer", checkConcurrentCommit},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -421,4 +422,53 @@ func CheckReopen(t *testing.T, root string, newFn New) {
 		}
 	})
 	AssertNoMounts(t, root)
+}
+
+// checkConcurrentCommit has several goroutines unpack the same layer (same
+// committed name) at once, as concurrent pulls of images sharing a layer
+// do: one commit wins, the others get ErrAlreadyExists and remove their
+// keys, and nothing is left over.
+func checkConcurrentCommit(t *testing.T, ctx context.Context, s snapshot.Snapshotter) {
+	layer(t, ctx, s, "base", "", func(d string) { write(t, d, "a", "1") })
+	const n = 6
+	errs := make(chan error, n)
+	for i := 0; i < n; i++ {
+		go func() {
+			key := "extract-" + itoa(i)
+			if _, err := s.Prepare(ctx, key, "base"); err != nil {
+				errs <- err
+				return
+			}
+			err := s.Commit(ctx, "shared", key)
+			if errors.Is(err, errdefs.ErrAlreadyExists) {
+				err = s.Remove(ctx, key)
+				if err == nil {
+					err = errdefs.ErrAlreadyExists
+				}
+			}
+			errs <- err
+		}()
+	}
+	won := 0
+	for i := 0; i < n; i++ {
+		err := <-errs
+		switch {
+		case err == nil:
+			won++
+		case errors.Is(err, errdefs.ErrAlreadyExists):
+		default:
+			t.Errorf("concurrent unpack: %v", err)
+		}
+	}
+	if won != 1 {
+		t.Errorf("%d commits won, want 1", won)
+	}
+	var names []string
+	_ = s.Walk(ctx, func(_ context.Context, i snapshot.Info) error { names = append(names, i.Name); return nil })
+	if len(names) != 2 {
+		t.Errorf("snapshots after concurrent unpack: %v", names)
+	}
+	if ents, err := os.ReadDir(filepath.Join(rootOf(t, s), "snapshots")); err == nil && len(ents) != 2 {
+		t.Errorf("%d snapshot directories, want 2", len(ents))
+	}
 }
