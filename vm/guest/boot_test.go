@@ -1,0 +1,140 @@
+package guest_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hullproject/hull/vm/guest"
+	"github.com/hullproject/hull/vm/guest/bootcheck"
+	"github.com/hullproject/hull/vm/guest/guesttest"
+	"github.com/hullproject/hull/vm/initramfs"
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	guesttest.Cleanup()
+	os.Exit(code)
+}
+
+// bootTimeout is generous: TCG on 2 shared cores boots the minimal kernel in
+// about a second, the cloud kernel in about 2-3 s.
+const bootTimeout = 90 * time.Second
+
+func checkPoweredOff(t *testing.T, res *bootcheck.Result, release string, modules int) {
+	t.Helper()
+	console := string(res.Console)
+	want := guest.TestInitMarker + " release=" + release
+	if !strings.Contains(console, want) {
+		t.Errorf("console lacks %q:\n%s", want, res.ConsoleTail(20))
+	}
+	if modules >= 0 && !strings.Contains(console, "modules="+strconv.Itoa(modules)) {
+		t.Errorf("console does not report %d modules loaded:\n%s", modules, res.ConsoleTail(20))
+	}
+	for _, bad := range []string{"Kernel panic", "HULL-TESTINIT-FAIL"} {
+		if strings.Contains(console, bad) {
+			t.Errorf("console shows %q:\n%s", bad, res.ConsoleTail(30))
+		}
+	}
+	t.Logf("init reached at %v, QEMU exited at %v, QEMU peak RSS %d MiB", res.MarkerAt.Round(time.Millisecond), res.Total.Round(time.Millisecond), res.MaxRSSKiB/1024)
+}
+
+// TestBootMinimalKernel boots Hull's kernel on microvm under TCG, as bzImage
+// with a plain and a gzip initramfs, and as vmlinux through the PVH entry.
+func TestBootMinimalKernel(t *testing.T) {
+	guesttest.RequireQEMU(t)
+	m := guesttest.MinimalKernel(t)
+	if !strings.HasSuffix(m.Release, "-hull") {
+		t.Errorf("release %q does not end in -hull", m.Release)
+	}
+	plain := guesttest.Initramfs(t, nil, initramfs.None)
+	gz := guesttest.Initramfs(t, nil, initramfs.Gzip)
+	for _, tc := range []struct {
+		name, kernel, initrd string
+	}{
+		{"bzImage/plain-initramfs", m.Path(m.BzImage.Path), plain},
+		{"bzImage/gzip-initramfs", m.Path(m.BzImage.Path), gz},
+		{"vmlinux-PVH", m.Path(m.Vmlinux.Path), plain},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			res, err := bootcheck.Boot(context.Background(), bootcheck.Config{
+				Kernel: tc.kernel, Initrd: tc.initrd, Marker: guest.TestInitMarker, Timeout: bootTimeout,
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkPoweredOff(t, res, m.Release, 0)
+		})
+	}
+}
+
+// TestBootCloudKernel boots Debian's cloud kernel on the same machine, with
+// the agent's modules in the initramfs, loaded by the test init in order.
+func TestBootCloudKernel(t *testing.T) {
+	guesttest.RequireQEMU(t)
+	m := guesttest.CloudKernel(t)
+	mods := guesttest.CloudModules(m)
+	if len(mods) < len(guest.AgentModules) {
+		t.Fatalf("cloud kernel manifest lists %d modules, want at least %d", len(mods), len(guest.AgentModules))
+	}
+	initrd := guesttest.Initramfs(t, mods, initramfs.Gzip)
+	res, err := bootcheck.Boot(context.Background(), bootcheck.Config{
+		Kernel: m.Path(m.BzImage.Path), Initrd: initrd, Marker: guest.TestInitMarker, Timeout: bootTimeout,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkPoweredOff(t, res, m.Release, len(mods))
+}
+
+// TestBootFailures: each failure names its cause and carries the console.
+func TestBootFailures(t *testing.T) {
+	guesttest.RequireQEMU(t)
+	m := guesttest.MinimalKernel(t)
+	dir := t.TempDir()
+
+	// An initramfs whose /init cannot run: the kernel panics, QEMU ends.
+	bogus := filepath.Join(dir, "bogus-init")
+	if err := os.WriteFile(bogus, []byte("not an executable\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	noInit := filepath.Join(dir, "noinit.cpio")
+	if err := initramfs.WriteFile(noInit, initramfs.Spec{Init: bogus}); err != nil {
+		t.Fatal(err)
+	}
+	good := guesttest.Initramfs(t, nil, initramfs.None)
+
+	for _, tc := range []struct {
+		name    string
+		cfg     bootcheck.Config
+		want    error
+		console string
+	}{
+		{"init cannot run", bootcheck.Config{Kernel: m.Path(m.BzImage.Path), Initrd: noInit, Timeout: bootTimeout},
+			bootcheck.ErrNoMarker, "Kernel panic"},
+		{"timeout", bootcheck.Config{Kernel: m.Path(m.BzImage.Path), Initrd: good, Timeout: 50 * time.Millisecond},
+			bootcheck.ErrTimeout, ""},
+		{"missing kernel", bootcheck.Config{Kernel: filepath.Join(dir, "no-bzImage"), Initrd: good},
+			bootcheck.ErrKernelMissing, ""},
+		{"missing qemu", bootcheck.Config{QEMU: "qemu-system-nonexistent", Kernel: m.Path(m.BzImage.Path)},
+			bootcheck.ErrQEMUMissing, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.cfg.Marker == "" {
+				tc.cfg.Marker = guest.TestInitMarker
+			}
+			_, err := bootcheck.Boot(context.Background(), tc.cfg)
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("err = %v, want %v", err, tc.want)
+			}
+			if tc.console != "" && !strings.Contains(err.Error(), tc.console) {
+				t.Errorf("error does not carry the console tail with %q:\n%v", tc.console, err)
+			}
+		})
+	}
+}
