@@ -271,7 +271,6 @@ func TestPathResolution(t *testing.T) {
 // processes (runtime-spec: a runtime MAY check, and MUST then fail).
 func TestApplyRefusesBusyCgroup(t *testing.T) {
 	needRoot(t)
-	needLayout(t, Legacy, Hybrid)
 	path := testParent(t) + "/busy"
 	m := newTestManager(t, path, "busy", nil)
 	p := startProc(t)
@@ -293,11 +292,11 @@ func TestApplyRefusesBusyCgroup(t *testing.T) {
 	}
 }
 
-// TestV2OnHybridTree runs the cgroup v2 code (directory creation with
+// TestV2Tree runs the cgroup v2 code (directory creation with
 // controller delegation, cgroup.freeze, eBPF devices, hugetlb, stats,
 // destroy) on the cgroup2 tree. On a unified host that is the host's tree;
 // on a hybrid one, the /sys/fs/cgroup/unified tree.
-func TestV2OnHybridTree(t *testing.T) {
+func TestV2Tree(t *testing.T) {
 	needRoot(t)
 	parent := testParent(t)
 	m := newV2TestManager(t, parent+"/v2")

@@ -63,6 +63,8 @@ type proc struct {
 	cmd *exec.Cmd
 	in  io.WriteCloser
 	out *bufio.Reader
+	// pending is a read of the next answer that has not returned yet
+	pending chan string
 }
 
 func startProc(t *testing.T) *proc {
@@ -96,21 +98,40 @@ func (p *proc) kill() {
 // run asks the shell to run line and reports whether it succeeded.
 func (p *proc) run(t *testing.T, line string) bool {
 	t.Helper()
+	p.send(t, line)
+	ans, ok := p.answer(30 * time.Second)
+	if !ok {
+		t.Fatalf("shell did not answer %q", line)
+	}
+	return ans == "ok"
+}
+
+// send gives the shell a line without waiting for the answer.
+func (p *proc) send(t *testing.T, line string) {
+	t.Helper()
 	if _, err := fmt.Fprintln(p.in, line); err != nil {
 		t.Fatalf("writing to shell: %v", err)
 	}
-	done := make(chan string, 1)
-	go func() {
-		s, _ := p.out.ReadString('\n')
-		done <- strings.TrimSpace(s)
-	}()
-	select {
-	case s := <-done:
-		return s == "ok"
-	case <-time.After(10 * time.Second):
-		t.Fatalf("shell did not answer %q", line)
+}
+
+// answer waits up to d for the shell's next answer line. A line not read in
+// time stays pending for the next call.
+func (p *proc) answer(d time.Duration) (string, bool) {
+	if p.pending == nil {
+		ch := make(chan string, 1)
+		p.pending = ch
+		go func() {
+			s, _ := p.out.ReadString('\n')
+			ch <- strings.TrimSpace(s)
+		}()
 	}
-	return false
+	select {
+	case s := <-p.pending:
+		p.pending = nil
+		return s, true
+	case <-time.After(d):
+		return "", false
+	}
 }
 
 // procState is the one-letter state from /proc/<pid>/stat.

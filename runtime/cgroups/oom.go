@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	lib "github.com/opencontainers/cgroups"
 	"github.com/opencontainers/cgroups/fs"
@@ -93,8 +94,7 @@ func notifyOOMv1(ctx context.Context, dir string) (<-chan struct{}, error) {
 }
 
 // notifyOOMv2 watches memory.events with inotify and reports each rise of
-// its "oom" counter; it ends when cgroup.events says the group is empty and
-// removed.
+// its "oom" counter; it ends when the group's directory is removed.
 func notifyOOMv2(ctx context.Context, dir string) (<-chan struct{}, error) {
 	events := filepath.Join(dir, "memory.events")
 	if _, err := os.Stat(events); err != nil {
@@ -113,6 +113,12 @@ func notifyOOMv2(ctx context.Context, dir string) (<-chan struct{}, error) {
 		in.Close()
 		return nil, fmt.Errorf("oom notification: watching cgroup.events: %w", err)
 	}
+	// the files of a removed cgroup never report their removal; the
+	// directory does (IN_DELETE_SELF)
+	if _, err := unix.InotifyAddWatch(fd, dir, unix.IN_DELETE_SELF); err != nil {
+		in.Close()
+		return nil, fmt.Errorf("oom notification: watching %s: %w", dir, err)
+	}
 	last, _ := readKey(dir, "memory.events", "oom")
 	ch := make(chan struct{}, 1)
 	stop := context.AfterFunc(ctx, func() { in.Close() })
@@ -122,7 +128,13 @@ func notifyOOMv2(ctx context.Context, dir string) (<-chan struct{}, error) {
 		defer in.Close()
 		buf := make([]byte, 4096)
 		for {
-			if _, err := in.Read(buf); err != nil {
+			// a deadline too, so a removal that slipped past inotify is
+			// still noticed
+			_ = in.SetReadDeadline(time.Now().Add(2 * time.Second))
+			if _, err := in.Read(buf); err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+				return
+			}
+			if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
 				return
 			}
 			if n, err := readKey(dir, "memory.events", "oom"); err == nil && n > last {
@@ -130,11 +142,6 @@ func notifyOOMv2(ctx context.Context, dir string) (<-chan struct{}, error) {
 				select {
 				case ch <- struct{}{}:
 				default:
-				}
-			}
-			if p, err := readKey(dir, "cgroup.events", "populated"); err != nil || p == 0 {
-				if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
-					return
 				}
 			}
 		}

@@ -94,7 +94,7 @@ func TestOOMNotifyV2NeedsMemory(t *testing.T) {
 		t.Fatal(err)
 	}
 	if v2Controllers(m.Paths()[""])["memory"] {
-		t.Skip("this cgroup2 tree has the memory controller; TestOOMNotify covers it")
+		t.Skip("this cgroup2 tree has the memory controller; TestOOMNotify covers it (in the VM)")
 	}
 	if _, err := m.NotifyOOM(context.Background()); !errors.Is(err, ErrNoCgroup) {
 		t.Errorf("NotifyOOM = %v, want ErrNoCgroup", err)
