@@ -3,6 +3,7 @@ package shim
 import (
 	"context"
 	"errors"
+	"fmt"
 	"syscall"
 
 	"github.com/containerd/containerd/api/types"
@@ -59,6 +60,31 @@ type CreateConfig struct {
 type ExecConfig struct {
 	Spec  *specs.Process
 	Stdio Stdio
+}
+
+// backends maps Options.Mode to the backend constructor. native is built
+// in; the vm mode registers itself with RegisterBackend.
+var backends = map[string]func(*Options) (Backend, error){
+	"native": func(*Options) (Backend, error) { return NewNative(), nil },
+}
+
+// RegisterBackend makes mode selectable with `mode = "..."` in the runtime
+// options. It is meant for init functions.
+func RegisterBackend(mode string, newBackend func(*Options) (Backend, error)) {
+	backends[mode] = newBackend
+}
+
+// newBackendFor makes the backend for o.Mode ("" is native).
+func newBackendFor(o *Options) (Backend, error) {
+	mode := o.Mode
+	if mode == "" {
+		mode = "native"
+	}
+	f, ok := backends[mode]
+	if !ok {
+		return nil, fmt.Errorf("runtime mode %q: %w", mode, errdefs.ErrNotImplemented)
+	}
+	return f(o)
 }
 
 // Errors of the backends.

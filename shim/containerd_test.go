@@ -38,8 +38,44 @@ const (
 // image imported.
 type ctrd struct {
 	dir, sock, ns string
-	shimDir       string
+	shimDir, cfg  string
 	cmd           *exec.Cmd
+	waited        chan struct{}
+}
+
+// start runs containerd and waits until it answers.
+func (c *ctrd) start() error {
+	logf, err := os.OpenFile(filepath.Join(c.dir, "containerd.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	c.cmd = exec.Command("containerd", "--config", c.cfg)
+	c.cmd.Env = append(os.Environ(), "PATH="+c.shimDir+":"+os.Getenv("PATH"))
+	c.cmd.Stdout, c.cmd.Stderr = logf, logf
+	if err := c.cmd.Start(); err != nil {
+		return err
+	}
+	c.waited = make(chan struct{})
+	go func(cmd *exec.Cmd, done chan struct{}) { _ = cmd.Wait(); close(done) }(c.cmd, c.waited)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if err := exec.Command("ctr", "-a", c.sock, "version").Run(); err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			c.stop()
+			log, _ := os.ReadFile(filepath.Join(c.dir, "containerd.log"))
+			return fmt.Errorf("containerd did not answer on %s: %s", c.sock, log)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// crash kills containerd as a crash would.
+func (c *ctrd) crash() {
+	_ = c.cmd.Process.Kill()
+	<-c.waited
 }
 
 var (
@@ -100,27 +136,9 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		return nil, err
 	}
-	logf, err := os.Create(filepath.Join(dir, "containerd.log"))
-	if err != nil {
+	c.cfg = cfgPath
+	if err := c.start(); err != nil {
 		return nil, err
-	}
-	c.cmd = exec.Command("containerd", "--config", cfgPath)
-	c.cmd.Env = append(os.Environ(), "PATH="+c.shimDir+":"+os.Getenv("PATH"))
-	c.cmd.Stdout, c.cmd.Stderr = logf, logf
-	if err := c.cmd.Start(); err != nil {
-		return nil, err
-	}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		if err := exec.Command("ctr", "-a", c.sock, "version").Run(); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			c.stop()
-			log, _ := os.ReadFile(filepath.Join(dir, "containerd.log"))
-			return nil, fmt.Errorf("containerd did not answer on %s: %s", c.sock, log)
-		}
-		time.Sleep(100 * time.Millisecond)
 	}
 	tarPath := filepath.Join(dir, "busybox.tar")
 	if err := writeBusyboxImage(tarPath); err != nil {
@@ -148,13 +166,11 @@ func (c *ctrd) stop() {
 	_, _ = c.ctr("namespaces", "rm", c.ns)
 	if c.cmd != nil && c.cmd.Process != nil {
 		_ = c.cmd.Process.Signal(os.Interrupt)
-		done := make(chan struct{})
-		go func() { _ = c.cmd.Wait(); close(done) }()
 		select {
-		case <-done:
+		case <-c.waited:
 		case <-time.After(10 * time.Second):
 			_ = c.cmd.Process.Kill()
-			<-done
+			<-c.waited
 		}
 	}
 	unmountUnder(c.dir)

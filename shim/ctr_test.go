@@ -5,8 +5,10 @@ import (
 	"context"
 	"io"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -241,4 +243,157 @@ func (b *syncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// TestCtrOOM: a container over its memory limit is OOM-killed, the shim
+// publishes /tasks/oom, and the exit code is 137.
+func TestCtrOOM(t *testing.T) {
+	c := startContainerd(t)
+	if !fileExists("/sys/fs/cgroup/memory/memory.oom_control") {
+		t.Skip("OOM events are watched on cgroup v1 memory.oom_control, which this host lacks")
+	}
+	for name, bin := range runtimes(t) {
+		t.Run(name, func(t *testing.T) {
+			cfg := c.runtimeConfig(t, bin)
+			ev := exec.Command("ctr", "-a", c.sock, "events")
+			var evOut syncBuffer
+			ev.Stdout, ev.Stderr = &evOut, &evOut
+			if err := ev.Start(); err != nil {
+				t.Fatal(err)
+			}
+			defer func() { _ = ev.Process.Kill(); _ = ev.Wait() }()
+			time.Sleep(200 * time.Millisecond)
+			id := c.newID(t)
+			// busybox tail keeps the last lines of /dev/zero: one endless line.
+			out, err := c.ctr("run", "--rm", "--memory-limit", "33554432", "--runtime", runtimeType, "--runtime-config-path", cfg, imageRef, id, "tail", "/dev/zero")
+			if code := exitCode(err); code != 137 {
+				t.Fatalf("exit code %d (%v), want 137; output %s", code, err, out)
+			}
+			waitFor(t, "/tasks/oom event", func() bool {
+				return strings.Contains(evOut.String(), `/tasks/oom {"container_id":"`+id+`"}`)
+			})
+			c.assertNothingLeft(t, id)
+		})
+	}
+}
+
+// TestCtrExecTTY: `ctr task exec -t` gets its own terminal.
+func TestCtrExecTTY(t *testing.T) {
+	c := startContainerd(t)
+	for name, bin := range runtimes(t) {
+		t.Run(name, func(t *testing.T) {
+			cfg := c.runtimeConfig(t, bin)
+			id := c.newID(t)
+			if out, err := c.ctr("run", "-d", "--runtime", runtimeType, "--runtime-config-path", cfg, imageRef, id, "sleep", "1000"); err != nil {
+				t.Fatalf("run: %v %s", err, out)
+			}
+			cmd := c.ctrCmd("task", "exec", "-t", "--exec-id", "tty1", id, "sh", "-c", "tty; exit 2")
+			ptmx, err := pty.Start(cmd)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ptmx.Close()
+			var out syncBuffer
+			go func() { _, _ = out.ReadFrom(ptmx) }()
+			err = cmd.Wait()
+			waitFor(t, "exec tty output", func() bool { return strings.Contains(out.String(), "/dev/pts/") })
+			if code := exitCode(err); code != 2 {
+				t.Fatalf("exec -t exit %d (%v), want 2; output %q", code, err, out.String())
+			}
+			if o, err := c.ctr("task", "kill", "-s", "SIGKILL", id); err != nil {
+				t.Fatalf("kill: %v %s", err, o)
+			}
+			waitFor(t, "stop", func() bool { o, _ := c.ctr("task", "ls"); return strings.Contains(o, "STOPPED") })
+			if o, err := c.ctr("task", "rm", id); err != nil {
+				t.Fatalf("task rm: %v %s", err, o)
+			}
+			if o, err := c.ctr("containers", "rm", id); err != nil {
+				t.Fatalf("c rm: %v %s", err, o)
+			}
+			c.assertNothingLeft(t, id)
+		})
+	}
+}
+
+// TestCtrDaemonCrash: tasks outlive a containerd crash; the restarted
+// containerd reconnects to their shims, sees an exit that happened while
+// it was down, and still runs exec, kill and rm.
+func TestCtrDaemonCrash(t *testing.T) {
+	c := startContainerd(t)
+	rts := runtimes(t)
+	bin := rts["runc"]
+	if bin == "" {
+		for _, b := range rts {
+			bin = b
+		}
+	}
+	cfg := c.runtimeConfig(t, bin)
+	live, dying := c.newID(t), c.newID(t)
+	for _, id := range []string{live, dying} {
+		if out, err := c.ctr("run", "-d", "--runtime", runtimeType, "--runtime-config-path", cfg, imageRef, id, "sh", "-c", `trap "exit 5" TERM; while true; do sleep 0.1; done`); err != nil {
+			t.Fatalf("run %s: %v %s", id, err, out)
+		}
+	}
+	pidOf := func(id string) int {
+		out, _ := c.ctr("task", "ls")
+		for _, l := range strings.Split(out, "\n") {
+			if f := strings.Fields(l); len(f) == 3 && f[0] == id {
+				pid, _ := strconv.Atoi(f[1])
+				return pid
+			}
+		}
+		return 0
+	}
+	dyingPid := pidOf(dying)
+	shims := shimPids(live)
+	c.crash()
+	if len(shims) != 1 || !processAlive(shims[0]) {
+		t.Fatalf("shim of %s did not outlive containerd: %v", live, shims)
+	}
+	// An exit while the daemon is down.
+	if err := syscall.Kill(dyingPid, syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "exit while down", func() bool { return !processAlive(dyingPid) })
+	if err := c.start(); err != nil {
+		t.Fatal(err)
+	}
+	out, err := c.ctr("task", "ls")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{live: "RUNNING", dying: "STOPPED"}
+	for _, l := range strings.Split(out, "\n") {
+		if f := strings.Fields(l); len(f) == 3 && want[f[0]] != "" {
+			if f[2] != want[f[0]] {
+				t.Errorf("after restart %s is %s, want %s", f[0], f[2], want[f[0]])
+			}
+			delete(want, f[0])
+		}
+	}
+	if len(want) > 0 {
+		t.Fatalf("after restart, tasks missing: %v\n%s", want, out)
+	}
+	if o, err := c.ctr("task", "exec", "--exec-id", "after", live, "true"); err != nil {
+		t.Fatalf("exec after restart: %v %s", err, o)
+	}
+	if o, err := c.ctr("task", "kill", "-s", "SIGTERM", live); err != nil {
+		t.Fatalf("kill after restart: %v %s", err, o)
+	}
+	waitFor(t, "stop after restart", func() bool { o, _ := c.ctr("task", "ls"); return !strings.Contains(o, "RUNNING") })
+	for _, id := range []string{live, dying} {
+		o, err := c.ctr("task", "rm", id)
+		if err != nil {
+			t.Fatalf("task rm %s: %v %s", id, err, o)
+		}
+		// ctr reports a non-zero exit status on rm: the exit that happened
+		// while containerd was down kept its code.
+		if !strings.Contains(o, "exit code 5") {
+			t.Errorf("task rm %s: %q, want exit code 5", id, o)
+		}
+		if o, err := c.ctr("containers", "rm", id); err != nil {
+			t.Fatalf("c rm %s: %v %s", id, err, o)
+		}
+		c.assertNothingLeft(t, id)
+	}
 }

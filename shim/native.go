@@ -36,8 +36,9 @@ type Native struct {
 	inflight int
 	early    map[int]Exit
 
-	sub    *subscription
-	closed bool
+	sub       *subscription
+	closed    bool
+	sharedPid bool // no pid namespace of its own: kill all when init ends
 }
 
 type nativeProc struct {
@@ -120,6 +121,7 @@ func (n *Native) Create(ctx context.Context, c *CreateConfig) (pid int, err erro
 	if err != nil {
 		return 0, err
 	}
+	n.sharedPid = !ownPidNamespace(spec)
 	if len(c.Rootfs) > 0 {
 		rootfs := filepath.Join(c.Bundle, "rootfs")
 		if err := mountAll(c.Rootfs, rootfs); err != nil {
@@ -196,6 +198,20 @@ func readSpec(bundle string) (*specs.Spec, error) {
 	return &s, nil
 }
 
+// ownPidNamespace reports whether the spec gives the container a new pid
+// namespace.
+func ownPidNamespace(s *specs.Spec) bool {
+	if s.Linux == nil {
+		return false
+	}
+	for _, ns := range s.Linux.Namespaces {
+		if ns.Type == specs.PIDNamespace && ns.Path == "" {
+			return true
+		}
+	}
+	return false
+}
+
 func (n *Native) beginSpawn() {
 	n.mu.Lock()
 	n.inflight++
@@ -240,10 +256,17 @@ func (n *Native) watchExits(s *subscription) {
 		}
 		n.mu.Lock()
 		matched := false
-		for _, p := range n.procs {
+		for execID, p := range n.procs {
 			if p.pid == e.Pid && p.pid != 0 {
 				n.endLocked(p, e)
 				matched = true
+				if execID == "" && n.sharedPid {
+					// Without its own pid namespace the kernel does not
+					// take the container's other processes down with init.
+					go func() {
+						_ = n.rt.Kill(context.Background(), n.id, int(unix.SIGKILL), &runc.KillOpts{All: true})
+					}()
+				}
 			}
 		}
 		if !matched && n.inflight > 0 {

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 
 	runcoptions "github.com/containerd/containerd/api/types/runc/options"
@@ -28,7 +29,8 @@ const DefaultRoot = "/run/hull/runtime"
 // Options are the runtime settings of one container, from the options
 // containerd sends with CreateTaskRequest.
 type Options struct {
-	// Mode selects the backend: "native" (default) or, later, "vm".
+	// Mode selects the backend: "native" (default), or one registered
+	// with RegisterBackend (the vm mode).
 	Mode string `toml:"mode"`
 	// BinaryName is the runc-compatible runtime CLI (a path or a name on
 	// PATH); empty means DefaultRuntime.
@@ -96,10 +98,8 @@ func ParseOptions(a *anypb.Any) (*Options, error) {
 	default:
 		return nil, fmt.Errorf("runtime options of type %q (want %s or %s): %w", url, runcOptionsURL, runtimeOptionsURL, errdefs.ErrInvalidArgument)
 	}
-	switch o.Mode {
-	case "", "native":
-	default:
-		return nil, fmt.Errorf("runtime mode %q (want native): %w", o.Mode, errdefs.ErrNotImplemented)
+	if _, ok := backends[o.Mode]; !ok && o.Mode != "" {
+		return nil, fmt.Errorf("runtime mode %q (this shim has %s): %w", o.Mode, strings.Join(modes(), ", "), errdefs.ErrNotImplemented)
 	}
 	return o, nil
 }
@@ -131,4 +131,14 @@ func (o *Options) RuntimeRoot(ns string) string {
 		root = DefaultRoot
 	}
 	return filepath.Join(root, ns)
+}
+
+// modes lists the registered backend modes.
+func modes() []string {
+	var m []string
+	for k := range backends {
+		m = append(m, k)
+	}
+	sort.Strings(m)
+	return m
 }

@@ -45,7 +45,7 @@ type Service struct {
 // once the Shutdown call finds nothing left to serve.
 func NewService(id, namespace string, pub *Publisher, newBackend func(*Options) (Backend, error), shutdown func()) *Service {
 	if newBackend == nil {
-		newBackend = func(*Options) (Backend, error) { return NewNative(), nil }
+		newBackend = newBackendFor
 	}
 	return &Service{id: id, namespace: namespace, pub: pub, newBackend: newBackend, shutdown: shutdown, execs: map[string]*process{}}
 }
