@@ -78,9 +78,18 @@ var allowed = []string{
 	`ipc mq_getsetattr mq_notify mq_open mq_timedreceive mq_timedreceive_time64 mq_timedsend
 	 mq_timedsend_time64 mq_unlink msgctl msgget msgrcv msgsnd semctl semget semop semtimedop
 	 semtimedop_time64 shmat shmctl shmdt shmget`,
-	// unprivileged sandboxing
-	`landlock_add_rule landlock_create_ruleset landlock_restrict_self`,
+	// unprivileged sandboxing and memory protection keys
+	`landlock_add_rule landlock_create_ruleset landlock_restrict_self pkey_alloc pkey_free
+	 pkey_mprotect`,
+	newerSyscalls,
 }
+
+// newerSyscalls are harmless syscalls of recent kernels (6.5 and later).
+// Those the linked libseccomp does not know yet (Debian 12's knows up to
+// futex_requeue) are ignored, so they answer ENOSYS through the stub in
+// Compile, as on an older kernel; with a newer libseccomp they are allowed.
+const newerSyscalls = `cachestat fchmodat2 futex_requeue futex_wait futex_wake map_shadow_stack mseal
+	 statmount listmount getxattrat setxattrat listxattrat removexattrat uretprobe`
 
 // archAllowed are architecture-specific syscalls, by GOARCH.
 var archAllowed = map[string]string{
