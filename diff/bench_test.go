@@ -152,3 +152,45 @@ func BenchmarkApply(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkPrepareContainer times a container's rootfs snapshot on top of
+// the unpacked benchmark layer: overlay creates two directories, native
+// copies the tree.
+func BenchmarkPrepareContainer(b *testing.B) {
+	if os.Geteuid() != 0 {
+		b.Skip("needs root")
+	}
+	layer := benchmarkLayer(b)
+	for _, be := range backends {
+		b.Run(be.name, func(b *testing.B) {
+			s, err := be.open(b.TempDir())
+			if err != nil {
+				b.Skip(err)
+			}
+			defer s.Close()
+			ctx := context.Background()
+			ms, err := s.Prepare(ctx, "l-x", "")
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := diff.Apply(ctx, ms, bytes.NewReader(layer), ""); err != nil {
+				b.Fatal(err)
+			}
+			if err := s.Commit(ctx, "l", "l-x"); err != nil {
+				b.Fatal(err)
+			}
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				key := fmt.Sprint("c", i)
+				if _, err := s.Prepare(ctx, key, "l"); err != nil {
+					b.Fatal(err)
+				}
+				b.StopTimer()
+				if err := s.Remove(ctx, key); err != nil {
+					b.Fatal(err)
+				}
+				b.StartTimer()
+			}
+		})
+	}
+}
