@@ -469,3 +469,49 @@ func TestNamespaceErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestUserNamespace checks config-linux.md user namespace mappings from
+// inside and outside.
+func TestUserNamespace(t *testing.T) {
+	self := os.Getpid()
+	// config-linux.md user namespace mappings: "uidMappings (array of
+	// objects, OPTIONAL) describes the user namespace uid mappings from
+	// the host to the container", and likewise gidMappings.
+	r := newRT(t)
+	b := testutil.NewBundle(t)
+	openUp(t, b.Dir)
+	setNS(b.Spec, specs.LinuxNamespace{Type: specs.UserNamespace})
+	b.Spec.Linux.UIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: 100000, Size: 65536}}
+	b.Spec.Linux.GIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: 100000, Size: 65536}}
+	// A new user namespace may not mount a cgroup hierarchy it does
+	// not own; sysfs needs its own network namespace, which it has.
+	var ms []specs.Mount
+	for _, m := range b.Spec.Mounts {
+		if m.Type != "cgroup" {
+			ms = append(ms, m)
+		}
+	}
+	b.Spec.Mounts = ms
+	if got := r.shell(b, "id -u; tr -s ' ' </proc/self/uid_map; tr -s ' ' </proc/self/gid_map"); got != "0\n 0 100000 65536\n 0 100000 65536\n" {
+		t.Errorf("inside: %q", got)
+	}
+	s := r.startSleeper(b, false)
+	if nsInode(t, s.pid, "user") == nsInode(t, self, "user") {
+		t.Error("user namespace is the host's")
+	}
+	if f := strings.Fields(procStatus(t, s.pid)["Uid"]); len(f) == 0 || f[0] != "100000" {
+		t.Errorf("host uid of the container's root is %v, want 100000", f)
+	}
+	r.stop(s.id)
+}
+
+// openUp lets other users (a mapped container root) traverse the
+// directories above dir, which t.TempDir makes 0700.
+func openUp(t *testing.T, dir string) {
+	t.Helper()
+	for d := dir; d != "/" && d != os.TempDir(); d = filepath.Dir(d) {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
