@@ -173,6 +173,9 @@ func apply(ctx context.Context, mounts []mount.Mount, r io.Reader, mediaType str
 	// Hash what follows the tar's end blocks too: the diffID covers the
 	// whole stream.
 	if _, err := io.Copy(io.Discard, stream); err != nil {
+		if isCanceled(err) || errors.Is(err, ErrCorrupt) {
+			return ocispec.Descriptor{}, err
+		}
 		return ocispec.Descriptor{}, fmt.Errorf("%w: %v", ErrCorrupt, err)
 	}
 	sum, n := stream.Sum()
@@ -204,7 +207,7 @@ func decompress(r io.Reader, c Compression) (io.Reader, func(), error) {
 		}
 		return zr, func() { zr.Close() }, nil
 	case Zstd:
-		zr, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(2), zstd.WithDecoderMaxWindow(1<<30))
+		zr, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(2))
 		if err != nil {
 			return nil, nil, err
 		}

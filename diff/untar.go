@@ -117,7 +117,9 @@ func (a *applier) untar(r io.Reader) error {
 	// Directory times last: writing their children changed them.
 	for i := len(a.dirs) - 1; i >= 0; i-- {
 		d := a.dirs[i]
-		if err := lutimes(d.path, d.atime, d.mtime); err != nil {
+		// A directory replaced later in the layer is gone, or now a
+		// symlink (whose own times are then set: harmless).
+		if err := lutimes(d.path, d.atime, d.mtime); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return err
 		}
 	}
