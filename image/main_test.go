@@ -20,6 +20,22 @@ import (
 	"github.com/hullproject/hull/metadata"
 )
 
+// TestMain doubles as the pull process that TestPullKilled kills with -9.
+func TestMain(m *testing.M) {
+	if root := os.Getenv("HULL_TEST_CHILD_ROOT"); root != "" {
+		s, _, err := openServiceAt(root)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(2)
+		}
+		s.Concurrency = 1
+		_, err = s.Pull(context.Background(), "default", os.Getenv("HULL_TEST_CHILD_REF"), PullOptions{})
+		fmt.Fprintln(os.Stderr, "the pull was meant to be killed; it ended with", err)
+		os.Exit(3)
+	}
+	os.Exit(m.Run())
+}
+
 var (
 	stdOnce sync.Once
 	stdImgs testimages.Standard
