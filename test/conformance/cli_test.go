@@ -275,3 +275,48 @@ func TestSpecFeaturesVersion(t *testing.T) {
 		t.Errorf("--version: %q", out)
 	}
 }
+
+// TestLogJSON checks the global --log and --log-format json flags (runc
+// CLI; containerd's runc shim reads this file when a command fails): a
+// refused create leaves a JSON line with its level and message.
+func TestLogJSON(t *testing.T) {
+	r := newRT(t)
+	b := testutil.NewBundle(t)
+	b.Spec.Root.Path = "no-such-rootfs"
+	r.save(b)
+	logf := filepath.Join(t.TempDir(), "log.json")
+	if _, _, err := r.exec(newStdio(t), "--log", logf, "--log-format", "json", "create", "--bundle", b.Dir, r.newID()); err == nil {
+		t.Fatal("create with a missing rootfs succeeded")
+	}
+	var found bool
+	for _, l := range strings.Split(strings.TrimSpace(readFile(logf)), "\n") {
+		var e map[string]any
+		if err := json.Unmarshal([]byte(l), &e); err != nil {
+			t.Errorf("log line is not JSON: %q", l)
+			continue
+		}
+		if e["level"] == "error" && e["msg"] != nil && e["msg"] != "" {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("no error record in the JSON log: %q", readFile(logf))
+	}
+}
+
+// TestNoPivot checks create --no-pivot (runc CLI): the container still
+// gets the bundle's rootfs as / (through MS_MOVE and chroot).
+func TestNoPivot(t *testing.T) {
+	r := newRT(t)
+	b := testutil.NewBundle(t, "sh", "-c", "cat /marker")
+	os.WriteFile(filepath.Join(b.Rootfs(), "marker"), []byte("no-pivot-root"), 0o644)
+	r.save(b)
+	id := r.newID()
+	s := newStdio(t)
+	if _, _, err := r.exec(s, "run", "--no-pivot", "--bundle", b.Dir, id); err != nil {
+		t.Fatalf("run --no-pivot: %v: %s", err, s.stderr())
+	}
+	if got := s.stdout(); got != "no-pivot-root" {
+		t.Errorf("container read %q, want no-pivot-root", got)
+	}
+}

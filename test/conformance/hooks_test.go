@@ -2,6 +2,7 @@ package conformance
 
 import (
 	"encoding/json"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -100,4 +101,44 @@ func TestHookFailures(t *testing.T) {
 			t.Errorf("a hook with a 1s timeout held create for %s", d)
 		}
 	})
+}
+
+// TestHookNamespaces checks where each create-time hook runs. config.md:
+// "The prestart hooks MUST be executed in the runtime namespace", likewise
+// createRuntime; "The createContainer hooks MUST be executed in the
+// container namespace".
+func TestHookNamespaces(t *testing.T) {
+	r := newRT(t)
+	b := testutil.NewBundle(t, "sleep", "1000")
+	log := filepath.Join(b.Rootfs(), "ns.log")
+	nsHook := func(name string) specs.Hook {
+		return specs.Hook{Path: "/bin/sh", Args: []string{"sh", "-c", `echo "$0 $(readlink /proc/self/ns/net) $(readlink /proc/self/ns/uts)" >>` + log, name}}
+	}
+	b.Spec.Hooks = &specs.Hooks{
+		Prestart:        []specs.Hook{nsHook("prestart")}, //nolint:staticcheck // still specified
+		CreateRuntime:   []specs.Hook{nsHook("createRuntime")},
+		CreateContainer: []specs.Hook{nsHook("createContainer")},
+	}
+	id := r.newID()
+	r.create(b, id)
+	pid := r.mustState(id).Pid
+	self := os.Getpid()
+	want := map[string]string{
+		"prestart":        nsInode(t, self, "net") + " " + nsInode(t, self, "uts"),
+		"createRuntime":   nsInode(t, self, "net") + " " + nsInode(t, self, "uts"),
+		"createContainer": nsInode(t, pid, "net") + " " + nsInode(t, pid, "uts"),
+	}
+	got := map[string]string{}
+	for _, l := range strings.Split(strings.TrimSpace(readFile(log)), "\n") {
+		name, ns, _ := strings.Cut(l, " ")
+		got[name] = ns
+	}
+	for name, w := range want {
+		if got[name] != w {
+			t.Errorf("%s hook ran in namespaces %q, want %q", name, got[name], w)
+		}
+	}
+	r.ok("kill", id, "KILL")
+	r.waitStatus(id, specs.StateStopped)
+	r.ok("delete", id)
 }
