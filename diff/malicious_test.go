@@ -217,6 +217,7 @@ func TestCorruptStreams(t *testing.T) {
 					if !strings.Contains(err.Error(), "sha256:broken") {
 						t.Errorf("error does not name the layer: %v", err)
 					}
+					t.Logf("rejected: %v", err)
 					if err := s.Remove(ctx, key); err != nil {
 						t.Errorf("remove: %v", err)
 					}

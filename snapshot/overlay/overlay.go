@@ -51,6 +51,10 @@ type driver struct {
 // New opens the overlay snapshotter rooted at root after checking that
 // overlay works there.
 func New(root string) (*Snapshotter, error) {
+	if strings.ContainsAny(root, ":,") {
+		// Both separate overlay mount options.
+		return nil, fmt.Errorf("overlay snapshot root %q must not contain ':' or ',': %w", root, errdefs.ErrInvalidArgument)
+	}
 	if err := os.MkdirAll(root, 0o700); err != nil {
 		return nil, err
 	}

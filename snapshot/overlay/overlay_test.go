@@ -1,10 +1,13 @@
 package overlay_test
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/containerd/errdefs"
 
 	"github.com/hullproject/hull/mount"
 	"github.com/hullproject/hull/snapshot"
@@ -97,4 +100,11 @@ func TestCheckRejectsOverlayOnOverlay(t *testing.T) {
 
 func TestOverlayReopen(t *testing.T) {
 	testsuite.CheckReopen(t, t.TempDir(), newOverlay)
+}
+
+func TestRootWithSeparatorRefused(t *testing.T) {
+	_, err := overlay.New(filepath.Join(t.TempDir(), "a:b"))
+	if !errors.Is(err, errdefs.ErrInvalidArgument) {
+		t.Errorf("err = %v", err)
+	}
 }
