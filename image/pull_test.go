@@ -33,6 +33,7 @@ func TestParseReference(t *testing.T) {
 		{"busybox:1.36", "docker.io/library/busybox:1.36", false},
 		{"library/busybox", "docker.io/library/busybox:latest", false},
 		{"docker.io/busybox", "docker.io/library/busybox:latest", false},
+		{"index.docker.io/busybox", "docker.io/library/busybox:latest", false},
 		{"user/app:v1", "docker.io/user/app:v1", false},
 		{"quay.io/org/app", "quay.io/org/app:latest", false},
 		{"127.0.0.1:5000/x/y:t", "127.0.0.1:5000/x/y:t", false},
