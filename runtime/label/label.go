@@ -20,8 +20,8 @@
 // labels on such hosts; Hull refuses instead, because a label is a request
 // for confinement and silently running unconfined is the worse surprise.
 // A caller that wants the label dropped clears it from the spec (the
-// daemon does so when the host lacks the module). Empty labels are always
-// accepted and do nothing.
+// daemon does so when the host lacks the module). Empty labels, and the
+// AppArmor profile "unconfined", are always accepted and then do nothing.
 //
 // # Detection
 //
@@ -58,6 +58,11 @@ var (
 	// ErrInvalid marks a label that is malformed.
 	ErrInvalid = errors.New("invalid security label")
 )
+
+// Unconfined is the AppArmor profile that confines nothing; asking for it
+// on a host without AppArmor is accepted and does nothing, since that is
+// what the process gets anyway.
+const Unconfined = "unconfined"
 
 // hostPaths are the kernel interfaces the package reads and writes; the
 // tests point them at a fake tree.
@@ -165,7 +170,7 @@ func Validate(apparmorProfile, selinuxLabel string) error {
 		if err := checkText("apparmor profile", apparmorProfile); err != nil {
 			return err
 		}
-		if !AppArmorEnabled() {
+		if !AppArmorEnabled() && apparmorProfile != Unconfined {
 			return fmt.Errorf("apparmor profile %q requested but AppArmor is not enabled on this host: %w", apparmorProfile, ErrNotEnabled)
 		}
 	}
@@ -210,7 +215,7 @@ func ApplyExec(apparmorProfile, selinuxProcessLabel string) error {
 	if err := Validate(apparmorProfile, selinuxProcessLabel); err != nil {
 		return err
 	}
-	if apparmorProfile != "" {
+	if apparmorProfile != "" && (apparmorProfile != Unconfined || AppArmorEnabled()) {
 		// Kernels since 5.8 have a per-module directory; older ones only
 		// the shared attr/exec.
 		p := filepath.Join(host.procSelf, "attr/apparmor/exec")

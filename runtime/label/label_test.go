@@ -87,6 +87,9 @@ func TestThisHost(t *testing.T) {
 		if err := ApplyExec("docker-default", ""); !errors.Is(err, ErrNotEnabled) {
 			t.Errorf("ApplyExec of an apparmor profile: %v", err)
 		}
+		if err := ApplyExec(Unconfined, ""); err != nil {
+			t.Errorf("unconfined on a host without AppArmor: %v", err)
+		}
 	}
 	if !SELinuxEnabled() {
 		err := Validate("", "system_u:system_r:container_t:s0")
@@ -128,6 +131,24 @@ func TestApplyExecWrites(t *testing.T) {
 		}
 		if got := read(t, filepath.Join(d, "thread-self/attr/exec")); got != "" {
 			t.Errorf("attr/exec written too: %q", got)
+		}
+	})
+	t.Run("unconfined is written where AppArmor is enabled", func(t *testing.T) {
+		d := fakeHost(t, true, false, true)
+		if err := ApplyExec(Unconfined, ""); err != nil {
+			t.Fatal(err)
+		}
+		if got := read(t, filepath.Join(d, "thread-self/attr/apparmor/exec")); got != "exec unconfined" {
+			t.Errorf("attr/apparmor/exec = %q", got)
+		}
+	})
+	t.Run("unconfined is a no-op without AppArmor", func(t *testing.T) {
+		d := fakeHost(t, false, false, true)
+		if err := ApplyExec(Unconfined, ""); err != nil {
+			t.Fatal(err)
+		}
+		if got := read(t, filepath.Join(d, "thread-self/attr/apparmor/exec")); got != "" {
+			t.Errorf("attr/apparmor/exec = %q", got)
 		}
 	})
 	t.Run("apparmor shared attr on old kernels", func(t *testing.T) {
