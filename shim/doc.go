@@ -34,8 +34,7 @@
 // 13 MiB idle RSS goes, and the budget is 8 MiB per shim. The
 // protocol itself is small (two subcommands, a socket, a ttrpc service,
 // an event publisher), so it is written here over ttrpc and the api
-// module, and the rootfs mount (mount.go) over mount(2) for the same
-// reason. The reaper (reaper.go) is the shim's own because the shim is a
+// module; the rootfs is mounted with Hull's own mount package. The reaper (reaper.go) is the shim's own because the shim is a
 // subreaper and must reap every child, including the runtime CLI's, which
 // go-runc lets it do through its ProcessMonitor seam.
 package shim

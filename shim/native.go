@@ -122,17 +122,38 @@ func (n *Native) Create(ctx context.Context, c *CreateConfig) (pid int, err erro
 		return 0, err
 	}
 	n.sharedPid = !ownPidNamespace(spec)
+
+	// A failed create leaves nothing: no runtime state, mount, stdio or
+	// state file.
+	var pio *procIO
+	created := false
+	defer func() {
+		if err == nil {
+			return
+		}
+		if created {
+			_ = n.rt.Delete(context.WithoutCancel(ctx), c.ID, &runc.DeleteOpts{Force: true})
+		}
+		if pio != nil {
+			pio.close()
+		}
+		if n.sub != nil {
+			defaultReaper.unsubscribe(n.sub)
+			n.sub = nil
+		}
+		if n.rootfs != "" {
+			_ = unmountAll(n.rootfs)
+			n.rootfs = ""
+		}
+		_ = os.Remove(filepath.Join(c.Bundle, stateFile))
+	}()
+
 	if len(c.Rootfs) > 0 {
 		rootfs := filepath.Join(c.Bundle, "rootfs")
 		if err := mountAll(c.Rootfs, rootfs); err != nil {
 			return 0, err
 		}
 		n.rootfs = rootfs
-		defer func() {
-			if err != nil {
-				_ = unmountAll(rootfs)
-			}
-		}()
 	}
 	st := nativeState{ID: c.ID, Binary: binary, Root: n.rt.Root, Systemd: c.Options.SystemdCgroup, Rootfs: n.rootfs}
 	if data, err := json.Marshal(st); err == nil {
@@ -143,8 +164,7 @@ func (n *Native) Create(ctx context.Context, c *CreateConfig) (pid int, err erro
 	if uid == 0 && gid == 0 && spec.Process != nil {
 		uid, gid = int(spec.Process.User.UID), int(spec.Process.User.GID)
 	}
-	pio, err := newProcIO(ctx, c.Stdio, uid, gid)
-	if err != nil {
+	if pio, err = newProcIO(ctx, c.Stdio, uid, gid); err != nil {
 		return 0, err
 	}
 	n.sub = defaultReaper.subscribe()
@@ -152,34 +172,24 @@ func (n *Native) Create(ctx context.Context, c *CreateConfig) (pid int, err erro
 
 	pidFile := filepath.Join(c.Bundle, "init.pid")
 	n.beginSpawn()
-	err = n.rt.Create(ctx, c.ID, c.Bundle, &runc.CreateOpts{
+	defer n.endSpawn()
+	created = true // from here on the runtime may hold state
+	if err := n.rt.Create(ctx, c.ID, c.Bundle, &runc.CreateOpts{
 		IO:            pio.runtimeIO(),
 		PidFile:       pidFile,
 		ConsoleSocket: pio.consoleSocket(),
 		NoPivot:       c.Options.NoPivotRoot,
 		NoNewKeyring:  c.Options.NoNewKeyring,
-	})
-	if err != nil {
-		n.endSpawn()
-		pio.close()
-		_ = n.rt.Delete(context.WithoutCancel(ctx), c.ID, &runc.DeleteOpts{Force: true})
+	}); err != nil {
 		return 0, n.runtimeError("create", err)
 	}
 	if err := pio.started(ctx); err != nil {
-		n.endSpawn()
-		pio.close()
-		_ = n.rt.Delete(context.WithoutCancel(ctx), c.ID, &runc.DeleteOpts{Force: true})
 		return 0, err
 	}
-	pid, err = runc.ReadPidFile(pidFile)
-	if err != nil {
-		n.endSpawn()
-		pio.close()
-		_ = n.rt.Delete(context.WithoutCancel(ctx), c.ID, &runc.DeleteOpts{Force: true})
+	if pid, err = runc.ReadPidFile(pidFile); err != nil {
 		return 0, fmt.Errorf("read init pid: %w", err)
 	}
 	n.register("", &nativeProc{io: pio, pid: pid, done: make(chan struct{})})
-	n.endSpawn()
 	if c.OnOOM != nil {
 		n.watchOOM(pid, c.OnOOM)
 	}

@@ -629,3 +629,64 @@ func makeBundle(t *testing.T, dir string, args ...string) *testutil.Bundle {
 }
 
 func jsonMarshal(v any) ([]byte, error) { return json.Marshal(v) }
+
+// TestShimFailedCreate: a create the runtime refuses returns the runtime's
+// reason and leaves no mount, cgroup or runtime state; the same shim then
+// creates the container once the bundle is fixed.
+func TestShimFailedCreate(t *testing.T) {
+	testutil.RequireRoot(t)
+	for name, opts := range ociRuntimes(t) {
+		t.Run(name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			parent := t.TempDir()
+			bundleDir := filepath.Join(parent, "bundle")
+			b := makeBundle(t, bundleDir, "true")
+			lower := filepath.Join(parent, "lower")
+			if err := os.Rename(b.Rootfs(), lower); err != nil {
+				t.Fatal(err)
+			}
+			cgroup := "/hulltest/" + filepath.Base(parent)
+			b.Spec.Linux.CgroupsPath = cgroup
+			b.Spec.Process.Cwd = "relative/cwd"
+			if err := b.Save(); err != nil {
+				t.Fatal(err)
+			}
+			s := startShim(t, bundleDir)
+			req := &taskapi.CreateTaskRequest{
+				ID: s.id, Bundle: bundleDir, Options: opts(t, parent),
+				Rootfs: []*types.Mount{{Type: "bind", Source: lower, Options: []string{"rbind", "rw"}}},
+			}
+			_, err := s.task.Create(ctx, req)
+			if err == nil {
+				t.Fatal("create with a relative cwd succeeded")
+			}
+			if !strings.Contains(strings.ToLower(err.Error()), "cwd") {
+				t.Errorf("error %q does not give the runtime's reason (cwd)", err)
+			}
+			if mountedAt(b.Rootfs()) {
+				t.Error("failed create left the rootfs mounted")
+			}
+			if fileExists(filepath.Join("/sys/fs/cgroup/memory", cgroup)) {
+				t.Errorf("failed create left cgroup %s", cgroup)
+			}
+			if fileExists(filepath.Join(shim.DefaultRoot, s.ns, s.id)) {
+				t.Error("failed create left runtime state")
+			}
+			b.Spec.Process.Cwd = "/"
+			if err := b.Save(); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.task.Create(ctx, req); err != nil {
+				t.Fatalf("create after fixing the bundle: %v", err)
+			}
+			if _, err := s.task.Delete(ctx, &taskapi.DeleteRequest{ID: s.id}); err != nil {
+				t.Fatalf("delete: %v", err)
+			}
+			if mountedAt(b.Rootfs()) {
+				t.Error("delete left the rootfs mounted")
+			}
+			_ = os.Remove("/sys/fs/cgroup/memory/hulltest")
+		})
+	}
+}
