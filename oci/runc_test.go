@@ -15,6 +15,7 @@ import (
 
 	"github.com/hullproject/hull/internal/testutil"
 	"github.com/hullproject/hull/oci"
+	"github.com/hullproject/hull/runtime/label"
 	"github.com/hullproject/hull/runtime/seccomp"
 )
 
@@ -226,6 +227,34 @@ func TestProcessSecurityUnderRuntimes(t *testing.T) {
 		for k, w := range want {
 			if got[k] != w {
 				t.Errorf("%s = %q, want %q\n%s", k, got[k], w, out)
+			}
+		}
+	})
+}
+
+// TestAppArmorProfileWithoutAppArmor: on a host without AppArmor, a
+// container asking for a profile must not start (runc fails in its init,
+// hull-runtime at create with a message naming the field).
+func TestAppArmorProfileWithoutAppArmor(t *testing.T) {
+	if label.AppArmorEnabled() {
+		t.Skip("this host has AppArmor: the refusal cannot be tested")
+	}
+	want := map[string][]string{
+		"runc":         {"apparmor"},
+		"hull-runtime": {"process.apparmorProfile: apparmor profile", "requested but AppArmor is not enabled on this host"},
+	}
+	runtimes(t, func(t *testing.T, rt string) {
+		s, err := oci.NewSpec("test", "x", oci.WithApparmorProfile("docker-default"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := runIn(t, rt, s, "sh", "-c", "echo started")
+		if strings.Contains(out, "started") {
+			t.Fatalf("the container ran without its AppArmor profile:\n%s", out)
+		}
+		for _, w := range want[filepath.Base(t.Name())] {
+			if !strings.Contains(out, w) {
+				t.Errorf("error does not say %q:\n%s", w, out)
 			}
 		}
 	})
