@@ -1,0 +1,181 @@
+package bench
+
+// vmboot_bench_test.go measures the bare QEMU boot floor of the vm runtime:
+// QEMU start to power-off, on the same microvm machine under TCG, with the
+// trivial test init (vm/guest/testinit) that prints a marker and powers
+// off. Variants run interleaved round by round so load falls on all alike:
+//
+//	cloud          Debian's stock cloud kernel (vmlinuz), plain initramfs
+//	cloud+modules  the same, loading the agent's 16 modules (gzip initramfs)
+//	minimal        Hull's minimal kernel (LZ4 bzImage), plain initramfs
+//	minimal-gzip   the same with a gzip initramfs
+//	minimal-pvh    Hull's vmlinux through the PVH entry, plain initramfs
+//
+// It reports, per variant, the median time to init (marker on the console)
+// and to QEMU's exit, QEMU's median peak RSS (wait4 ru_maxrss), and the
+// ratio of the minimal kernel to the stock one. BenchmarkVMBootTBSize
+// tries TCG translation-cache sizes (-accel tcg,tb-size=MiB) on the minimal
+// kernel.
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hullproject/hull/vm/guest"
+	"github.com/hullproject/hull/vm/guest/bootcheck"
+	"github.com/hullproject/hull/vm/guest/guesttest"
+	"github.com/hullproject/hull/vm/initramfs"
+)
+
+type vmbootVariant struct {
+	name  string
+	cfg   bootcheck.Config
+	init  []time.Duration
+	total []time.Duration
+	rss   []int64
+}
+
+func vmbootMedianDur(d []time.Duration) time.Duration {
+	s := append([]time.Duration(nil), d...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	if len(s) == 0 {
+		return 0
+	}
+	return s[len(s)/2]
+}
+
+func vmbootMedianInt(v []int64) int64 {
+	s := append([]int64(nil), v...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	if len(s) == 0 {
+		return 0
+	}
+	return s[len(s)/2]
+}
+
+func vmbootMs(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// vmbootInitrd writes an initramfs with the test init (and modules).
+func vmbootInitrd(b *testing.B, dir, name, initBin string, mods []initramfs.Module, comp initramfs.Compression) string {
+	b.Helper()
+	p := filepath.Join(dir, name)
+	if err := initramfs.WriteFile(p, initramfs.Spec{Init: initBin, Modules: mods, Compression: comp}); err != nil {
+		b.Fatal(err)
+	}
+	return p
+}
+
+func vmbootRun(b *testing.B, vs []*vmbootVariant) {
+	b.Helper()
+	for i := 0; i < b.N; i++ {
+		for _, v := range vs {
+			res, err := bootcheck.Boot(context.Background(), v.cfg)
+			if err != nil {
+				b.Fatalf("%s: %v", v.name, err)
+			}
+			v.init = append(v.init, res.MarkerAt)
+			v.total = append(v.total, res.Total)
+			v.rss = append(v.rss, res.MaxRSSKiB)
+		}
+	}
+}
+
+// vmbootFinal reports whether this is the run whose numbers count: the
+// testing package first runs every benchmark once with b.N == 1 to size it.
+func vmbootFinal(b *testing.B) bool {
+	if b.N > 1 {
+		return true
+	}
+	f := flag.Lookup("test.benchtime")
+	return f != nil && f.Value.String() == "1x"
+}
+
+func vmbootPrint(title string, vs []*vmbootVariant) {
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "\n%s (median of %d boots each, QEMU TCG microvm, 256 MiB, 1 vCPU)\n", title, len(vs[0].total))
+	fmt.Fprintf(&sb, "  %-16s %12s %14s %14s\n", "variant", "init (ms)", "power-off (ms)", "QEMU RSS (MiB)")
+	for _, v := range vs {
+		fmt.Fprintf(&sb, "  %-16s %12.0f %14.0f %14d\n", v.name, vmbootMs(vmbootMedianDur(v.init)), vmbootMs(vmbootMedianDur(v.total)), vmbootMedianInt(v.rss)/1024)
+	}
+	fmt.Print(sb.String())
+}
+
+// BenchmarkVMBootFloor: QEMU start to power-off, stock cloud kernel vs
+// Hull's minimal kernel.
+func BenchmarkVMBootFloor(b *testing.B) {
+	guesttest.RequireQEMU(b)
+	minimal := guesttest.MinimalKernel(b)
+	cloud := guesttest.CloudKernel(b)
+	dir := b.TempDir()
+	initBin := guesttest.BuildTestInit(b, dir)
+	plain := vmbootInitrd(b, dir, "plain.cpio", initBin, nil, initramfs.None)
+	gz := vmbootInitrd(b, dir, "gzip.cpio", initBin, nil, initramfs.Gzip)
+	withMods := vmbootInitrd(b, dir, "modules.cpio.gz", initBin, guesttest.CloudModules(cloud), initramfs.Gzip)
+
+	cfg := func(kernel, initrd string) bootcheck.Config {
+		return bootcheck.Config{Kernel: kernel, Initrd: initrd, Marker: guest.TestInitMarker, Timeout: 2 * time.Minute, Append: "quiet"}
+	}
+	vs := []*vmbootVariant{
+		{name: "cloud", cfg: cfg(cloud.Path(cloud.BzImage.Path), plain)},
+		{name: "cloud+modules", cfg: cfg(cloud.Path(cloud.BzImage.Path), withMods)},
+		{name: "minimal", cfg: cfg(minimal.Path(minimal.BzImage.Path), plain)},
+		{name: "minimal-gzip", cfg: cfg(minimal.Path(minimal.BzImage.Path), gz)},
+		{name: "minimal-pvh", cfg: cfg(minimal.Path(minimal.Vmlinux.Path), plain)},
+	}
+	b.ResetTimer()
+	vmbootRun(b, vs)
+	b.StopTimer()
+
+	by := map[string]*vmbootVariant{}
+	for _, v := range vs {
+		by[v.name] = v
+		b.ReportMetric(vmbootMs(vmbootMedianDur(v.total)), v.name+"-ms")
+	}
+	b.ReportMetric(float64(vmbootMedianInt(by["minimal"].rss))/1024, "minimal-rss-MiB")
+	b.ReportMetric(float64(vmbootMedianInt(by["cloud"].rss))/1024, "cloud-rss-MiB")
+	ratio := float64(vmbootMedianDur(by["minimal"].total)) / float64(vmbootMedianDur(by["cloud"].total))
+	b.ReportMetric(ratio, "minimal/cloud")
+	if !vmbootFinal(b) {
+		return
+	}
+	vmbootPrint("VM boot floor: QEMU start to power-off", vs)
+	fmt.Printf("  minimal/cloud power-off ratio: %.2f (PVH: %.2f); kernel %s (bzImage %d KiB) vs %s (vmlinuz %d KiB)\n",
+		ratio, float64(vmbootMedianDur(by["minimal-pvh"].total))/float64(vmbootMedianDur(by["cloud"].total)),
+		minimal.Release, minimal.BzImage.Size/1024, cloud.Release, cloud.BzImage.Size/1024)
+}
+
+// BenchmarkVMBootTBSize: TCG's translation-cache size against QEMU's peak
+// RSS and the boot time of the minimal kernel.
+func BenchmarkVMBootTBSize(b *testing.B) {
+	guesttest.RequireQEMU(b)
+	minimal := guesttest.MinimalKernel(b)
+	dir := b.TempDir()
+	initBin := guesttest.BuildTestInit(b, dir)
+	plain := vmbootInitrd(b, dir, "plain.cpio", initBin, nil, initramfs.None)
+	var vs []*vmbootVariant
+	for _, tb := range []string{"", "8", "16", "32", "64", "256"} {
+		name, accel := "tcg-default", "tcg"
+		if tb != "" {
+			name, accel = "tb-size="+tb, "tcg,tb-size="+tb
+		}
+		vs = append(vs, &vmbootVariant{name: name, cfg: bootcheck.Config{
+			Kernel: minimal.Path(minimal.BzImage.Path), Initrd: plain, Accel: accel,
+			Marker: guest.TestInitMarker, Timeout: 2 * time.Minute, Append: "quiet",
+		}})
+	}
+	b.ResetTimer()
+	vmbootRun(b, vs)
+	b.StopTimer()
+	for _, v := range vs {
+		b.ReportMetric(float64(vmbootMedianInt(v.rss))/1024, v.name+"-rss-MiB")
+	}
+	if vmbootFinal(b) {
+		vmbootPrint("TCG translation cache size (minimal kernel)", vs)
+	}
+}
