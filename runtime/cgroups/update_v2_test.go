@@ -2,6 +2,8 @@ package cgroups
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -76,5 +78,49 @@ func TestUpdateMergesV2(t *testing.T) {
 	}
 	if got := readFile(t, dir, "memory.swap.max"); got != "0" {
 		t.Errorf("after loaded update memory.swap.max = %q, want 0", got)
+	}
+}
+
+// TestPathResolutionV2 applies real processes on a cgroup v2 host (the
+// test VM) and reads back /proc/<pid>/cgroup.
+func TestPathResolutionV2(t *testing.T) {
+	needRoot(t)
+	needLayout(t, Unified)
+	own, err := ownV2Cgroup()
+	if err != nil {
+		t.Fatal(err)
+	}
+	parent := testParent(t)
+	rel := strings.TrimPrefix(parent, "/")
+	tests := []struct{ name, path, id, want string }{
+		{"absolute", parent + "/abs", "x", parent + "/abs"},
+		{"relative", rel + "/rel", "x", filepath.Join(filepath.Dir(own), rel, "rel")},
+		{"relative cannot climb out", "../../" + rel + "/up", "x", filepath.Join(filepath.Dir(own), rel, "up")},
+		{"empty", "", "hull-cgtest-empty-v2", DefaultParent + "/hull-cgtest-empty-v2"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var m Manager
+			t.Cleanup(func() {
+				if m != nil && tc.path == "" {
+					os.Remove(filepath.Dir(m.Paths()[""])) // DefaultParent, if empty
+				}
+			})
+			m = newTestManager(t, tc.path, tc.id, nil)
+			if got, want := m.Paths()[""], filepath.Join(Root, tc.want); got != want {
+				t.Fatalf("path = %q, want %q", got, want)
+			}
+			p := startProc(t)
+			if err := m.Apply(p.pid()); err != nil {
+				t.Fatal(err)
+			}
+			b, err := os.ReadFile("/proc/" + itoa(p.pid()) + "/cgroup")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := strings.TrimSpace(string(b)); got != "0::"+tc.want {
+				t.Errorf("/proc/pid/cgroup = %q, want 0::%s", got, tc.want)
+			}
+		})
 	}
 }
