@@ -28,11 +28,11 @@ func ValidateSecurity(s *specs.Spec) error {
 	return label.ValidateSpec(s)
 }
 
-// CapabilityWarnings lists the capabilities of s's process that this host
-// does not have, as "set: name", for the runtime to log.
+// CapabilityWarnings lists what of s's process capabilities this host
+// cannot grant (caps.Warnings), for the runtime to log.
 func CapabilityWarnings(s *specs.Spec) []string {
 	if s == nil || s.Process == nil {
 		return nil
 	}
-	return caps.Unknown(s.Process.Capabilities)
+	return caps.Warnings(s.Process.Capabilities)
 }

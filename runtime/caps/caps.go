@@ -37,8 +37,9 @@
 //     mapped or granted MUST be logged as a warning and SHOULD NOT fail the
 //     container; runc 1.1 ignores "CAP_TEST" with a warning. So Apply skips
 //     unknown names and names newer than the running kernel (above
-//     /proc/sys/kernel/cap_last_cap) with a slog warning, and Unknown lists
-//     them for the caller's own warning. Validate is the strict check, for
+//     /proc/sys/kernel/cap_last_cap), and Warnings (or Unknown) lists them
+//     for the caller to log. Apply itself logs nothing: it runs in the
+//     container init, whose stderr is the container's. Validate is the strict check, for
 //     callers that build specs (the daemon's options) and want typos
 //     refused.
 //   - An ambient capability that is not both permitted and inheritable
@@ -54,7 +55,6 @@ package caps
 import (
 	"errors"
 	"fmt"
-	"log/slog"
 	"strings"
 	"sync"
 
@@ -188,6 +188,43 @@ func Unknown(c *specs.LinuxCapabilities) []string {
 	return out
 }
 
+// Warnings describes what Apply will leave out of c on this host: unknown
+// or unsupported names, effective capabilities that are not permitted, and
+// ambient ones that are not both permitted and inheritable. The runtime
+// logs them (the runtime spec asks for warnings, not errors).
+func Warnings(c *specs.LinuxCapabilities) []string {
+	if c == nil {
+		return nil
+	}
+	var out []string
+	for _, u := range Unknown(c) {
+		out = append(out, "ignoring unknown or unavailable capability in "+u)
+	}
+	in := func(list []string, name string) bool {
+		want, err := Parse(name)
+		if err != nil {
+			return false
+		}
+		for _, n := range list {
+			if c, err := Parse(n); err == nil && c == want {
+				return true
+			}
+		}
+		return false
+	}
+	for _, n := range c.Effective {
+		if _, err := Parse(n); err == nil && !in(c.Permitted, n) {
+			out = append(out, "effective capability "+n+" is not permitted: left out")
+		}
+	}
+	for _, n := range c.Ambient {
+		if _, err := Parse(n); err == nil && (!in(c.Permitted, n) || !in(c.Inheritable, n)) {
+			out = append(out, "ambient capability "+n+" is not both permitted and inheritable: left out")
+		}
+	}
+	return out
+}
+
 // lastCap is the highest capability of the running kernel.
 func lastCap() (capability.Cap, error) {
 	return capability.LastCap()
@@ -200,7 +237,6 @@ func parseSet(set string, names []string, last capability.Cap) ([]capability.Cap
 	for _, n := range names {
 		c, err := Parse(n)
 		if err != nil || c > last || c >= 64 {
-			slog.Warn("ignoring unknown or unavailable capability", "set", set, "capability", n)
 			continue
 		}
 		out = append(out, c)
@@ -316,7 +352,6 @@ func Apply(c *specs.LinuxCapabilities) error {
 	var effOK []capability.Cap
 	for _, cp := range eff {
 		if !inP[cp] {
-			slog.Warn("effective capability skipped: not in the permitted set", "capability", Name(cp))
 			continue
 		}
 		effOK = append(effOK, cp)
@@ -336,7 +371,6 @@ func Apply(c *specs.LinuxCapabilities) error {
 	}
 	for _, cp := range amb {
 		if !inP[cp] || !inI[cp] {
-			slog.Debug("ambient capability skipped: not both permitted and inheritable", "capability", Name(cp))
 			continue
 		}
 		if err := unix.Prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_RAISE, uintptr(cp), 0, 0); err != nil {

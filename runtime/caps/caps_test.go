@@ -295,6 +295,24 @@ func TestUnknown(t *testing.T) {
 	}
 }
 
+func TestWarnings(t *testing.T) {
+	got := Warnings(&specs.LinuxCapabilities{
+		Bounding: []string{"CAP_KILL", "CAP_TEST"}, Effective: []string{"CAP_KILL", "CAP_CHOWN"},
+		Permitted: []string{"CAP_KILL"}, Ambient: []string{"CAP_KILL"},
+	})
+	want := []string{
+		"ignoring unknown or unavailable capability in bounding: CAP_TEST",
+		"effective capability CAP_CHOWN is not permitted: left out",
+		"ambient capability CAP_KILL is not both permitted and inheritable: left out",
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("Warnings = %q", got)
+	}
+	if w := Warnings(&specs.LinuxCapabilities{Bounding: []string{"CAP_KILL"}, Effective: []string{"CAP_KILL"}, Permitted: []string{"CAP_KILL"}}); w != nil {
+		t.Errorf("warnings for a consistent set: %q", w)
+	}
+}
+
 func TestKnown(t *testing.T) {
 	known := Known()
 	last, err := capability.LastCap()
