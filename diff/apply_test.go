@@ -359,3 +359,30 @@ func TestApplyRefusesReadOnly(t *testing.T) {
 		})
 	}
 }
+
+// TestWhiteoutSparesSameLayer: a whiteout only hides lower layers' entries
+// (OCI image spec), even when it comes after the layer's own entry of the
+// same name.
+func TestWhiteoutSparesSameLayer(t *testing.T) {
+	needRoot(t)
+	lower := mkTar(t, file("bar", "old", 0o644), dir("foo/", 0o755), file("foo/a", "lower", 0o644))
+	upper := mkTar(t,
+		file("bar", "new", 0o644), whiteout(".wh.bar"),
+		dir("foo/", 0o755), file("foo/b", "upper", 0o644), whiteout(".wh.foo"))
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			ctx := context.Background()
+			s, _ := openBackend(t, b)
+			top := unpack(t, ctx, s, lower, upper)
+			ms, err := s.View(ctx, "v", top)
+			if err != nil {
+				t.Fatal(err)
+			}
+			withMounted(t, ms, func(root string) {
+				checkWant(t, root, want{path: "bar", content: "new", uid: -1})
+				checkWant(t, root, want{path: "foo/b", content: "upper", uid: -1})
+				checkWant(t, root, want{path: "foo/a", gone: true})
+			})
+		})
+	}
+}

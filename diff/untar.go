@@ -430,6 +430,16 @@ func (a *applier) whiteout(parent, base string) error {
 		return fmt.Errorf("%w: bad whiteout %q", ErrUnsafeEntry, base)
 	}
 	p := filepath.Join(dir, name)
+	if _, ours := a.written[path.Join(parent, name)]; ours {
+		// A whiteout hides only what lower layers had (OCI image spec):
+		// this layer's own entry stays. Over a directory that means its
+		// lower content goes, as with an opaque marker.
+		fi, err := os.Lstat(p)
+		if err != nil || !fi.IsDir() {
+			return err
+		}
+		return a.whiteout(path.Join(parent, name), whiteoutOpaque)
+	}
 	if err := os.RemoveAll(p); err != nil {
 		return err
 	}
