@@ -244,6 +244,9 @@ func Create(ctx context.Context, o CreateOptions) (_ *Process, retErr error) {
 		cmd.SysProcAttr.UidMappings = idMaps(spec.Linux.UIDMappings)
 		cmd.SysProcAttr.GidMappings = idMaps(spec.Linux.GIDMappings)
 		cmd.SysProcAttr.GidMappingsEnableSetgroups = true
+		// Become root of the new user namespace before execve, so that
+		// the init keeps its capabilities there.
+		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: 0, Gid: 0, NoSetGroups: true}
 	}
 	trace.Mark("memfd")
 	if err := cmd.Start(); err != nil {

@@ -61,7 +61,12 @@ func roMount(p string) bool {
 }
 
 func makeExeBind(p string) error {
-	if err := os.MkdirAll(ExeCacheDir, 0o700); err != nil {
+	// 0711: the init of a user-namespaced container runs it as a
+	// mapped uid.
+	if err := os.MkdirAll(ExeCacheDir, 0o711); err != nil {
+		return err
+	}
+	if err := os.Chmod(ExeCacheDir, 0o711); err != nil {
 		return err
 	}
 	lock, err := os.Open(ExeCacheDir)
