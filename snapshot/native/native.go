@@ -1,7 +1,7 @@
 // Package native is the copy-based snapshotter, for hosts where overlayfs
 // cannot be used (overlay on overlay, no overlay module, no trusted xattrs).
-// Each Prepare or View copies the parent's whole tree into the new
-// snapshot's directory, preserving ownership, modes, xattrs, hardlinks,
+// Each Prepare copies the parent's whole tree into the new snapshot's
+// directory (a View is a read-only bind of the parent instead), preserving ownership, modes, xattrs, hardlinks,
 // device nodes and holes, and reflinking where the filesystem can; mounts are
 // bind mounts of that directory. It costs disk and time per container, which
 // is why overlay is preferred when the probe allows it.
@@ -34,17 +34,22 @@ func New(root string) (*Snapshotter, error) {
 
 type driver struct{}
 
-func (driver) Populate(ctx context.Context, dir string, parents []string) error {
-	if len(parents) == 0 {
+func (driver) Populate(ctx context.Context, dir string, kind snapshot.Kind, parents []string) error {
+	if len(parents) == 0 || kind == snapshot.KindView {
+		// A view is a read-only bind of its parent, which cannot be
+		// removed while the view exists: no copy needed.
 		return nil
 	}
 	return CopyDir(ctx, filepath.Join(parents[0], "fs"), filepath.Join(dir, "fs"))
 }
 
 func (driver) Mounts(dir string, kind snapshot.Kind, parents []string) []mount.Mount {
-	rw := "rw"
 	if kind == snapshot.KindView {
-		rw = "ro"
+		src := filepath.Join(dir, "fs")
+		if len(parents) > 0 {
+			src = filepath.Join(parents[0], "fs")
+		}
+		return []mount.Mount{{Type: "bind", Source: src, Options: []string{"ro", "rbind"}}}
 	}
-	return []mount.Mount{{Type: "bind", Source: filepath.Join(dir, "fs"), Options: []string{rw, "rbind"}}}
+	return []mount.Mount{{Type: "bind", Source: filepath.Join(dir, "fs"), Options: []string{"rw", "rbind"}}}
 }

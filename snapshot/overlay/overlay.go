@@ -93,7 +93,7 @@ func UpperDir(ms []mount.Mount) (upper string, lowers []string, ok bool) {
 	return upper, lowers, upper != ""
 }
 
-func (d *driver) Populate(ctx context.Context, dir string, parents []string) error {
+func (d *driver) Populate(ctx context.Context, dir string, kind snapshot.Kind, parents []string) error {
 	return os.Mkdir(filepath.Join(dir, "work"), 0o700)
 }
 

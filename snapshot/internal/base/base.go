@@ -33,9 +33,9 @@ import (
 // Driver is what a concrete snapshotter adds to Base.
 type Driver interface {
 	// Populate fills dir (a new snapshot's directory, with dir/fs already
-	// made) for a snapshot whose parents' directories are parentDirs
-	// (nearest first).
-	Populate(ctx context.Context, dir string, parentDirs []string) error
+	// made) for a snapshot of the kind whose parents' directories are
+	// parentDirs (nearest first).
+	Populate(ctx context.Context, dir string, kind snapshot.Kind, parentDirs []string) error
 	// Mounts returns the mounts of the snapshot stored in dir.
 	Mounts(dir string, kind snapshot.Kind, parentDirs []string) []mount.Mount
 }
@@ -211,7 +211,7 @@ func (b *Base) create(ctx context.Context, kind snapshot.Kind, key, parent strin
 	if err := os.Mkdir(filepath.Join(tmp, "fs"), 0o755); err != nil {
 		return nil, err
 	}
-	if err := b.driver.Populate(ctx, tmp, b.dirs(parentIDs)); err != nil {
+	if err := b.driver.Populate(ctx, tmp, kind, b.dirs(parentIDs)); err != nil {
 		return nil, fmt.Errorf("prepare snapshot %q: %w", key, err)
 	}
 	var s storage.Snapshot
