@@ -54,6 +54,9 @@
 //     libseccomp cannot AND two conditions on the same argument.
 //   - A rule whose action equals the default action is dropped (libseccomp
 //     refuses it and it would change nothing).
+//   - When two rules name the same syscall with the same conditions but
+//     different actions, the first one wins: libseccomp keeps the rule it
+//     already has, as it does under runc.
 //   - errnoRet/defaultErrnoRet are only valid with SCMP_ACT_ERRNO and
 //     SCMP_ACT_TRACE (the runtime spec says the runtime MUST fail otherwise);
 //     they default to EPERM.

@@ -305,6 +305,14 @@ func TestLoadActions(t *testing.T) {
 			want: map[string]syscall.Errno{"mkdir": 4094, "rmdir": 0, "getpid": 0},
 		},
 		{
+			name: "the first of two conflicting rules wins",
+			s: specs.LinuxSeccomp{DefaultAction: allow, Syscalls: []specs.LinuxSyscall{
+				{Names: []string{"mkdir", "mkdirat"}, Action: specs.ActErrno, ErrnoRet: uintp(uint(unix.EBUSY))},
+				{Names: []string{"mkdir", "mkdirat"}, Action: specs.ActErrno, ErrnoRet: uintp(uint(unix.EXDEV))},
+			}},
+			want: map[string]syscall.Errno{"mkdir": unix.EBUSY},
+		},
+		{
 			name: "trace without a tracer gives ENOSYS",
 			s: specs.LinuxSeccomp{DefaultAction: allow, Syscalls: []specs.LinuxSyscall{
 				{Names: []string{"mkdir", "mkdirat"}, Action: specs.ActTrace},
