@@ -945,3 +945,56 @@ print("unshare=%d" % (ctypes.get_errno() if r != 0 else 0))
 }
 
 func b64(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
+
+// TestLogFlag checks SECCOMP_FILTER_FLAG_LOG through the kernel's audit
+// records: with the flag, an ERRNO action is logged (type=1326 with the
+// child's pid and the syscall number); without it, it is not.
+func TestLogFlag(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (loads filters, reads the kernel log)")
+	}
+	if runtime.GOARCH != "amd64" {
+		t.Skip("syscall numbers below are x86_64's")
+	}
+	data, err := os.ReadFile("/proc/sys/kernel/seccomp/actions_logged")
+	if err != nil || !strings.Contains(string(data), "errno") {
+		t.Skipf("the kernel does not log errno actions (actions_logged: %q)", data)
+	}
+	if _, err := exec.Command("dmesg").Output(); err != nil {
+		t.Skipf("cannot read the kernel log: %v", err)
+	}
+	run := func(flags []specs.LinuxSeccompFlag) (pid int, logged bool) {
+		s := &specs.LinuxSeccomp{DefaultAction: specs.ActAllow, Flags: flags, Syscalls: []specs.LinuxSyscall{
+			{Names: []string{"getpriority"}, Action: specs.ActErrno, Args: []specs.LinuxSeccompArg{{Index: 1, Value: 4242, Op: specs.OpEqualTo}}},
+		}}
+		prof, _ := json.Marshal(s)
+		cmd := exec.Command(os.Args[0])
+		cmd.Env = append(os.Environ(), childEnv+"=load", childProfile+"="+string(prof), childArg+"="+t.TempDir(),
+			"HULL_SECCOMP_TEST_PROBES=prio-user-4242")
+		out, err := cmd.CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "prio-user-4242=1") {
+			t.Fatalf("child: %v: %s", err, out)
+		}
+		pid = cmd.Process.Pid
+		// getpriority is syscall 140 on x86_64.
+		needle := fmt.Sprintf(" pid=%d ", pid)
+		for i := 0; i < 10 && !logged; i++ {
+			log, _ := exec.Command("dmesg").Output()
+			for _, l := range strings.Split(string(log), "\n") {
+				if strings.Contains(l, "type=1326") && strings.Contains(l, needle) && strings.Contains(l, " syscall=140 ") {
+					logged = true
+				}
+			}
+			if !logged {
+				time.Sleep(50 * time.Millisecond)
+			}
+		}
+		return pid, logged
+	}
+	if pid, logged := run([]specs.LinuxSeccompFlag{FlagLog}); !logged {
+		t.Errorf("with SECCOMP_FILTER_FLAG_LOG, no audit record for pid %d", pid)
+	}
+	if pid, logged := run(nil); logged {
+		t.Errorf("without the flag, an ERRNO action of pid %d was logged", pid)
+	}
+}
