@@ -32,6 +32,21 @@ func needLayout(t *testing.T, want ...Layout) {
 	t.Skipf("host cgroups are %s; this test is for %v", Mode(), want)
 }
 
+// hostHas reports whether a controller can be used on this host: a v1
+// hierarchy, or the v2 tree (unified, or hybrid's unified/).
+func hostHas(ctrl string) bool {
+	if Mode() == Unified {
+		if ctrl == "blkio" {
+			ctrl = "io"
+		}
+		return ctrl == "devices" || ctrl == "freezer" || v2Controllers(Root)[ctrl]
+	}
+	if paths, err := v1Paths("/"); err == nil && paths[ctrl] != "" {
+		return true
+	}
+	return Mode() == Hybrid && v2Controllers(hybridUnified)[ctrl]
+}
+
 // testParent gives each test its own absolute parent cgroup, removed (with
 // everything under it) when the test ends.
 func testParent(t *testing.T) string {

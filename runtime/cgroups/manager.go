@@ -154,14 +154,9 @@ func newManager(layout Layout, v2root, cgroupsPath, containerID string, r *specs
 		}
 		return m, nil
 	}
-	// v1: let the library find every mounted hierarchy, then keep the v2
-	// tree out of it (the library would join it blindly on hybrid hosts).
-	probe, err := fs.NewManager(&lib.Cgroup{Path: inner, Resources: &lib.Resources{}}, nil)
-	if err != nil {
+	if m.v1Paths, err = v1Paths(inner); err != nil {
 		return nil, fmt.Errorf("resolving cgroup %q: %w", inner, err)
 	}
-	m.v1Paths = maps.Clone(probe.GetPaths())
-	delete(m.v1Paths, "")
 	if layout == Hybrid {
 		if ctrls := v2Controllers(v2root); len(ctrls) > 0 {
 			base := v2root
@@ -250,6 +245,63 @@ func (m *manager) openLibs() error {
 		m.v2, err = fs2.NewManager(&lib.Cgroup{Path: m.cg.Path, Resources: &lib.Resources{SkipDevices: true}}, m.v2Path)
 	}
 	return err
+}
+
+// v1Subsystems are the hierarchies the library's v1 manager knows, by the
+// name it keys them with.
+var v1Subsystems = map[string]string{
+	"cpuset": "cpuset", "devices": "devices", "memory": "memory", "cpu": "cpu",
+	"cpuacct": "cpuacct", "pids": "pids", "blkio": "blkio", "hugetlb": "hugetlb",
+	"net_cls": "net_cls", "net_prio": "net_prio", "perf_event": "perf_event",
+	"freezer": "freezer", "rdma": "rdma", "misc": "misc", "systemd": "name=systemd",
+}
+
+// v1Paths maps each mounted v1 hierarchy to the container's directory in
+// it, with the library's placement rules: an absolute inner path under the
+// hierarchy's mount point, a relative one under the runtime's own cgroup
+// there. It reads mountinfo and /proc/self/cgroup once, where the library's
+// own resolver reads mountinfo again for every controller it does not find
+// (a sixth of a millisecond per container create here).
+func v1Paths(inner string) (map[string]string, error) {
+	mounts, err := lib.GetCgroupMounts(false)
+	if err != nil {
+		return nil, err
+	}
+	var own map[string]string
+	if !filepath.IsAbs(inner) {
+		if own, err = lib.ParseCgroupFile("/proc/self/cgroup"); err != nil {
+			return nil, err
+		}
+	}
+	paths := map[string]string{}
+	for _, mnt := range mounts {
+		dir := filepath.Join(mnt.Mountpoint, inner)
+		if own != nil {
+			cg, ok := own[mnt.Subsystems[0]]
+			if !ok {
+				cg, ok = own["name="+mnt.Subsystems[0]]
+			}
+			if !ok {
+				continue
+			}
+			// nested: /proc/self/cgroup shows paths from the host's view
+			rel, err := filepath.Rel(mnt.Root, cg)
+			if err != nil {
+				return nil, err
+			}
+			dir = filepath.Join(mnt.Mountpoint, rel, inner)
+		}
+		for _, sub := range mnt.Subsystems {
+			if key, known := v1Subsystems[sub]; known {
+				paths[key] = dir
+			}
+		}
+	}
+	if paths["devices"] == "" {
+		// without it the container could open any device node
+		return nil, fmt.Errorf("%w: the devices cgroup hierarchy is not mounted", ErrNoCgroup)
+	}
+	return paths, nil
 }
 
 // isSystemdPath recognises "system.slice:docker:abc", the form container

@@ -174,6 +174,9 @@ func TestLimitsOnDisk(t *testing.T) {
 				}
 				t.Skip("v1-only setting: refused on cgroup v2 (TestV2Rejects), or ignored there for lack of a v2 file (swappiness, disableOOMKiller), or v2 weight depends on the I/O scheduler")
 			}
+			if !hostHas(tc.ctrl) {
+				t.Skipf("the %s controller is not on this host", tc.ctrl)
+			}
 			parent := testParent(t)
 			m := newTestManager(t, parent+"/c", "c", &tc.res)
 			p := startProc(t)
