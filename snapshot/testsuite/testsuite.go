@@ -38,6 +38,7 @@ func Run(t *testing.T, newFn New) {
 		{"Usage", checkUsage},
 		{"ManyLayers", checkManyLayers},
 		{"ConcurrentUnpackOfOneLayer", checkConcurrentCommit},
+		{"RemoveWithDirectoryGone", checkRemoveDirGone},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -470,5 +471,27 @@ func checkConcurrentCommit(t *testing.T, ctx context.Context, s snapshot.Snapsho
 	}
 	if ents, err := os.ReadDir(filepath.Join(rootOf(t, s), "snapshots")); err == nil && len(ents) != 2 {
 		t.Errorf("%d snapshot directories, want 2", len(ents))
+	}
+}
+
+// checkRemoveDirGone removes a snapshot whose directory someone deleted:
+// the record must still go.
+func checkRemoveDirGone(t *testing.T, ctx context.Context, s snapshot.Snapshotter) {
+	if _, err := s.Prepare(ctx, "k", ""); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(rootOf(t, s), "snapshots")
+	ents, err := os.ReadDir(dir)
+	if err != nil || len(ents) != 1 {
+		t.Fatalf("snapshot dirs: %v %v", ents, err)
+	}
+	if err := os.RemoveAll(filepath.Join(dir, ents[0].Name())); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Remove(ctx, "k"); err != nil {
+		t.Fatalf("remove: %v", err)
+	}
+	if _, err := s.Stat(ctx, "k"); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Errorf("stat after remove: %v", err)
 	}
 }

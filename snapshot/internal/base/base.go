@@ -272,10 +272,22 @@ func (b *Base) Remove(ctx context.Context, key string) error {
 			return err
 		}
 		gone = filepath.Join(b.root, "snapshots", "rm-"+id)
-		return os.Rename(b.dir(id), gone)
+		if err := os.Rename(b.dir(id), gone); err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				// Already gone from disk: drop the record anyway, or it
+				// could never be removed.
+				gone = ""
+				return nil
+			}
+			return err
+		}
+		return nil
 	})
 	if err != nil {
 		return err
+	}
+	if gone == "" {
+		return nil
 	}
 	if err := removeDir(gone); err != nil {
 		// The metadata is gone; the directory is removed at next open.
