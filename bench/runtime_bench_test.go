@@ -10,7 +10,9 @@
 // at /sys/fs/cgroup/unified beside the v1 controllers). So the benchmark
 // binary re-executes itself in a private mount namespace and unmounts
 // /sys/fs/cgroup/unified there, before any runtime runs: all three see
-// the same plain cgroup v1 layout and the host is left untouched.
+// the same plain cgroup v1 layout and the host is left untouched. This
+// TestMain serves the whole package: every benchmark here runs in that
+// namespace (on a cgroup2-only host nothing is unmounted).
 //
 // Each run goes through testdata/rusage.c, a tiny static launcher built
 // with the host's C compiler: a child the Go benchmark starts shares the
@@ -290,6 +292,13 @@ func BenchmarkRunTrue(b *testing.B) {
 		b.ReportMetric(float64(st.medianWall.Microseconds())/1000, r.name+"-ms")
 		b.ReportMetric(float64(st.medianRSS), r.name+"-maxrss-KiB")
 	}
+	if hull := rep.find("hull"); hull != nil {
+		for _, peer := range []string{"runc", "crun"} {
+			if p := rep.find(peer); p != nil && p.medianWall > 0 {
+				b.ReportMetric(float64(hull.medianWall)/float64(p.medianWall), "hull/"+peer+"-wall")
+			}
+		}
+	}
 	setReport("RunTrue", rep)
 }
 
@@ -342,6 +351,15 @@ func medianInt(v []int64) int64 {
 type report struct {
 	rounds int
 	stats  []stats
+}
+
+func (r report) find(name string) *stats {
+	for i := range r.stats {
+		if r.stats[i].name == name {
+			return &r.stats[i]
+		}
+	}
+	return nil
 }
 
 var (
