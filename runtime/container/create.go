@@ -320,6 +320,16 @@ func Create(ctx context.Context, o CreateOptions) (_ *Process, retErr error) {
 		break
 	}
 	trace.Mark("init ready")
+	if o.StartNow {
+		// The init runs the startContainer hooks and execve's; the
+		// socket closes (close-on-exec) when it has.
+		var m initproc.Message
+		if err := dec.Decode(&m); err == nil && m.Type == initproc.MsgError {
+			return nil, errors.New(m.Msg)
+		} else if err != nil && !errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("container init: %w", err)
+		}
+	}
 	h.Record.Creating = false
 	if err := h.Save(); err != nil {
 		return nil, err

@@ -112,9 +112,10 @@ func (r *rt) create(b *testutil.Bundle, extra ...string) (*created, string, int)
 	args := append([]string{"--root", r.root, "create", "--bundle", b.Dir}, extra...)
 	args = append(args, id)
 	c := exec.Command(r.bin, args...)
-	errb := r.tempFile()
-	defer errb.Close()
-	c.Stdout, c.Stderr = f, errb
+	// The container's stdout and stderr both go to the file (with the
+	// runtime's own messages).
+	errb := f
+	c.Stdout, c.Stderr = f, f
 	code := 0
 	if err := c.Run(); err != nil {
 		ee, ok := err.(*exec.ExitError)

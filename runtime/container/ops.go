@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -33,7 +34,10 @@ func (h *Handle) cgroup() (cgroups.Manager, error) {
 }
 
 // Start runs the user process of a created container: it opens the exec
-// fifo, which lets the init execve, then runs the poststart hooks.
+// fifo, which lets the init run the startContainer hooks and execve, waits
+// for the execve, then runs the poststart hooks. A failing startContainer
+// or poststart hook fails start and stops the container (runtime.md,
+// lifecycle steps 7 and 9).
 func Start(ctx context.Context, root, id string) error {
 	h, err := Load(root, id)
 	if err != nil {
@@ -44,10 +48,10 @@ func Start(ctx context.Context, root, id string) error {
 		return fmt.Errorf("start %s: %w", id, &TransitionError{From: st, To: Running})
 	}
 	if err := openFifo(ctx, filepath.Join(h.Dir, fifoFile), h.Record.Pid); err != nil {
-		return err
+		h.killAll(unix.SIGKILL)
+		return fmt.Errorf("start %s: %w", id, err)
 	}
-	h.poststart(ctx)
-	return nil
+	return h.poststart(ctx)
 }
 
 // Poststart runs the poststart hooks of a container `run` started.
@@ -57,18 +61,18 @@ func Poststart(ctx context.Context, root, id string) error {
 		return err
 	}
 	defer h.Close()
-	h.poststart(ctx)
-	return nil
+	return h.poststart(ctx)
 }
 
-func (h *Handle) poststart(ctx context.Context) {
+func (h *Handle) poststart(ctx context.Context) error {
 	if hk := h.Record.Spec.Hooks; hk != nil && len(hk.Poststart) > 0 {
 		st := h.SpecState(Running)
 		if err := hooks.Run(ctx, "poststart", hk.Poststart, &st); err != nil {
-			// runtime-spec: a failing poststart hook only warns.
-			slog.Warn("poststart hook failed", "id", h.Record.ID, "err", err)
+			h.killAll(unix.SIGKILL)
+			return err
 		}
 	}
+	return nil
 }
 
 // openFifo unblocks the init waiting on the fifo and removes the fifo.
@@ -108,12 +112,20 @@ func openFifo(ctx context.Context, path string, pid int) error {
 			return fmt.Errorf("open exec fifo: %w", r.err)
 		}
 		defer r.f.Close()
-		buf := make([]byte, 1)
-		n, err := r.f.Read(buf)
-		if err != nil || n != 1 {
-			return errors.New("container init died before it could start the process")
+		// "0" then EOF when the init execve's; "E<message>" when a
+		// startContainer hook failed.
+		data, err := io.ReadAll(r.f)
+		if err != nil {
+			return fmt.Errorf("read exec fifo: %w", err)
 		}
-		return os.Remove(path)
+		os.Remove(path)
+		switch {
+		case len(data) == 0:
+			return errors.New("container init died before it could start the process")
+		case data[0] == 'E':
+			return errors.New(string(data[1:]))
+		}
+		return nil
 	case <-dead:
 		// Unblock our own open so the goroutine ends.
 		if f, err := os.OpenFile(path, os.O_WRONLY|unix.O_NONBLOCK, 0); err == nil {
@@ -236,9 +248,12 @@ func (h *Handle) destroy(ctx context.Context) error {
 	}
 	if hk := h.Record.Spec.Hooks; hk != nil && len(hk.Poststop) > 0 {
 		st := h.SpecState(Stopped)
-		if err := hooks.Run(ctx, "poststop", hk.Poststop, &st); err != nil {
-			// runtime-spec: a failing poststop hook only warns.
-			slog.Warn("poststop hook failed", "id", h.Record.ID, "err", err)
+		// runtime.md lifecycle 13: a failing poststop hook is logged
+		// and the remaining hooks still run.
+		for i := range hk.Poststop {
+			if err := hooks.Run(ctx, "poststop", hk.Poststop[i:i+1], &st); err != nil {
+				slog.Warn("poststop hook failed", "id", h.Record.ID, "index", i, "err", err)
+			}
 		}
 	}
 	return h.remove()

@@ -207,6 +207,9 @@ func validate(s *specs.Spec, bundle string) (rootfs string, plan *nsPlan, err er
 		if plan.newNS[specs.UserNamespace] && (len(l.UIDMappings) == 0 || len(l.GIDMappings) == 0) {
 			return "", nil, fmt.Errorf("%w: linux.uidMappings and gidMappings: a new user namespace needs both", ErrInvalidSpec)
 		}
+		if err := initproc.ValidatePersonality(l.Personality); err != nil {
+			return "", nil, fmt.Errorf("%w: %w", ErrInvalidSpec, err)
+		}
 		if p := l.RootfsPropagation; p != "" {
 			switch p {
 			case "private", "rprivate", "slave", "rslave", "shared", "rshared", "unbindable", "runbindable":
@@ -227,6 +230,12 @@ func validateProcess(p *specs.Process) error {
 	}
 	if err := caps.Validate(p.Capabilities); err != nil {
 		return fmt.Errorf("%w: process.capabilities: %w", ErrInvalidSpec, err)
+	}
+	if err := initproc.ValidateScheduler(p.Scheduler); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidSpec, err)
+	}
+	if err := initproc.ValidateIOPriority(p.IOPriority); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidSpec, err)
 	}
 	seen := map[string]bool{}
 	for i, r := range p.Rlimits {

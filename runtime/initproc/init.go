@@ -122,6 +122,17 @@ func (i *initp) run() error {
 			return fmt.Errorf("process.rlimits %s: %w", rl.Type, err)
 		}
 	}
+	if err := setScheduler(p.Scheduler); err != nil {
+		return err
+	}
+	if err := setIOPriority(p.IOPriority); err != nil {
+		return err
+	}
+	if cfg.Spec != nil && cfg.Spec.Linux != nil {
+		if err := setPersonality(cfg.Spec.Linux.Personality); err != nil {
+			return err
+		}
+	}
 	if !cfg.Exec && !cfg.NoNewKeyring {
 		name := "_ses"
 		if cfg.State != nil {
@@ -183,10 +194,14 @@ func (i *initp) run() error {
 		if err := i.send(Message{Type: MsgReady}); err != nil {
 			return err
 		}
-		i.ready = true
-		i.sync.Close()
+		// With an exec fifo (create), the runtime stops listening
+		// here; `start` learns the rest through the fifo. Without one
+		// (run), it listens until execve closes the socket.
+		var fifo *os.File
 		if cfg.FifoFD > 0 {
-			if err := waitFifo(cfg.FifoFD); err != nil {
+			i.ready = true
+			i.sync.Close()
+			if fifo, err = openFifo(cfg.FifoFD); err != nil {
 				return err
 			}
 		}
@@ -194,7 +209,17 @@ func (i *initp) run() error {
 			st := *cfg.State
 			st.Status = specs.StateRunning
 			if err := hooks.Run(context.Background(), "startContainer", h.StartContainer, &st); err != nil {
+				if fifo != nil {
+					fifo.Write([]byte("E" + err.Error()))
+				}
 				return err
+			}
+		}
+		if fifo != nil {
+			// "0": go. The fifo stays open until execve closes it
+			// (close-on-exec), which `start` waits for.
+			if _, err := fifo.Write([]byte("0")); err != nil {
+				return fmt.Errorf("write exec fifo: %w", err)
 			}
 		}
 	}
@@ -324,18 +349,15 @@ func setupConsole(cfg *Config) error {
 	return nil
 }
 
-// waitFifo blocks until `start` opens the exec fifo, then tells it we go.
-func waitFifo(fd int) error {
+// openFifo blocks until `start` opens the exec fifo (reopening the
+// O_PATH fd the runtime passed, close-on-exec).
+func openFifo(fd int) (*os.File, error) {
 	f, err := os.OpenFile("/proc/self/fd/"+strconv.Itoa(fd), os.O_WRONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return fmt.Errorf("open exec fifo: %w", err)
+		return nil, fmt.Errorf("open exec fifo: %w", err)
 	}
 	unix.Close(fd)
-	if _, err := f.Write([]byte("0")); err != nil {
-		f.Close()
-		return fmt.Errorf("write exec fifo: %w", err)
-	}
-	return f.Close()
+	return f, nil
 }
 
 // chdirInside changes to cwd and checks that it resolves inside the

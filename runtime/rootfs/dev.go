@@ -51,6 +51,11 @@ func setupDevices(spec *specs.Spec, opts Options) error {
 		devs = append(devs, spec.Linux.Devices...)
 	}
 	for i := range devs {
+		if i >= len(DefaultDevices) {
+			if err := checkExisting(&devs[i], opts.Rootfs); err != nil {
+				return fmt.Errorf("linux.devices (%s): %w", devs[i].Path, err)
+			}
+		}
 		if err := makeDevice(&devs[i], opts); err != nil {
 			return fmt.Errorf("linux.devices (%s): %w", devs[i].Path, err)
 		}
@@ -142,4 +147,25 @@ func securejoinParent(rootfs, name string) (string, error) {
 		return "", err
 	}
 	return filepath.Join(real, filepath.Base(name)), nil
+}
+
+// checkExisting refuses a spec device whose path already holds something
+// that is not that device (config-linux.md, "Devices").
+func checkExisting(d *specs.LinuxDevice, rootfs string) error {
+	p, err := securejoinParent(rootfs, d.Path)
+	if err != nil {
+		return err
+	}
+	var st unix.Stat_t
+	if err := unix.Lstat(p, &st); err != nil {
+		return nil
+	}
+	want := map[string]uint32{"c": unix.S_IFCHR, "u": unix.S_IFCHR, "b": unix.S_IFBLK, "p": unix.S_IFIFO}[d.Type]
+	if st.Mode&unix.S_IFMT != want {
+		return fmt.Errorf("%s already exists and is not a %q device", d.Path, d.Type)
+	}
+	if d.Type != "p" && (unix.Major(st.Rdev) != uint32(d.Major) || unix.Minor(st.Rdev) != uint32(d.Minor)) {
+		return fmt.Errorf("%s already exists as device %d:%d, not %d:%d", d.Path, unix.Major(st.Rdev), unix.Minor(st.Rdev), d.Major, d.Minor)
+	}
+	return nil
 }

@@ -47,13 +47,20 @@ type Options struct {
 // Prepare makes the mounts of spec under opts.Rootfs, then the devices.
 // It must run in the container's (new) mount namespace.
 func Prepare(spec *specs.Spec, opts Options) error {
+	// Until pivot_root the tree is a slave of the host's (or private):
+	// nothing made here leaks out, and pivot_root and the rootfs bind
+	// work. rootfsPropagation itself is applied to the new root after
+	// pivot_root (Finalize), since pivot_root refuses a shared root and
+	// an unbindable tree cannot be bound.
 	prop := uintptr(unix.MS_SLAVE | unix.MS_REC)
 	if spec.Linux != nil && spec.Linux.RootfsPropagation != "" {
 		f, ok := PropagationFlags[spec.Linux.RootfsPropagation]
 		if !ok {
 			return fmt.Errorf("linux.rootfsPropagation: unknown value %q", spec.Linux.RootfsPropagation)
 		}
-		prop = f
+		if f&unix.MS_PRIVATE != 0 {
+			prop = unix.MS_PRIVATE | unix.MS_REC
+		}
 	}
 	if err := unix.Mount("", "/", "", prop, ""); err != nil {
 		return fmt.Errorf("set propagation of / : %w", err)
