@@ -15,7 +15,7 @@ import (
 )
 
 func u32(v uint32) *uint32 { return &v }
-func i64(v int64) *int64    { return &v }
+func i64(v int64) *int64   { return &v }
 
 // TestFeatures runs one container per feature of config.json and checks
 // the effect from inside (what the container prints) and from outside
