@@ -39,16 +39,16 @@
 //     unknown names and names newer than the running kernel (above
 //     /proc/sys/kernel/cap_last_cap), and Warnings (or Unknown) lists them
 //     for the caller to log. Apply itself logs nothing: it runs in the
-//     container init, whose stderr is the container's. Validate is the strict check, for
-//     callers that build specs (the daemon's options) and want typos
-//     refused.
+//     container init, whose stderr is the container's. Validate is the
+//     strict check, for callers that build specs (the daemon's options) and
+//     want typos refused.
 //   - An ambient capability that is not both permitted and inheritable
-//     cannot be raised; Apply skips it (runc does the same) and logs it at
-//     debug level. runc's own `spec` output lists ambient capabilities
-//     without an inheritable set, so refusing them would break configs
-//     written for runc.
+//     cannot be raised; Apply skips it (runc does the same). runc's own
+//     `spec` output lists ambient capabilities without an inheritable set,
+//     so refusing them would break configs written for runc.
 //   - An effective capability outside the permitted set cannot be granted;
-//     Apply skips it with a warning instead of failing in capset.
+//     Apply skips it instead of failing in capset.
+//   - Warnings lists every capability Apply will leave out, and why.
 //   - A nil *specs.LinuxCapabilities changes nothing.
 package caps
 
