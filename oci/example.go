@@ -1,6 +1,12 @@
 // Package oci builds OCI runtime-spec documents: the example spec that
-// `hull-runtime spec` writes (the same shape as `runc spec`), and the
-// defaults the daemon applies to every container.
+// `hull-runtime spec` writes (the same shape as `runc spec`) and its
+// rootless form (Rootless, as `runc spec --rootless`), and the specs the
+// daemon gives containers: DefaultSpec (containerd's defaults, with the
+// default seccomp profile for the default capabilities) changed by
+// SpecOpts in containerd's style (WithProcessArgs, WithUser, WithCapAdd,
+// WithPrivileged, WithMemoryLimit, WithImageConfig, ...).
+// ValidateSecurity checks a spec's seccomp profile and labels as a runtime
+// does at create time.
 package oci
 
 import (

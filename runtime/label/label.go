@@ -19,8 +19,8 @@
 // The runtime spec would allow ignoring the label, and runc ignores SELinux
 // labels on such hosts; Hull refuses instead, because a label is a request
 // for confinement and silently running unconfined is the worse surprise.
-// A caller that wants the label dropped clears it from the spec (the
-// daemon does so when the host lacks the module). Empty labels, and the
+// A caller that wants the label dropped clears it from the spec (a daemon
+// building specs should do so when the host lacks the module). Empty labels, and the
 // AppArmor profile "unconfined", are always accepted and then do nothing.
 //
 // # Detection
