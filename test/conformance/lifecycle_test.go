@@ -350,14 +350,20 @@ func TestKillAll(t *testing.T) {
 	id := r.newID()
 	r.create(b, id)
 	r.ok("start", id)
-	waitFile(t, filepath.Join(b.Rootfs(), "child"))
+	// The file appears before the shell has written the pid into it.
 	var child int
-	if _, err := fmt.Sscan(readFile(filepath.Join(b.Rootfs(), "child")), &child); err != nil {
-		t.Fatal(err)
+	deadline := time.Now().Add(10 * time.Second)
+	for child == 0 && time.Now().Before(deadline) {
+		if _, err := fmt.Sscan(readFile(filepath.Join(b.Rootfs(), "child")), &child); err != nil {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	if child == 0 {
+		t.Fatal("the container never wrote its child's pid")
 	}
 	r.ok("kill", "--all", id, "KILL")
 	r.waitStatus(id, specs.StateStopped)
-	deadline := time.Now().Add(5 * time.Second)
+	deadline = time.Now().Add(5 * time.Second)
 	for pidAlive(child) && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
