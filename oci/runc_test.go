@@ -259,3 +259,28 @@ func TestAppArmorProfileWithoutAppArmor(t *testing.T) {
 		}
 	})
 }
+
+// TestBadSeccompProfileRefused: a profile with a bad action keeps the
+// container from starting under both runtimes; hull-runtime's error names
+// the rule.
+func TestBadSeccompProfileRefused(t *testing.T) {
+	want := map[string][]string{
+		"runc":         {"SCMP_ACT_NOPE"},
+		"hull-runtime": {"syscalls[0] (mkdir,mkdirat): action", "SCMP_ACT_NOPE", "is not a seccomp action"},
+	}
+	runtimes(t, func(t *testing.T, rt string) {
+		s := oci.DefaultSpec("test", "x")
+		s.Linux.Seccomp = &specs.LinuxSeccomp{DefaultAction: specs.ActAllow, Syscalls: []specs.LinuxSyscall{
+			{Names: []string{"mkdir", "mkdirat"}, Action: "SCMP_ACT_NOPE"},
+		}}
+		out := runIn(t, rt, s, "sh", "-c", "echo started")
+		if strings.Contains(out, "started") {
+			t.Fatalf("the container ran with a bad seccomp profile:\n%s", out)
+		}
+		for _, w := range want[filepath.Base(t.Name())] {
+			if !strings.Contains(out, w) {
+				t.Errorf("error does not say %q:\n%s", w, out)
+			}
+		}
+	})
+}
