@@ -237,6 +237,13 @@ func Create(ctx context.Context, o CreateOptions) (_ *Process, retErr error) {
 	if plan.unshare != 0 {
 		cmd.Env = append(cmd.Env, "_HULL_UNSHARE="+strconv.Itoa(plan.unshare))
 	}
+	if plan.newNS[specs.TimeNamespace] && len(spec.Linux.TimeOffsets) > 0 {
+		var off string
+		for clock, o := range spec.Linux.TimeOffsets {
+			off += fmt.Sprintf("%s %d %d\n", clock, o.Secs, o.Nanosecs)
+		}
+		cmd.Env = append(cmd.Env, "_HULL_TIMENS_OFFSETS="+off)
+	}
 	if plan.joinPid {
 		cmd.Env = append(cmd.Env, initproc.EnvSetsid+"=1")
 	}

@@ -104,9 +104,13 @@ func planNamespaces(s *specs.Spec) (*nsPlan, error) {
 	newFlags &^= unix.CLONE_NEWCGROUP
 	if len(joins) == 0 {
 		if newFlags&unix.CLONE_NEWTIME != 0 {
-			p.unshare = newFlags & unix.CLONE_NEWTIME
-			newFlags &^= unix.CLONE_NEWTIME
-			p.joins = nil
+			// clone(2) cannot make a time namespace: nsenter unshares
+			// it (and forks, so the init is inside).
+			// The pid namespace goes with it: the fork's pid must be
+			// read in the host's pid namespace.
+			p.unshare = newFlags & (unix.CLONE_NEWTIME | unix.CLONE_NEWPID)
+			newFlags &^= unix.CLONE_NEWTIME | unix.CLONE_NEWPID
+			p.joinPid = true
 		}
 		p.clone = uintptr(newFlags)
 		return p, nil
@@ -207,6 +211,14 @@ func validate(s *specs.Spec, bundle string) (rootfs string, plan *nsPlan, err er
 		if plan.newNS[specs.UserNamespace] && (len(l.UIDMappings) == 0 || len(l.GIDMappings) == 0) {
 			return "", nil, fmt.Errorf("%w: linux.uidMappings and gidMappings: a new user namespace needs both", ErrInvalidSpec)
 		}
+		for clock := range l.TimeOffsets {
+			if clock != "monotonic" && clock != "boottime" {
+				return "", nil, fmt.Errorf("%w: linux.timeOffsets: unknown clock %q", ErrInvalidSpec, clock)
+			}
+			if !plan.newNS[specs.TimeNamespace] {
+				return "", nil, fmt.Errorf("%w: linux.timeOffsets: needs a new time namespace", ErrInvalidSpec)
+			}
+		}
 		if err := initproc.ValidatePersonality(l.Personality); err != nil {
 			return "", nil, fmt.Errorf("%w: %w", ErrInvalidSpec, err)
 		}
@@ -236,6 +248,16 @@ func validateProcess(p *specs.Process) error {
 	}
 	if err := initproc.ValidateIOPriority(p.IOPriority); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidSpec, err)
+	}
+	if a := p.ExecCPUAffinity; a != nil {
+		for f, v := range map[string]string{"initial": a.Initial, "final": a.Final} {
+			if v == "" {
+				continue
+			}
+			if _, err := initproc.ParseCPUList(v); err != nil {
+				return fmt.Errorf("%w: process.execCPUAffinity.%s: %w", ErrInvalidSpec, f, err)
+			}
+		}
 	}
 	seen := map[string]bool{}
 	for i, r := range p.Rlimits {

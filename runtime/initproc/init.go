@@ -97,6 +97,11 @@ func (i *initp) run() error {
 	}
 	i.cfg = cfg
 	p := cfg.Process
+	if a := p.ExecCPUAffinity; a != nil && cfg.Exec {
+		if err := setAffinity("process.execCPUAffinity.initial", a.Initial); err != nil {
+			return err
+		}
+	}
 	if !cfg.Exec {
 		if err := i.setupContainer(); err != nil {
 			return err
@@ -225,6 +230,11 @@ func (i *initp) run() error {
 	}
 	if sc != nil {
 		if err := loadSeccomp(sc); err != nil {
+			return err
+		}
+	}
+	if a := p.ExecCPUAffinity; a != nil && cfg.Exec {
+		if err := setAffinity("process.execCPUAffinity.final", a.Final); err != nil {
 			return err
 		}
 	}

@@ -2,6 +2,8 @@ package initproc
 
 import (
 	"fmt"
+	"strconv"
+	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
@@ -112,6 +114,50 @@ func setPersonality(p *specs.LinuxPersonality) error {
 	}
 	if _, _, e := unix.RawSyscall(unix.SYS_PERSONALITY, personalities[p.Domain], 0, 0); e != 0 {
 		return fmt.Errorf("linux.personality: %w", e)
+	}
+	return nil
+}
+
+// ParseCPUList parses a cpu list such as "0-3,6".
+func ParseCPUList(s string) (*unix.CPUSet, error) {
+	var set unix.CPUSet
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		lo, hi, isRange := strings.Cut(part, "-")
+		a, err := strconv.Atoi(lo)
+		if err != nil {
+			return nil, fmt.Errorf("cpu list %q: %w", s, err)
+		}
+		b := a
+		if isRange {
+			if b, err = strconv.Atoi(hi); err != nil {
+				return nil, fmt.Errorf("cpu list %q: %w", s, err)
+			}
+		}
+		if a < 0 || b < a || b >= 1024 {
+			return nil, fmt.Errorf("cpu list %q: bad range %q", s, part)
+		}
+		for c := a; c <= b; c++ {
+			set.Set(c)
+		}
+	}
+	return &set, nil
+}
+
+// setAffinity pins this thread (the one that execve's) to list.
+func setAffinity(field, list string) error {
+	if list == "" {
+		return nil
+	}
+	set, err := ParseCPUList(list)
+	if err != nil {
+		return fmt.Errorf("%s: %w", field, err)
+	}
+	if err := unix.SchedSetaffinity(0, set); err != nil {
+		return fmt.Errorf("%s %q: %w", field, list, err)
 	}
 	return nil
 }

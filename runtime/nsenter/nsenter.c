@@ -92,6 +92,17 @@ __attribute__((constructor)) static void hull_nsenter(void)
 		// to a joined user namespace.
 		if (flags != 0 && unshare(flags) < 0)
 			hull_report("unshare", unshare_env, errno);
+		if (flags & CLONE_NEWTIME) {
+			// linux.timeOffsets: written before any process enters.
+			const char *off = getenv("_HULL_TIMENS_OFFSETS");
+			if (off != NULL && *off != '\0') {
+				int fd = open("/proc/self/timens_offsets", O_WRONLY | O_CLOEXEC);
+				if (fd < 0 || write(fd, off, strlen(off)) < 0)
+					hull_report("write", "/proc/self/timens_offsets", errno);
+				close(fd);
+			}
+			unsetenv("_HULL_TIMENS_OFFSETS");
+		}
 		if (flags & (CLONE_NEWPID | CLONE_NEWTIME))
 			joinpid = 1;
 		unsetenv("_HULL_UNSHARE");
