@@ -284,3 +284,35 @@ func TestBadSeccompProfileRefused(t *testing.T) {
 		}
 	})
 }
+
+// TestPrivilegedUnderRuntimes: WithPrivileged gives every capability the
+// caller holds, no seccomp filter, no masked or read-only /proc paths, and
+// mount works.
+func TestPrivilegedUnderRuntimes(t *testing.T) {
+	s, err := oci.NewSpec("test", "x", oci.WithPrivileged)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Every capability this test (the runtime's caller) holds.
+	status, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var allCaps string
+	for _, l := range strings.Split(string(status), "\n") {
+		if v, ok := strings.CutPrefix(l, "CapEff:\t"); ok {
+			allCaps = v
+		}
+	}
+	script := `grep -E '^(CapEff|Seccomp):' /proc/self/status; ` +
+		`grep -c ' /proc/sys ' /proc/mounts; ` +
+		`mount -t tmpfs none /tmp && echo mounted; echo done`
+	runtimes(t, func(t *testing.T, rt string) {
+		out := runIn(t, rt, s, "sh", "-c", script)
+		for _, w := range []string{"CapEff:\t" + allCaps, "Seccomp:\t0", "\n0\n", "mounted", "done"} {
+			if !strings.Contains(out, w) {
+				t.Errorf("output lacks %q:\n%s", w, out)
+			}
+		}
+	})
+}

@@ -332,12 +332,13 @@ func WithCapDrop(drop ...string) SpecOpt {
 }
 
 // WithPrivileged gives the container what `--privileged` means for
-// containerd and Docker: every capability of this host, no seccomp
+// containerd and Docker: every capability the calling process holds
+// (caps.Current, as containerd's WithAllCurrentCapabilities), no seccomp
 // profile, no masked or read-only paths, no AppArmor/SELinux label,
 // writable /sys and /sys/fs/cgroup, and every device allowed in the device
 // cgroup. Host device nodes are not added to /dev.
 func WithPrivileged(s *specs.Spec) error {
-	all := caps.Known()
+	all := caps.Current()
 	changeCaps(s, func(c *specs.LinuxCapabilities) {
 		c.Bounding, c.Effective, c.Permitted = slices.Clone(all), slices.Clone(all), slices.Clone(all)
 	})

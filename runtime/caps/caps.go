@@ -48,6 +48,10 @@
 //     so refusing them would break configs written for runc.
 //   - An effective capability outside the permitted set cannot be granted;
 //     Apply skips it instead of failing in capset.
+//   - A capability the runtime itself does not hold (this host's sandbox
+//     withholds CAP_SYS_RESOURCE, for one) cannot be granted either; Apply
+//     leaves it out instead of failing in capset, as runc 1.1 does. Use
+//     Current for "every capability" (a privileged container).
 //   - Warnings lists every capability Apply will leave out, and why.
 //   - A nil *specs.LinuxCapabilities changes nothing.
 package caps
@@ -200,6 +204,22 @@ func Warnings(c *specs.LinuxCapabilities) []string {
 	for _, u := range Unknown(c) {
 		out = append(out, "ignoring unknown or unavailable capability in "+u)
 	}
+	// Capabilities the calling process does not hold cannot be passed on.
+	if last, err := lastCap(); err == nil {
+		if cur, err := threadSets(last); err == nil {
+			seen := map[string]bool{}
+			for _, list := range [][]string{c.Bounding, c.Permitted, c.Effective, c.Inheritable, c.Ambient} {
+				for _, n := range list {
+					cp, err := Parse(n)
+					if err != nil || cp > last || cp >= 64 || seen[Name(cp)] || cur.permitted[cp] {
+						continue
+					}
+					seen[Name(cp)] = true
+					out = append(out, "capability "+Name(cp)+" is not held by the runtime: left out")
+				}
+			}
+		}
+	}
 	in := func(list []string, name string) bool {
 		want, err := Parse(name)
 		if err != nil {
@@ -220,6 +240,55 @@ func Warnings(c *specs.LinuxCapabilities) []string {
 	for _, n := range c.Ambient {
 		if _, err := Parse(n); err == nil && (!in(c.Permitted, n) || !in(c.Inheritable, n)) {
 			out = append(out, "ambient capability "+n+" is not both permitted and inheritable: left out")
+		}
+	}
+	return out
+}
+
+// sets are the capability sets of a thread, indexed by capability.
+type sets3 struct {
+	effective, permitted, inheritable, bounding [64]bool
+}
+
+// threadSets reads the calling thread's sets.
+func threadSets(last capability.Cap) (*sets3, error) {
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &data[0]); err != nil {
+		return nil, fmt.Errorf("capget: %w", err)
+	}
+	out := &sets3{}
+	for c := capability.Cap(0); c <= last && c < 64; c++ {
+		word, bit := c/32, uint32(1)<<(uint(c)%32)
+		out.effective[c] = data[word].Effective&bit != 0
+		out.permitted[c] = data[word].Permitted&bit != 0
+		out.inheritable[c] = data[word].Inheritable&bit != 0
+		in, err := capability.GetBound(c)
+		if err != nil {
+			return nil, fmt.Errorf("read bounding set: %w", err)
+		}
+		out.bounding[c] = in
+	}
+	return out, nil
+}
+
+// Current lists the capabilities the calling thread has in its effective
+// set: "every capability" for a privileged container, which cannot get
+// what its runtime lacks (this host's sandbox, for one, withholds
+// CAP_SYS_RESOURCE).
+func Current() []string {
+	last, err := lastCap()
+	if err != nil {
+		return nil
+	}
+	cur, err := threadSets(last)
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for c := capability.Cap(0); c <= last && c < 64; c++ {
+		if cur.effective[c] {
+			out = append(out, Name(c))
 		}
 	}
 	return out
@@ -340,21 +409,35 @@ func Apply(c *specs.LinuxCapabilities) error {
 	if err != nil {
 		return err
 	}
+	// What this thread can hand out: a permitted capability must be in
+	// its permitted set, an inheritable one in its inheritable set or in
+	// both its permitted and bounding sets; others cannot be granted and
+	// are skipped (see the package doc).
+	cur, err := threadSets(last)
+	if err != nil {
+		return err
+	}
 	var inP, inI [64]bool
+	var permOK, inhOK []capability.Cap
 	for _, cp := range perm {
-		inP[cp] = true
+		if cur.permitted[cp] {
+			inP[cp] = true
+			permOK = append(permOK, cp)
+		}
 	}
 	for _, cp := range inh {
-		inI[cp] = true
+		if cur.inheritable[cp] || (cur.permitted[cp] && cur.bounding[cp]) {
+			inI[cp] = true
+			inhOK = append(inhOK, cp)
+		}
 	}
-	// An effective capability must be permitted; one that is not cannot
-	// be granted and is skipped with a warning (see the package doc).
+	perm, inh = permOK, inhOK
+	// An effective capability must be permitted.
 	var effOK []capability.Cap
 	for _, cp := range eff {
-		if !inP[cp] {
-			continue
+		if inP[cp] {
+			effOK = append(effOK, cp)
 		}
-		effOK = append(effOK, cp)
 	}
 	p.Set(capability.EFFECTIVE, effOK...)
 	p.Set(capability.PERMITTED, perm...)

@@ -64,6 +64,23 @@ func runChild(mode string) int {
 			fmt.Fprintln(os.Stderr, "DropBounding of nothing:", err)
 			return 8
 		}
+	case "regrant":
+		// A thread that lost CAP_CHOWN cannot get it back: Apply leaves it
+		// out instead of failing.
+		first := &specs.LinuxCapabilities{Bounding: []string{"CAP_KILL", "CAP_CHOWN", "CAP_SETPCAP"},
+			Permitted: []string{"CAP_KILL", "CAP_SETPCAP"}, Effective: []string{"CAP_KILL", "CAP_SETPCAP"}}
+		if err := Apply(first); err != nil {
+			fmt.Fprintln(os.Stderr, "first apply:", err)
+			return 4
+		}
+		if w := Warnings(&c); len(w) == 0 || !strings.Contains(strings.Join(w, ";"), "CAP_CHOWN is not held by the runtime") {
+			fmt.Fprintln(os.Stderr, "warnings:", w)
+			return 9
+		}
+		if err := Apply(&c); err != nil {
+			fmt.Fprintln(os.Stderr, "second apply:", err)
+			return 4
+		}
 	case "setuid":
 		// The order the package doc prescribes, ending as uid/gid 1000.
 		steps := []func() error{
@@ -244,6 +261,41 @@ func TestApply(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestCapabilitiesNotHeldAreLeftOut(t *testing.T) {
+	got := runCaps(t, "regrant", &specs.LinuxCapabilities{
+		Bounding: []string{"CAP_KILL", "CAP_CHOWN"}, Permitted: []string{"CAP_KILL", "CAP_CHOWN"},
+		Effective: []string{"CAP_KILL", "CAP_CHOWN"}, Inheritable: []string{"CAP_CHOWN"},
+	}, false)
+	want := map[string][]string{"preCapPrm": {"CAP_KILL"}, "preCapEff": {"CAP_KILL"}, "preCapBnd": {"CAP_KILL", "CAP_CHOWN"}}
+	for line, names := range want {
+		if w := mask(t, names); got[line] != w {
+			t.Errorf("%s = %016x, want %016x", line, got[line], w)
+		}
+	}
+	// CAP_CHOWN is in the bounding set but not permitted, so it cannot
+	// become inheritable either.
+	if got["preCapInh"] != 0 {
+		t.Errorf("CapInh = %016x, want 0", got["preCapInh"])
+	}
+}
+
+func TestCurrent(t *testing.T) {
+	cur := Current()
+	data, err := os.ReadFile("/proc/thread-self/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var eff uint64
+	for _, l := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(l, "CapEff:\t"); ok {
+			eff, _ = strconv.ParseUint(v, 16, 64)
+		}
+	}
+	if m := mask(t, cur); m != eff {
+		t.Errorf("Current() = %016x, CapEff %016x", m, eff)
 	}
 }
 
