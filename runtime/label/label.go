@@ -234,6 +234,23 @@ func ApplyExec(apparmorProfile, selinuxProcessLabel string) error {
 	return nil
 }
 
+// SetKeyLabel labels the session keyring the calling thread creates next
+// (process.selinuxLabel, written to attr/keycreate), as runc does before
+// it makes the container's keyring. Empty does nothing; a label on a host
+// without SELinux is an error, as for ApplyExec.
+func SetKeyLabel(selinuxLabel string) error {
+	if selinuxLabel == "" {
+		return nil
+	}
+	if err := Validate("", selinuxLabel); err != nil {
+		return err
+	}
+	if err := writeAttr(filepath.Join(host.procSelf, "attr/keycreate"), selinuxLabel); err != nil {
+		return fmt.Errorf("set selinux keyring label %q: %w", selinuxLabel, err)
+	}
+	return nil
+}
+
 func writeAttr(path, v string) error {
 	f, err := os.OpenFile(path, os.O_WRONLY, 0)
 	if err != nil {

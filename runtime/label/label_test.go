@@ -45,6 +45,7 @@ func fakeHost(t *testing.T, apparmor, selinux, perModuleDir bool) string {
 	}
 	must(os.MkdirAll(filepath.Join(host.procSelf, "attr"), 0o755))
 	must(os.WriteFile(filepath.Join(host.procSelf, "attr/exec"), nil, 0o644))
+	must(os.WriteFile(filepath.Join(host.procSelf, "attr/keycreate"), nil, 0o644))
 	if perModuleDir {
 		must(os.MkdirAll(filepath.Join(host.procSelf, "attr/apparmor"), 0o755))
 		must(os.WriteFile(filepath.Join(host.procSelf, "attr/apparmor/exec"), nil, 0o644))
@@ -95,6 +96,12 @@ func TestThisHost(t *testing.T) {
 		err := Validate("", "system_u:system_r:container_t:s0")
 		if !errors.Is(err, ErrNotEnabled) || !strings.Contains(err.Error(), "SELinux is not enabled on this host") {
 			t.Errorf("Validate of an selinux label: %v", err)
+		}
+		if err := SetKeyLabel("system_u:system_r:container_t:s0"); !errors.Is(err, ErrNotEnabled) {
+			t.Errorf("SetKeyLabel: %v", err)
+		}
+		if err := SetKeyLabel(""); err != nil {
+			t.Errorf("SetKeyLabel of nothing: %v", err)
 		}
 		if _, err := MountLabel("system_u:object_r:container_file_t:s0"); !errors.Is(err, ErrNotEnabled) {
 			t.Errorf("MountLabel: %v", err)
@@ -168,6 +175,12 @@ func TestApplyExecWrites(t *testing.T) {
 		}
 		if got := read(t, filepath.Join(d, "thread-self/attr/exec")); got != l {
 			t.Errorf("attr/exec = %q", got)
+		}
+		if err := SetKeyLabel(l); err != nil {
+			t.Fatal(err)
+		}
+		if got := read(t, filepath.Join(d, "thread-self/attr/keycreate")); got != l {
+			t.Errorf("attr/keycreate = %q", got)
 		}
 		opt, err := MountLabel("system_u:object_r:container_file_t:s0")
 		if err != nil || opt != `context="system_u:object_r:container_file_t:s0"` {
