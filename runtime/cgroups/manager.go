@@ -333,6 +333,9 @@ func (m *manager) Apply(pid int) error {
 	}
 	if m.v1 != nil {
 		if err := m.v1.Apply(pid); err != nil {
+			if ferr := m.rtNotGranted(m.cg.Resources); ferr != nil {
+				return fmt.Errorf("%w (%v)", ferr, err)
+			}
 			return fmt.Errorf("joining cgroup v1 %s: %w", m.cg.Path, err)
 		}
 	}
@@ -448,6 +451,9 @@ func (m *manager) Set(r *specs.LinuxResources) error {
 		}
 		if err := m.v1.Set(v1res); err != nil {
 			if ferr := m.limitBelowUsage(v1res); ferr != nil {
+				return fmt.Errorf("%w (%v)", ferr, err)
+			}
+			if ferr := m.rtNotGranted(v1res); ferr != nil {
 				return fmt.Errorf("%w (%v)", ferr, err)
 			}
 			return fmt.Errorf("setting cgroup %s: %w", m.cg.Path, err)
@@ -612,6 +618,21 @@ func (m *manager) limitBelowUsage(r *lib.Resources) error {
 		return nil
 	}
 	return invalid("memory.limit", "%d is below the current usage %d, which the kernel could not reclaim", r.Memory, usage)
+}
+
+// rtNotGranted explains a failed realtime budget: v1 gives a group only
+// what its parent has, and new parents have none.
+func (m *manager) rtNotGranted(r *lib.Resources) error {
+	dir := m.v1Paths["cpu"]
+	if dir == "" || r.CpuRtRuntime <= 0 {
+		return nil
+	}
+	parent := filepath.Dir(dir)
+	have, err := readUint(parent, "cpu.rt_runtime_us")
+	if err != nil || int64(have) >= r.CpuRtRuntime {
+		return nil
+	}
+	return invalid("cpu.realtimeRuntime", "%d µs cannot be granted: the parent cgroup %s has cpu.rt_runtime_us %d; give the parent cgroups a realtime budget first", r.CpuRtRuntime, parent, have)
 }
 
 func readUint(dir, file string) (uint64, error) {

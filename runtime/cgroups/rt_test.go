@@ -1,0 +1,46 @@
+package cgroups
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// TestRealtimeBudget: a realtime budget the parent cannot give is an error
+// naming the field; once the parent has one, the child gets its share.
+func TestRealtimeBudget(t *testing.T) {
+	needRoot(t)
+	needLayout(t, Legacy, Hybrid)
+	if !hostHas("cpu") {
+		t.Skip("no cpu controller")
+	}
+	res := &specs.LinuxResources{CPU: &specs.LinuxCPU{RealtimeRuntime: ptr(int64(1000)), RealtimePeriod: ptr(uint64(1000000))}}
+	parent := testParent(t)
+	m := newTestManager(t, parent+"/rt", "rt", res)
+	if _, err := os.Stat(filepath.Join(Root, "cpu", "cpu.rt_runtime_us")); err != nil {
+		t.Skip("kernel without RT group scheduling")
+	}
+	p := startProc(t)
+	err := m.Apply(p.pid())
+	if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "linux.resources.cpu.realtimeRuntime") {
+		t.Fatalf("Apply with no parent budget = %v, want ErrInvalid naming cpu.realtimeRuntime", err)
+	}
+	// grant the parent a budget, then it works
+	pdir := filepath.Join(Root, "cpu", parent)
+	if err := os.WriteFile(filepath.Join(pdir, "cpu.rt_runtime_us"), []byte("2000"), 0); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.WriteFile(filepath.Join(pdir, "cpu.rt_runtime_us"), []byte("0"), 0) })
+	m2 := newTestManager(t, parent+"/rt2", "rt2", res)
+	p2 := startProc(t)
+	if err := m2.Apply(p2.pid()); err != nil {
+		t.Fatalf("Apply with a parent budget: %v", err)
+	}
+	if got := readFile(t, m2.Paths()["cpu"], "cpu.rt_runtime_us"); got != "1000" {
+		t.Errorf("cpu.rt_runtime_us = %q", got)
+	}
+}
