@@ -210,3 +210,8 @@ func (r *rt) waitOutput(c *created, want string) {
 	}
 	r.t.Fatalf("container %s never printed %q", c.id, want)
 }
+
+func execCommand(name string, args ...string) (string, error) {
+	out, err := exec.Command(name, args...).CombinedOutput()
+	return string(out), err
+}
