@@ -150,13 +150,13 @@ func TestHooks(t *testing.T) {
 	b := testutil.NewBundle(t, "true")
 	b.Spec.Mounts = append(b.Spec.Mounts, specs.Mount{Destination: "/hooklog", Type: "bind", Source: dir, Options: []string{"bind"}})
 	b.Spec.Hooks = &specs.Hooks{
-		Prestart:        []specs.Hook{hook("prestart")},
-		CreateRuntime:   []specs.Hook{hook("createRuntime")},
+		Prestart:      []specs.Hook{hook("prestart")},
+		CreateRuntime: []specs.Hook{hook("createRuntime")},
 		CreateContainer: []specs.Hook{{Path: "/bin/sh", Args: []string{"sh", "-c",
 			`read s; echo "createContainer $(readlink /proc/self/ns/mnt)" >> ` + log}}},
-		StartContainer:  []specs.Hook{cHook("startContainer")},
-		Poststart:       []specs.Hook{hook("poststart")},
-		Poststop:        []specs.Hook{hook("poststop")},
+		StartContainer: []specs.Hook{cHook("startContainer")},
+		Poststart:      []specs.Hook{hook("poststart")},
+		Poststop:       []specs.Hook{hook("poststop")},
 	}
 	b.Save()
 	c := r.mustCreate(b)
