@@ -20,9 +20,11 @@ import (
 	"time"
 
 	taskapi "github.com/containerd/containerd/api/runtime/task/v2"
+	"github.com/containerd/containerd/api/types"
 	"github.com/containerd/fifo"
 	"github.com/containerd/ttrpc"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
@@ -40,7 +42,7 @@ const listenFdEnv = "HULL_SHIM_LISTEN_FD"
 //	(none): the long-lived shim, started by start
 type flags struct {
 	namespace, address, publishBinary, id, bundle, socket string
-	debug, version                                        bool
+	debug, version, info                                  bool
 }
 
 // Main runs the shim binary protocol with args (os.Args[1:]) and returns
@@ -56,11 +58,19 @@ func Main(name, version string, args []string) int {
 	fs.StringVar(&f.socket, "socket", "", "serve on this unix socket path (without start)")
 	fs.BoolVar(&f.debug, "debug", false, "debug logging")
 	fs.BoolVar(&f.version, "v", false, "print the version")
+	fs.BoolVar(&f.info, "info", false, "print the runtime info (containerd 2.x introspection) as protobuf")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
 	if f.version {
 		fmt.Printf("%s:\n  Version: %s\n  Runtime API: containerd.task.v2\n", name, version)
+		return 0
+	}
+	if f.info {
+		if err := printInfo(name, version); err != nil {
+			fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
+			return 1
+		}
 		return 0
 	}
 	var err error
@@ -89,6 +99,30 @@ func (f *flags) check() error {
 		return errors.New("-id is required")
 	}
 	return nil
+}
+
+// printInfo answers containerd 2.x's `-info`: a types.RuntimeInfo with the
+// runtime options read from stdin, if any, echoed back.
+func printInfo(name, version string) error {
+	info := &types.RuntimeInfo{
+		Name:    "io.containerd.hull.v2",
+		Version: &types.RuntimeVersion{Version: version},
+	}
+	if data, err := io.ReadAll(io.LimitReader(os.Stdin, 1<<20)); err == nil && len(data) > 0 {
+		var a anypb.Any
+		if proto.Unmarshal(data, &a) == nil {
+			if _, err := ParseOptions(&a); err != nil {
+				return err
+			}
+			info.Options = &a
+		}
+	}
+	data, err := proto.Marshal(info)
+	if err != nil {
+		return err
+	}
+	_, err = os.Stdout.Write(data)
+	return err
 }
 
 // SocketPath is the ttrpc socket of the shim of container id in namespace

@@ -84,7 +84,7 @@ var (
 	ctrdErr  error
 )
 
-func requireTools(t *testing.T) {
+func requireTools(t testing.TB) {
 	t.Helper()
 	testutil.RequireRoot(t)
 	testutil.RequireBusybox(t)
@@ -97,7 +97,7 @@ func requireTools(t *testing.T) {
 
 // startContainerd starts the shared private containerd once per test
 // binary; TestMain stops it.
-func startContainerd(t *testing.T) *ctrd {
+func startContainerd(t testing.TB) *ctrd {
 	t.Helper()
 	requireTools(t)
 	ctrdOnce.Do(func() { ctrdInst, ctrdErr = newCtrd() })
@@ -200,7 +200,7 @@ func (c *ctrd) ctr(args ...string) (string, error) {
 
 // runtimeConfig writes the runtime config that `ctr --runtime-config-path`
 // sends (runtimeoptions.v1.Options) naming the OCI runtime binary.
-func (c *ctrd) runtimeConfig(t *testing.T, binary string) string {
+func (c *ctrd) runtimeConfig(t testing.TB, binary string) string {
 	t.Helper()
 	p := filepath.Join(c.dir, "runtime-"+filepath.Base(binary)+".toml")
 	if err := os.WriteFile(p, []byte(fmt.Sprintf("binary_name = %q\n", binary)), 0o600); err != nil {
@@ -283,7 +283,7 @@ func writeBusyboxImage(path string) error {
 
 // runtimes are the OCI runtimes the shim is tested with: runc always, and
 // bin/hull-runtime (or $HULL_RUNTIME) where it is built.
-func runtimes(t *testing.T) map[string]string {
+func runtimes(t testing.TB) map[string]string {
 	rts := map[string]string{}
 	if p, err := exec.LookPath("runc"); err == nil {
 		rts["runc"] = p
@@ -305,7 +305,7 @@ func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
 
 var idSeq int
 
-func (c *ctrd) newID(t *testing.T) string {
+func (c *ctrd) newID(t testing.TB) string {
 	idSeq++
 	id := fmt.Sprintf("t%d-%d", os.Getpid(), idSeq)
 	t.Cleanup(func() {

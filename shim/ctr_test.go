@@ -3,7 +3,9 @@ package shim_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
+	"os"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -347,6 +349,14 @@ func TestCtrDaemonCrash(t *testing.T) {
 	dyingPid := pidOf(dying)
 	shims := shimPids(live)
 	c.crash()
+	t.Cleanup(func() {
+		// Whatever happens here, the next tests need containerd.
+		select {
+		case <-c.waited:
+			_ = c.start()
+		default:
+		}
+	})
 	if len(shims) != 1 || !processAlive(shims[0]) {
 		t.Fatalf("shim of %s did not outlive containerd: %v", live, shims)
 	}
@@ -354,7 +364,15 @@ func TestCtrDaemonCrash(t *testing.T) {
 	if err := syscall.Kill(dyingPid, syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "exit while down", func() bool { return !processAlive(dyingPid) })
+	deadline := time.Now().Add(15 * time.Second)
+	for processAlive(dyingPid) {
+		if time.Now().After(deadline) {
+			stat, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", dyingPid))
+			status, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", dyingPid))
+			t.Fatalf("container init %d did not end on SIGTERM while containerd was down:\n%s\n%s", dyingPid, stat, status)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	if err := c.start(); err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,7 @@ package shim
 import (
 	"bufio"
 	"context"
+	"log/slog"
 	"os"
 	"runtime/debug"
 	"strconv"
@@ -53,9 +54,13 @@ func (t *trimmer) touch() {
 }
 
 // interceptor arms the trim after every ttrpc call.
+// It also logs each call with its duration at debug level.
 func (t *trimmer) interceptor(ctx context.Context, u ttrpc.Unmarshaler, info *ttrpc.UnaryServerInfo, m ttrpc.Method) (any, error) {
 	defer t.touch()
-	return m(ctx, u)
+	start := time.Now()
+	resp, err := m(ctx, u)
+	slog.Debug("call", "method", info.FullMethod, "took", time.Since(start), "err", err)
+	return resp, err
 }
 
 func trimMemory() {

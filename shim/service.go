@@ -12,6 +12,7 @@ import (
 
 	eventstypes "github.com/containerd/containerd/api/events"
 	taskapi "github.com/containerd/containerd/api/runtime/task/v2"
+	runcoptions "github.com/containerd/containerd/api/types/runc/options"
 	"github.com/containerd/containerd/api/types/task"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/errdefs/pkg/errgrpc"
@@ -240,9 +241,25 @@ func (s *Service) Pids(ctx context.Context, r *taskapi.PidsRequest) (*taskapi.Pi
 	if err != nil {
 		return nil, rpcError(err)
 	}
+	// Exec'd processes are marked with their exec id, as the runc shim
+	// does (ProcessDetails), so `ctr task ps` can show it.
+	execOf := map[int]string{}
+	s.mu.Lock()
+	for id, p := range s.execs {
+		if st, pid, _ := p.snapshot(); st == Running || st == Paused {
+			execOf[pid] = id
+		}
+	}
+	s.mu.Unlock()
 	resp := &taskapi.PidsResponse{}
 	for _, pid := range pids {
-		resp.Processes = append(resp.Processes, &task.ProcessInfo{Pid: uint32(pid)})
+		info := &task.ProcessInfo{Pid: uint32(pid)}
+		if id, ok := execOf[pid]; ok {
+			if a, err := marshalAny(&runcoptions.ProcessDetails{ExecID: id}); err == nil {
+				info.Info = a
+			}
+		}
+		resp.Processes = append(resp.Processes, info)
 	}
 	return resp, nil
 }

@@ -378,6 +378,16 @@ func TestShimExecAndSignals(t *testing.T) {
 			if err != nil || len(pids.Processes) < 2 {
 				t.Fatalf("pids: %v %v, want init and e2", pids, err)
 			}
+			marked := false
+			for _, p := range pids.Processes {
+				var d runcoptions.ProcessDetails
+				if p.Info != nil && proto.Unmarshal(p.Info.Value, &d) == nil && d.ExecID == "e2" {
+					marked = true
+				}
+			}
+			if !marked {
+				t.Errorf("pids: no process marked with exec id e2: %v", pids.Processes)
+			}
 			if _, err := s.task.Kill(ctx, &taskapi.KillRequest{ID: s.id, ExecID: "e2", Signal: uint32(syscall.SIGKILL)}); err != nil {
 				t.Fatalf("kill e2: %v", err)
 			}
@@ -688,5 +698,27 @@ func TestShimFailedCreate(t *testing.T) {
 			}
 			_ = os.Remove("/sys/fs/cgroup/memory/hulltest")
 		})
+	}
+}
+
+// TestShimInfo: `-info` (containerd 2.x introspection) prints a RuntimeInfo
+// and validates the options given on stdin.
+func TestShimInfo(t *testing.T) {
+	bin := shimBinary(t)
+	cmd := exec.Command(bin, "-info")
+	cmd.Stdin = bytes.NewReader(nil)
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("-info: %v %s", err, stderrOf(err))
+	}
+	var info types.RuntimeInfo
+	if err := proto.Unmarshal(out, &info); err != nil || info.Name != "io.containerd.hull.v2" {
+		t.Fatalf("-info printed %v (%v)", &info, err)
+	}
+	opts, _ := proto.Marshal(anyOf(t, "runtimeoptions.v1.Options", &runtimeoptions.Options{ConfigBody: []byte("mode = \"warp\"\n")}))
+	cmd = exec.Command(bin, "-info")
+	cmd.Stdin = bytes.NewReader(opts)
+	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), `"warp"`) {
+		t.Fatalf("-info with an unknown mode: %v %s, want an error naming it", err, out)
 	}
 }
