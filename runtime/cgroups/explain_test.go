@@ -44,3 +44,38 @@ func TestRealtimeBudget(t *testing.T) {
 		t.Errorf("cpu.rt_runtime_us = %q", got)
 	}
 }
+
+// TestCpusetOutsideParent: CPUs the parent cpuset lacks are refused with an
+// error naming cpu.cpus.
+func TestCpusetOutsideParent(t *testing.T) {
+	needRoot(t)
+	needLayout(t, Legacy, Hybrid)
+	if !hostHas("cpuset") {
+		t.Skip("no cpuset controller")
+	}
+	if cpus, err := parseList(readFile(t, "/sys/devices/system/cpu", "online")); err != nil || len(cpus) < 2 {
+		t.Skip("needs two CPUs")
+	}
+	parent := testParent(t)
+	// a parent limited to CPU 0
+	pm := newTestManager(t, parent, "p", nil)
+	pp := startProc(t)
+	if err := pm.Apply(pp.pid()); err != nil {
+		t.Fatal(err)
+	}
+	if err := pm.Set(&specs.LinuxResources{CPU: &specs.LinuxCPU{Cpus: "0"}}); err != nil {
+		t.Fatal(err)
+	}
+	pp.kill()
+	res := &specs.LinuxResources{CPU: &specs.LinuxCPU{Cpus: "1"}}
+	m := newTestManager(t, parent+"/child", "c", nil)
+	p := startProc(t)
+	if err := m.Apply(p.pid()); err != nil {
+		t.Fatal(err)
+	}
+	err := m.Set(res)
+	if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "linux.resources.cpu.cpus") {
+		t.Fatalf("Set of a CPU outside the parent = %v, want ErrInvalid naming cpu.cpus", err)
+	}
+	t.Log(err)
+}

@@ -7,6 +7,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -333,7 +334,7 @@ func (m *manager) Apply(pid int) error {
 	}
 	if m.v1 != nil {
 		if err := m.v1.Apply(pid); err != nil {
-			if ferr := m.rtNotGranted(m.cg.Resources); ferr != nil {
+			if ferr := m.explainV1(m.cg.Resources); ferr != nil {
 				return fmt.Errorf("%w (%v)", ferr, err)
 			}
 			return fmt.Errorf("joining cgroup v1 %s: %w", m.cg.Path, err)
@@ -450,10 +451,7 @@ func (m *manager) Set(r *specs.LinuxResources) error {
 			return err
 		}
 		if err := m.v1.Set(v1res); err != nil {
-			if ferr := m.limitBelowUsage(v1res); ferr != nil {
-				return fmt.Errorf("%w (%v)", ferr, err)
-			}
-			if ferr := m.rtNotGranted(v1res); ferr != nil {
+			if ferr := m.explainV1(v1res); ferr != nil {
 				return fmt.Errorf("%w (%v)", ferr, err)
 			}
 			return fmt.Errorf("setting cgroup %s: %w", m.cg.Path, err)
@@ -605,6 +603,53 @@ func (m *manager) swapFollowsMemory(r *specs.LinuxResources) *specs.LinuxResourc
 }
 
 func ptr64(v int64) *int64 { return &v }
+
+// explainV1 turns a failed v1 write into an error naming the field, when
+// the cause can be read from the hierarchy; nil when it cannot.
+func (m *manager) explainV1(r *lib.Resources) error {
+	for _, explain := range []func(*lib.Resources) error{m.limitBelowUsage, m.rtNotGranted, m.cpusetNotAllowed} {
+		if err := explain(r); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// cpusetNotAllowed: a cpuset can only hold CPUs and memory nodes its parent
+// has.
+func (m *manager) cpusetNotAllowed(r *lib.Resources) error {
+	dir := m.v1Paths["cpuset"]
+	if dir == "" || (r.CpusetCpus == "" && r.CpusetMems == "") {
+		return nil
+	}
+	parent := filepath.Dir(dir)
+	for parent != "/" && !lib.PathExists(filepath.Join(parent, "cpuset.cpus")) {
+		parent = filepath.Dir(parent)
+	}
+	for _, c := range []struct{ field, want, file string }{
+		{"cpu.cpus", r.CpusetCpus, "cpuset.effective_cpus"},
+		{"cpu.mems", r.CpusetMems, "cpuset.effective_mems"},
+	} {
+		if c.want == "" {
+			continue
+		}
+		haveS, err := lib.ReadFile(parent, c.file)
+		if err != nil {
+			continue
+		}
+		want, err1 := parseList(c.want)
+		have, err2 := parseList(haveS)
+		if err1 != nil || err2 != nil {
+			continue
+		}
+		for _, w := range want {
+			if !slices.Contains(have, w) {
+				return invalid(c.field, "%q names %d, which the parent cgroup %s does not have (%s)", c.want, w, parent, strings.TrimSpace(haveS))
+			}
+		}
+	}
+	return nil
+}
 
 // limitBelowUsage explains a failed v1 write when the new memory limit is
 // below what the cgroup uses and the kernel could not reclaim the rest.
