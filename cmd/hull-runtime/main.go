@@ -5,6 +5,7 @@ package main
 
 import (
 	"os"
+	"runtime/debug"
 
 	"github.com/hullproject/hull/runtime/cli"
 	"github.com/hullproject/hull/runtime/initproc"
@@ -16,5 +17,7 @@ func main() {
 	if len(os.Args) > 1 && os.Args[1] == "init" {
 		initproc.Main()
 	}
+	// A CLI call lives for milliseconds: no garbage collection.
+	debug.SetGCPercent(-1)
 	os.Exit(cli.Main(os.Args[1:]))
 }

@@ -81,10 +81,12 @@ func Create(ctx context.Context, o CreateOptions) (_ *Process, retErr error) {
 	if err != nil {
 		return nil, err
 	}
+	trace.Mark("create: begin")
 	spec, err := LoadSpec(bundle)
 	if err != nil {
 		return nil, err
 	}
+	trace.Mark("spec loaded")
 	rootfs, plan, err := validate(spec, bundle)
 	if err != nil {
 		return nil, err
@@ -211,7 +213,7 @@ func Create(ctx context.Context, o CreateOptions) (_ *Process, retErr error) {
 	cmd = &exec.Cmd{
 		Path:       exePath,
 		Args:       []string{"hull-runtime", "init"},
-		Env:        []string{initproc.EnvSyncFD + "=" + strconv.Itoa(base)},
+		Env:        initEnv(base),
 		ExtraFiles: extra,
 		Stdin:      o.Stdin, Stdout: o.Stdout, Stderr: o.Stderr,
 		SysProcAttr: &syscall.SysProcAttr{
@@ -286,6 +288,7 @@ func Create(ctx context.Context, o CreateOptions) (_ *Process, retErr error) {
 	if err := mgr.Apply(pid); err != nil {
 		return nil, fmt.Errorf("linux.cgroupsPath: join cgroup: %w", err)
 	}
+	trace.Mark("cgroup applied")
 	if err := mgr.Set(res); err != nil {
 		return nil, fmt.Errorf("linux.resources: %w", err)
 	}
@@ -431,4 +434,11 @@ func waitGone(pid int, start uint64, timeout time.Duration) bool {
 		}
 		time.Sleep(d)
 	}
+}
+
+// initEnv is the environment of `hull-runtime init` (never the
+// process's: that comes from the spec at execve). One P and no GC keep
+// the short-lived init cheap.
+func initEnv(syncFD int) []string {
+	return []string{initproc.EnvSyncFD + "=" + strconv.Itoa(syncFD), "GOMAXPROCS=1", "GOGC=off"}
 }

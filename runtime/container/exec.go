@@ -116,7 +116,7 @@ func Exec(ctx context.Context, o ExecOptions) (*Process, error) {
 	cmd := &exec.Cmd{
 		Path:        exePath,
 		Args:        []string{"hull-runtime", "init"},
-		Env:         []string{initproc.EnvSyncFD + "=" + strconv.Itoa(base)},
+		Env:         initEnv(base),
 		ExtraFiles:  extra,
 		Stdin:       o.Stdin,
 		Stdout:      o.Stdout,
