@@ -360,12 +360,13 @@ func TestCtrDaemonCrash(t *testing.T) {
 	if len(shims) != 1 || !processAlive(shims[0]) {
 		t.Fatalf("shim of %s did not outlive containerd: %v", live, shims)
 	}
-	// An exit while the daemon is down.
-	if err := syscall.Kill(dyingPid, syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
+	// An exit while the daemon is down. The signal is repeated: sh, pid 1
+	// of its namespace, ignores SIGTERM until its trap is installed.
 	deadline := time.Now().Add(15 * time.Second)
-	for processAlive(dyingPid) {
+	for i := 0; processAlive(dyingPid); i++ {
+		if i%10 == 0 {
+			_ = syscall.Kill(dyingPid, syscall.SIGTERM)
+		}
 		if time.Now().After(deadline) {
 			stat, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", dyingPid))
 			status, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", dyingPid))

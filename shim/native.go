@@ -318,6 +318,14 @@ func (n *Native) Start(ctx context.Context, execID string) (int, error) {
 	defer os.Remove(pidFile)
 	n.beginSpawn()
 	defer n.endSpawn()
+	// A process that failed to start has ended, with the status a shell
+	// gives a command it could not run.
+	failed := func(err error) (int, error) {
+		n.mu.Lock()
+		n.endLocked(p, Exit{Status: 255, At: time.Now()})
+		n.mu.Unlock()
+		return 0, err
+	}
 	err = n.rt.Exec(ctx, n.id, *p.spec, &runc.ExecOpts{
 		IO:            p.io.runtimeIO(),
 		PidFile:       pidFile,
@@ -325,14 +333,14 @@ func (n *Native) Start(ctx context.Context, execID string) (int, error) {
 		Detach:        true,
 	})
 	if err != nil {
-		return 0, n.runtimeError("exec", err)
+		return failed(n.runtimeError("exec", err))
 	}
 	if err := p.io.started(ctx); err != nil {
-		return 0, err
+		return failed(err)
 	}
 	pid, err := runc.ReadPidFile(pidFile)
 	if err != nil {
-		return 0, fmt.Errorf("read exec pid: %w", err)
+		return failed(fmt.Errorf("read exec pid: %w", err))
 	}
 	n.mu.Lock()
 	p.pid = pid

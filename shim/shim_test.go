@@ -366,6 +366,19 @@ func TestShimExecAndSignals(t *testing.T) {
 				t.Errorf("exec stdout %q", got)
 			}
 
+			// An exec whose binary is missing fails to start, naming it, and
+			// can still be deleted.
+			spec.Args = []string{"/no/such/binary"}
+			if _, err := s.task.Exec(ctx, &taskapi.ExecProcessRequest{ID: s.id, ExecID: "bad", Spec: jsonAny(t, "x", spec)}); err != nil {
+				t.Fatalf("exec bad: %v", err)
+			}
+			if _, err := s.task.Start(ctx, &taskapi.StartRequest{ID: s.id, ExecID: "bad"}); err == nil || !strings.Contains(err.Error(), "/no/such/binary") {
+				t.Errorf("start of a missing binary: %v, want an error naming it", err)
+			}
+			if _, err := s.task.Delete(ctx, &taskapi.DeleteRequest{ID: s.id, ExecID: "bad"}); err != nil {
+				t.Errorf("delete of the failed exec: %v", err)
+			}
+
 			// A long exec killed by signal.
 			spec.Args = []string{"sleep", "1000"}
 			if _, err := s.task.Exec(ctx, &taskapi.ExecProcessRequest{ID: s.id, ExecID: "e2", Spec: jsonAny(t, "x", spec)}); err != nil {
