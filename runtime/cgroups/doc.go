@@ -30,21 +30,34 @@
 //   - cpu.weight on v2: the library leaves the shares-to-weight conversion
 //     to its caller; settings v2 cannot honour (realtime budgets, net_cls,
 //     net_prio, kernelTCP) are refused there instead of silently dropped.
-//   - A v1 memory limit the kernel refuses because usage cannot be
-//     reclaimed is reported as an error naming memory.limit.
+//   - Kernel refusals explained: when a v1 write fails, the hierarchy is
+//     read to name the field and the cause (a memory limit below usage that
+//     cannot be reclaimed, a realtime budget the parent lacks, CPUs or
+//     memory nodes outside the parent cpuset); the library returns the bare
+//     EBUSY/EINVAL/EPERM.
+//   - v1 placement in one pass over mountinfo (v1Paths), checked equal to
+//     the library's resolver by a test: the library re-reads mountinfo for
+//     every controller it does not find, which cost 0.16 ms per create.
 //   - OOM events (NotifyOOM: v1 eventfd on memory.oom_control, v2 inotify on
 //     memory.events): runc keeps this in libcontainer, not in the library.
 //   - Stats: the library's Stats are converted to the JSON shape of runc's
 //     `events --stats` (runc's types package is not a separate module).
 //
 // Ignored fields, as the runtime-spec allows: memory.kernel (kernel memory
-// limits no longer exist in the kernel) and memory.useHierarchy (always on).
+// limits no longer exist in the kernel), memory.useHierarchy (always on),
+// and on v2, where they have no file, blockIO.leafWeight, memory.swappiness
+// and memory.disableOOMKiller (as runc does).
 //
 // # Where the cgroup goes
 //
 // See New: an absolute cgroupsPath is taken under each hierarchy's root, a
-// relative one below the runtime's own cgroup (like runc), and an empty one
-// becomes /hull-runtime/<container id>.
+// relative one below the runtime's own cgroup (on v2 below its parent, like
+// runc), and an empty one becomes /hull-runtime/<container id>. A
+// systemd-style "slice:prefix:name" path is refused with ErrSystemd.
+//
+// On a hybrid host whose cgroup2 tree offers controllers (the development
+// machine's offers hugetlb, which v1 does not mount there), the container
+// also gets a group in that tree: Paths()[""].
 //
 // # Device rules
 //
@@ -53,4 +66,10 @@
 // ContainerResources(spec), which adds allow rules for linux.devices and
 // the default devices (/dev/null, zero, full, random, urandom, tty,
 // console, ptmx, pts) after the spec's rules, as runc does.
+//
+// # Tests
+//
+// The tests run as root against the host's real hierarchies, and
+// TestCgroupV2InVM runs the same test binary on a pure cgroup v2 host: a
+// QEMU guest (TCG) booting the cloud kernel that `make build` fetches.
 package cgroups
