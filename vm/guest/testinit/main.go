@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -64,7 +65,7 @@ func main() {
 	}
 	var uts unix.Utsname
 	_ = unix.Uname(&uts)
-	fmt.Fprintf(console, "%s release=%s modules=%d\n", Marker, unix.ByteSliceToString(uts.Release[:]), n)
+	fmt.Fprintf(console, "%s release=%s modules=%d time=%d\n", Marker, unix.ByteSliceToString(uts.Release[:]), n, time.Now().Unix())
 	console.Sync()
 	unix.Sync()
 	if err := unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF); err != nil {
