@@ -178,7 +178,7 @@ func TestRootfsPropagation(t *testing.T) {
 // keeps a master after pivot_root depends on the propagation of the mounts
 // above the bundle.
 var rootfsPropagationCases = []struct{ prop, field string }{
-	{"private", ""},
+	{"private", ""}, {"shared", "shared:"}, {"unbindable", "unbindable"},
 }
 
 // TestSeccomp checks config-linux.md seccomp: "defaultAction", syscall
@@ -299,4 +299,18 @@ func TestEvents(t *testing.T) {
 		t.Errorf("events --stats: %q", out)
 	}
 	r.stop(s.id)
+}
+
+// TestDeviceConflict checks a device path already taken by a file.
+func TestDeviceConflict(t *testing.T) {
+	// config-linux.md devices: "If a file already exists at path that does
+	// not match the requested device, the runtime MUST generate an error."
+	r := newRT(t)
+	b := testutil.NewBundle(t, "sh", "-c", "touch /ran")
+	if err := os.WriteFile(filepath.Join(b.Rootfs(), "etc/notadevice"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mode := os.FileMode(0o666)
+	b.Spec.Linux.Devices = []specs.LinuxDevice{{Path: "/etc/notadevice", Type: "c", Major: 1, Minor: 3, FileMode: &mode}}
+	expectRefused(t, r, b)
 }
