@@ -17,9 +17,11 @@ import (
 // them with. Compile makes one in the runtime process (at create time,
 // where the profile is validated anyway); the container init receives it
 // (it is plain JSON) and calls Load, which needs neither cgo nor
-// libseccomp and costs a single syscall. Compiling the default profile
-// for three architectures takes a few milliseconds, so doing it once
-// instead of in every init is what keeps container start fast.
+// libseccomp and costs a single syscall (~0.8 ms of kernel time for the
+// default profile). Compiling that profile for its three architectures
+// takes ~15 ms, so doing it once (see Cache) instead of in every init is
+// what keeps container start fast. Filter also holds the ENOSYS stub (see
+// the package doc).
 type Program struct {
 	// Filter holds the struct sock_filter array in host byte order.
 	Filter []byte `json:"filter"`
