@@ -370,6 +370,13 @@ func TestProcessErrors(t *testing.T) {
 func expectRefused(t *testing.T, r *rt, b *testutil.Bundle) {
 	t.Helper()
 	id := r.newID()
+	// A cgroup path of its own shows whether the refusal left a cgroup.
+	cg := ""
+	if b.Spec.Linux != nil && b.Spec.Linux.CgroupsPath == "" {
+		cg = "/hull-conformance/" + id
+		b.Spec.Linux.CgroupsPath = cg
+	}
+	mountsBefore := hostMountsUnder(b.Dir)
 	_, err := r.tryCreate(b, id)
 	if err == nil {
 		// Some errors may only show when the process is set up at start.
@@ -385,6 +392,14 @@ func expectRefused(t *testing.T, r *rt, b *testutil.Bundle) {
 		// the environment as if the operation were never attempted".
 		if _, serr := r.state(id); serr == nil {
 			t.Errorf("a refused create left container %s behind", id)
+		}
+	}
+	if m := hostMountsUnder(b.Dir); m != mountsBefore {
+		t.Errorf("the refusal left mounts: %s", m)
+	}
+	if cg != "" {
+		if left := cgroupDirs(cg); len(left) > 0 {
+			t.Errorf("the refusal left cgroups: %v", left)
 		}
 	}
 	if _, err := os.Stat(b.Rootfs() + "/ran"); err == nil {
