@@ -43,6 +43,11 @@ func TestDevicesEnforced(t *testing.T) {
 		{[]specs.LinuxDeviceCgroup{denyAll, devNull}, true},
 		{[]specs.LinuxDeviceCgroup{denyAll, {Allow: true, Type: "c", Major: ptr(int64(1)), Minor: ptr(int64(5)), Access: "rwm"}}, false},
 		{ContainerResources(&specs.Spec{Linux: &specs.Linux{}}).Devices, true},
+		// deny list: everything but /dev/null
+		{[]specs.LinuxDeviceCgroup{allowAll, {Allow: false, Type: "c", Major: ptr(int64(1)), Minor: ptr(int64(3)), Access: "rwm"}}, false},
+		{[]specs.LinuxDeviceCgroup{allowAll, {Allow: false, Type: "c", Major: ptr(int64(1)), Minor: ptr(int64(5)), Access: "rwm"}}, true},
+		// read-only /dev/null: a write open fails
+		{[]specs.LinuxDeviceCgroup{denyAll, {Allow: true, Type: "c", Major: ptr(int64(1)), Minor: ptr(int64(3)), Access: "r"}}, false},
 	}
 	for _, l := range layouts {
 		t.Run(l.name, func(t *testing.T) {
