@@ -299,6 +299,11 @@ func Create(ctx context.Context, o CreateOptions) (_ *Process, retErr error) {
 	if err := h.Save(); err != nil {
 		return nil, err
 	}
+	if spec.Linux != nil && len(spec.Linux.NetDevices) > 0 {
+		if err := moveNetDevices(pid, spec.Linux.NetDevices); err != nil {
+			return nil, err
+		}
+	}
 	st := h.SpecState(Creating)
 	cfg.State = &st
 	if err := sendMsg(sync, initproc.Message{Type: initproc.MsgConfig, Config: cfg}); err != nil {

@@ -383,3 +383,34 @@ func TestUserNamespace(t *testing.T) {
 	}
 	r.must("delete", c.id)
 }
+
+func TestNetDevices(t *testing.T) {
+	r := newRT(t)
+	if _, err := exec.LookPath("ip"); err != nil {
+		t.Skip("needs ip (iproute2) to make a veth pair")
+	}
+	// One end of a veth pair moves in; deleting the other deletes both.
+	dev := fmt.Sprintf("hr%da", os.Getpid()%100000)
+	peer := strings.TrimSuffix(dev, "a") + "b"
+	if out, err := exec.Command("ip", "link", "add", dev, "type", "veth", "peer", "name", peer).CombinedOutput(); err != nil {
+		t.Fatalf("ip link add: %v: %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("ip", "link", "del", peer).Run() })
+	if out, err := exec.Command("ip", "addr", "add", "10.251.9.1/24", "dev", dev).CombinedOutput(); err != nil {
+		t.Fatalf("ip addr add: %v: %s", err, out)
+	}
+	b := testutil.NewBundle(t, "sh", "-c", "cat /sys/class/net/ctr0/flags; ip -4 addr show ctr0 2>/dev/null || cat /proc/net/fib_trie")
+	b.Spec.Linux.NetDevices = map[string]specs.LinuxNetDevice{dev: {Name: "ctr0"}}
+	b.Save()
+	c := r.mustCreate(b)
+	if _, err := os.Stat("/sys/class/net/" + dev); err == nil {
+		t.Errorf("%s is still in the host's namespace", dev)
+	}
+	out := r.output(c)
+	var flags int
+	fmt.Sscanf(out, "0x%x", &flags)
+	if flags&1 == 0 || !strings.Contains(out, "10.251.9.1") {
+		t.Errorf("inside: %q, want ctr0 up with 10.251.9.1", out)
+	}
+	r.must("delete", c.id)
+}

@@ -219,6 +219,14 @@ func validate(s *specs.Spec, bundle string) (rootfs string, plan *nsPlan, err er
 				return "", nil, fmt.Errorf("%w: linux.timeOffsets: needs a new time namespace", ErrInvalidSpec)
 			}
 		}
+		if len(l.NetDevices) > 0 && !plan.newNS[specs.NetworkNamespace] && !plan.has[specs.NetworkNamespace] {
+			return "", nil, fmt.Errorf("%w: linux.netDevices: needs a network namespace", ErrInvalidSpec)
+		}
+		for name := range l.NetDevices {
+			if _, err := os.Stat("/sys/class/net/" + name); err != nil {
+				return "", nil, fmt.Errorf("%w: linux.netDevices[%q]: no such device on the host", ErrInvalidSpec, name)
+			}
+		}
 		if err := initproc.ValidatePersonality(l.Personality); err != nil {
 			return "", nil, fmt.Errorf("%w: %w", ErrInvalidSpec, err)
 		}
