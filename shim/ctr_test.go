@@ -416,3 +416,41 @@ func TestCtrDaemonCrash(t *testing.T) {
 		c.assertNothingLeft(t, id)
 	}
 }
+
+// TestCtrParallel: ten `ctr run --rm` at once, each through its own shim,
+// each with its own output and exit code, and nothing left after.
+func TestCtrParallel(t *testing.T) {
+	c := startContainerd(t)
+	rts := runtimes(t)
+	bin := rts["runc"]
+	if bin == "" {
+		for _, b := range rts {
+			bin = b
+		}
+	}
+	cfg := c.runtimeConfig(t, bin)
+	const n = 10
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = c.newID(t)
+	}
+	errs := make(chan error, n)
+	for i, id := range ids {
+		go func(i int, id string) {
+			out, err := c.ctr("run", "--rm", "--runtime", runtimeType, "--runtime-config-path", cfg, imageRef, id, "sh", "-c", fmt.Sprintf("echo hello-%s; exit %d", id, i+10))
+			if code := exitCode(err); code != i+10 || !strings.Contains(out, "hello-"+id) {
+				errs <- fmt.Errorf("%s: exit %d (%v), output %q; want %d and hello-%s", id, code, err, out, i+10, id)
+				return
+			}
+			errs <- nil
+		}(i, id)
+	}
+	for range ids {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	for _, id := range ids {
+		c.assertNothingLeft(t, id)
+	}
+}
