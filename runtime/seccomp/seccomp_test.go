@@ -1016,3 +1016,40 @@ func TestLogFlag(t *testing.T) {
 		t.Errorf("SCMP_ACT_LOG of pid %d was not logged", pid)
 	}
 }
+
+// TestKillThreadVersusProcess runs a threaded python3 under each kill
+// action: SCMP_ACT_KILL_THREAD ends only the thread that made the call
+// (the main thread goes on), SCMP_ACT_KILL_PROCESS the whole process.
+func TestKillThreadVersusProcess(t *testing.T) {
+	py, err := exec.LookPath("python3")
+	if err != nil {
+		t.Skip("needs python3 on the host")
+	}
+	script := `
+import ctypes, os, sys, threading
+libc = ctypes.CDLL(None)
+t = threading.Thread(target=lambda: libc.getpriority(2, 4242), daemon=True)
+t.start(); t.join(timeout=2)
+print("main=0"); sys.stdout.flush()
+os._exit(0)
+`
+	t.Setenv("HULL_SECCOMP_TEST_EXEC", py+" -c "+"exec(__import__('base64').b64decode('"+b64(script)+"'))")
+	for _, tt := range []struct {
+		act       specs.LinuxSeccompAction
+		mainLives bool
+	}{{specs.ActKillThread, true}, {specs.ActKillProcess, false}} {
+		t.Run(string(tt.act), func(t *testing.T) {
+			s := &specs.LinuxSeccomp{DefaultAction: specs.ActAllow, Syscalls: []specs.LinuxSyscall{
+				{Names: []string{"getpriority"}, Action: tt.act, Args: []specs.LinuxSeccompArg{{Index: 1, Value: 4242, Op: specs.OpEqualTo}}},
+			}}
+			got, stderr, ws := child(t, "load", s)
+			_, mainRan := got["main"]
+			if mainRan != tt.mainLives {
+				t.Errorf("main thread went on: %v, want %v (%v, %s)", mainRan, tt.mainLives, ws, stderr)
+			}
+			if !tt.mainLives && (!ws.Signaled() || ws.Signal() != unix.SIGSYS) {
+				t.Errorf("process: %v, want killed by SIGSYS", ws)
+			}
+		})
+	}
+}
