@@ -244,12 +244,12 @@ func WithAdditionalGIDs(gids ...uint32) SpecOpt {
 }
 
 // normalizeCaps turns "sys_admin" or "SYS_ADMIN" into "CAP_SYS_ADMIN" and
-// checks the name; "ALL" expands to every capability of this host.
-func normalizeCaps(list []string) ([]string, error) {
+// checks the name; "ALL" expands to all.
+func normalizeCaps(list, all []string) ([]string, error) {
 	var out []string
 	for _, c := range list {
 		if strings.EqualFold(c, "ALL") {
-			out = append(out, caps.Known()...)
+			out = append(out, all...)
 			continue
 		}
 		n := strings.ToUpper(strings.TrimSpace(c))
@@ -288,12 +288,13 @@ func addUnique(list []string, add ...string) []string {
 	return list
 }
 
-// WithCapAdd adds capabilities ("CAP_NET_ADMIN", "net_admin" or "ALL") to
-// the bounding, effective and permitted sets (and to the inheritable and
-// ambient sets when those are in use).
+// WithCapAdd adds capabilities ("CAP_NET_ADMIN", "net_admin", or "ALL":
+// every capability the caller holds, caps.Current) to the bounding,
+// effective and permitted sets (and to the inheritable and ambient sets
+// when those are in use).
 func WithCapAdd(add ...string) SpecOpt {
 	return func(s *specs.Spec) error {
-		list, err := normalizeCaps(add)
+		list, err := normalizeCaps(add, caps.Current())
 		if err != nil {
 			return err
 		}
@@ -316,7 +317,7 @@ func WithCapAdd(add ...string) SpecOpt {
 // sets.
 func WithCapDrop(drop ...string) SpecOpt {
 	return func(s *specs.Spec) error {
-		list, err := normalizeCaps(drop)
+		list, err := normalizeCaps(drop, caps.All())
 		if err != nil {
 			return err
 		}

@@ -110,6 +110,13 @@ func TestSpecOpts(t *testing.T) {
 				t.Error("default seccomp profile not regenerated for the new capabilities")
 			}
 		}, ""},
+		{"cap add all", []SpecOpt{WithCapAdd("ALL")}, func(t *testing.T, s *specs.Spec) {
+			for _, c := range caps.Current() {
+				if !slices.Contains(s.Process.Capabilities.Bounding, c) {
+					t.Errorf("%s missing", c)
+				}
+			}
+		}, ""},
 		{"cap drop all", []SpecOpt{WithCapDrop("ALL"), WithCapAdd("CAP_CHOWN")}, func(t *testing.T, s *specs.Spec) {
 			if !reflect.DeepEqual(s.Process.Capabilities.Bounding, []string{"CAP_CHOWN"}) {
 				t.Error(s.Process.Capabilities.Bounding)
