@@ -102,6 +102,14 @@ func newExec(g *globals) *cobra.Command {
 					p.SelinuxLabel = label
 				}
 			}
+			if !detach && p.Terminal && consoleSocket == "" {
+				tty, err := newLocalTTY()
+				if err != nil {
+					return errTTY(err)
+				}
+				defer tty.close()
+				consoleSocket = tty.path()
+			}
 			if !detach {
 				_ = unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 			}

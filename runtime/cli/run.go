@@ -35,6 +35,16 @@ func newRun(g *globals) *cobra.Command {
 			}
 			o := c.options(g, id)
 			o.StartNow = true
+			if !detach && o.ConsoleSocket == "" {
+				if spec, err := container.LoadSpec(c.bundle); err == nil && spec.Process != nil && spec.Process.Terminal {
+					tty, err := newLocalTTY()
+					if err != nil {
+						return errTTY(err)
+					}
+					defer tty.close()
+					o.ConsoleSocket = tty.path()
+				}
+			}
 			p, err := container.Create(ctx, o)
 			if err != nil {
 				return err

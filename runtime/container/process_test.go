@@ -247,3 +247,23 @@ func TestSpecFeaturesVersion(t *testing.T) {
 		t.Errorf("--systemd-cgroup: exit %d %s", code, errs)
 	}
 }
+
+// Foreground run and exec of a terminal process without --console-socket
+// get a pty of the runtime's own (as runc does).
+func TestForegroundTerminal(t *testing.T) {
+	r := newRT(t)
+	b := testutil.NewBundle(t, "sh", "-c", "tty")
+	b.Spec.Process.Terminal = true
+	b.Save()
+	out, errs, code := r.cmd("run", "--bundle", b.Dir, r.newID())
+	if code != 0 || !strings.Contains(out, "/dev/pts/") {
+		t.Fatalf("run: exit %d, out %q, err %q", code, out, errs)
+	}
+	b2 := testutil.NewBundle(t, "sleep", "100")
+	c := r.mustCreate(b2)
+	r.must("start", c.id)
+	if out := r.must("exec", "-t", c.id, "tty"); !strings.Contains(out, "/dev/pts/") {
+		t.Errorf("exec -t: %q", out)
+	}
+	r.must("delete", "-f", c.id)
+}
