@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -452,5 +453,26 @@ func TestCtrParallel(t *testing.T) {
 	}
 	for _, id := range ids {
 		c.assertNothingLeft(t, id)
+	}
+}
+
+// TestCtrLogURI: `ctr run --log-uri file://...` sends the container's
+// output to that file.
+func TestCtrLogURI(t *testing.T) {
+	c := startContainerd(t)
+	for name, bin := range runtimes(t) {
+		t.Run(name, func(t *testing.T) {
+			cfg := c.runtimeConfig(t, bin)
+			id := c.newID(t)
+			log := filepath.Join(t.TempDir(), "out.log")
+			if out, err := c.ctr("run", "--rm", "--log-uri", "file://"+log, "--runtime", runtimeType, "--runtime-config-path", cfg, imageRef, id, "sh", "-c", "echo logged; echo err >&2"); err != nil {
+				t.Fatalf("run: %v %s", err, out)
+			}
+			data, _ := os.ReadFile(log)
+			if !strings.Contains(string(data), "logged\n") || !strings.Contains(string(data), "err\n") {
+				t.Fatalf("log file %q, want both lines", data)
+			}
+			c.assertNothingLeft(t, id)
+		})
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/containerd/console"
+	"github.com/containerd/errdefs"
 	"github.com/containerd/fifo"
 	runc "github.com/containerd/go-runc"
 )
@@ -36,8 +37,17 @@ type procIO struct {
 	stdinOnce sync.Once
 }
 
-// fileURI turns a file:// URI or plain path into a path.
-func fileURI(p string) string { return strings.TrimPrefix(p, "file://") }
+// fileURI turns a file:// URI or plain path into a path. Other URI schemes
+// (containerd's binary:// loggers) are not supported.
+func fileURI(p string) (string, error) {
+	if path, ok := strings.CutPrefix(p, "file://"); ok {
+		return path, nil
+	}
+	if scheme, _, ok := strings.Cut(p, "://"); ok {
+		return "", fmt.Errorf("stdio %q: %s:// loggers are not supported (fifos, files and file:// are): %w", p, scheme, errdefs.ErrNotImplemented)
+	}
+	return p, nil
+}
 
 // newProcIO prepares the stdio of a process whose user is uid:gid (the
 // owner of the pipes). Fifos are opened now: containerd opened their other
@@ -69,16 +79,24 @@ func newProcIO(ctx context.Context, s Stdio, uid, gid int) (_ *procIO, err error
 		}
 	}
 	if s.Stdin != "" {
-		if p.stdin, err = fifo.OpenFifo(ctx, fileURI(s.Stdin), syscall.O_RDONLY|syscall.O_NONBLOCK, 0); err != nil {
+		path, err := fileURI(s.Stdin)
+		if err != nil {
+			return nil, err
+		}
+		if p.stdin, err = fifo.OpenFifo(ctx, path, syscall.O_RDONLY|syscall.O_NONBLOCK, 0); err != nil {
 			return nil, fmt.Errorf("open stdin %s: %w", s.Stdin, err)
 		}
 	}
-	for _, path := range []string{s.Stdout, s.Stderr} {
-		if path == "" || (s.Terminal && path == s.Stderr) {
+	for _, uri := range []string{s.Stdout, s.Stderr} {
+		if uri == "" || (s.Terminal && uri == s.Stderr) {
 			p.outs = append(p.outs, nil)
 			continue
 		}
-		w, err := p.openOutput(ctx, fileURI(path))
+		path, err := fileURI(uri)
+		if err != nil {
+			return nil, err
+		}
+		w, err := p.openOutput(ctx, path)
 		if err != nil {
 			return nil, err
 		}
