@@ -1,0 +1,250 @@
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/containerd/errdefs"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	hullv1 "github.com/hullproject/hull/api/hull/v1"
+	"github.com/hullproject/hull/metadata"
+	"github.com/hullproject/hull/oci"
+)
+
+type containersSvc struct {
+	hullv1.UnimplementedContainersServer
+	d *Daemon
+}
+
+func snapshotKey(ns, id string) string { return "ctr/" + ns + "/" + id }
+
+// specOpts turns a ContainerConfig into spec options, after the image's.
+func specOpts(c *hullv1.ContainerConfig) ([]oci.SpecOpt, error) {
+	var opts []oci.SpecOpt
+	if c == nil {
+		return nil, nil
+	}
+	p := c.GetProcess()
+	if len(p.GetArgs()) > 0 {
+		opts = append(opts, oci.WithProcessArgs(p.Args...))
+	}
+	if len(p.GetEnv()) > 0 {
+		opts = append(opts, oci.WithEnv(p.Env))
+	}
+	if p.GetCwd() != "" {
+		opts = append(opts, oci.WithCwd(p.Cwd))
+	}
+	if p.GetUser() != "" {
+		opts = append(opts, oci.WithUser(p.User))
+	}
+	opts = append(opts, oci.WithTTY(p.GetTty()))
+	if c.Privileged {
+		opts = append(opts, oci.WithPrivileged)
+	}
+	if len(c.CapAdd) > 0 {
+		opts = append(opts, oci.WithCapAdd(c.CapAdd...))
+	}
+	if len(c.CapDrop) > 0 {
+		opts = append(opts, oci.WithCapDrop(c.CapDrop...))
+	}
+	if c.ReadOnly {
+		opts = append(opts, oci.WithReadonlyRootfs(true))
+	}
+	if c.Hostname != "" {
+		opts = append(opts, oci.WithHostname(c.Hostname))
+	}
+	if c.Memory != 0 {
+		opts = append(opts, oci.WithMemoryLimit(c.Memory))
+	}
+	if c.Cpus != 0 {
+		opts = append(opts, oci.WithCPUs(c.Cpus))
+	}
+	if c.PidsLimit != 0 {
+		opts = append(opts, oci.WithPidsLimit(c.PidsLimit))
+	}
+	if len(c.Mounts) > 0 {
+		var ms []specs.Mount
+		for _, m := range c.Mounts {
+			if m.Destination == "" {
+				return nil, fmt.Errorf("mount: no destination: %w", errdefs.ErrInvalidArgument)
+			}
+			typ := m.Type
+			if typ == "" {
+				typ = "bind"
+			}
+			opt := m.Options
+			if typ == "bind" && len(opt) == 0 {
+				opt = []string{"rbind"}
+			}
+			if typ == "bind" {
+				if _, err := os.Stat(m.Source); err != nil {
+					return nil, fmt.Errorf("mount source %q: %v: %w", m.Source, err, errdefs.ErrInvalidArgument)
+				}
+			}
+			ms = append(ms, specs.Mount{Type: typ, Source: m.Source, Destination: m.Destination, Options: opt})
+		}
+		opts = append(opts, oci.WithMounts(ms))
+	}
+	return opts, nil
+}
+
+func (s *containersSvc) Create(ctx context.Context, r *hullv1.CreateContainerRequest) (*hullv1.Container, error) {
+	ns, err := namespaceOf(ctx)
+	if err != nil {
+		return nil, err
+	}
+	c, err := s.d.createContainer(ctx, ns, r)
+	if err != nil {
+		return nil, err
+	}
+	return toAPIContainer(c), nil
+}
+
+func (d *Daemon) createContainer(ctx context.Context, ns string, r *hullv1.CreateContainerRequest) (_ Container, err error) {
+	if err := validateID("container", r.Id); err != nil {
+		return Container{}, err
+	}
+	if r.Image == "" {
+		return Container{}, fmt.Errorf("container %q: no image given: %w", r.Id, errdefs.ErrInvalidArgument)
+	}
+	rtName := r.Runtime
+	if rtName == "" {
+		rtName = d.cfg.DefaultRuntime
+	}
+	if _, _, err := d.tasks.runtime(rtName); err != nil {
+		return Container{}, err
+	}
+	d.ctrMu.Lock()
+	defer d.ctrMu.Unlock()
+	if _, err := d.store.get(ns, r.Id); err == nil {
+		return Container{}, fmt.Errorf("container %q in namespace %q: id already in use: %w", r.Id, ns, errdefs.ErrAlreadyExists)
+	}
+	img, err := d.images.Get(ctx, ns, r.Image)
+	if err != nil {
+		if errdefs.IsNotFound(err) {
+			return Container{}, fmt.Errorf("image %q is not present in namespace %q (pull it first: hull -n %s images pull %s): %w", r.Image, ns, ns, r.Image, errdefs.ErrNotFound)
+		}
+		return Container{}, err
+	}
+	_, icfg, _, err := d.images.Resolve(ctx, img.Target, "")
+	if err != nil {
+		return Container{}, fmt.Errorf("image %q: %w", img.Name, err)
+	}
+	opts := []oci.SpecOpt{oci.WithImageConfig(icfg.Config)}
+	more, err := specOpts(r.Config)
+	if err != nil {
+		return Container{}, err
+	}
+	spec, err := oci.NewSpec(ns, r.Id, append(opts, more...)...)
+	if err != nil {
+		return Container{}, fmt.Errorf("container %q: %w", r.Id, err)
+	}
+	specJSON, err := json.Marshal(spec)
+	if err != nil {
+		return Container{}, err
+	}
+	top, err := d.images.Unpack(ctx, ns, img.Name, "")
+	if err != nil {
+		return Container{}, err
+	}
+	key := snapshotKey(ns, r.Id)
+	d.meta.GCLock.RLock()
+	err = d.meta.AddSnapshot(ns, metadata.SnapshotRef{Key: key, Parent: top, Root: true})
+	if err == nil {
+		_, err = d.images.Snapshotter.Prepare(ctx, key, top)
+		if err != nil {
+			_ = d.meta.RemoveSnapshot(ns, key)
+		}
+	}
+	d.meta.GCLock.RUnlock()
+	if err != nil {
+		return Container{}, fmt.Errorf("container %q: rootfs snapshot: %w", r.Id, err)
+	}
+	c := Container{ID: r.Id, Image: img.Name, Runtime: rtName, Labels: r.Labels, Spec: specJSON, SnapshotKey: key,
+		Snapshotter: d.images.SnapshotterName, Stdin: r.GetConfig().GetProcess().GetStdin(), CreatedAt: time.Now().UTC()}
+	if err := d.store.create(ns, c); err != nil {
+		d.removeSnapshot(ctx, ns, key)
+		return Container{}, err
+	}
+	d.events.publish(&hullv1.Event{Namespace: ns, Topic: "/containers/create", ContainerId: r.Id})
+	return c, nil
+}
+
+func (d *Daemon) removeSnapshot(ctx context.Context, ns, key string) error {
+	err := d.images.Snapshotter.Remove(ctx, key)
+	if err != nil && !errdefs.IsNotFound(err) {
+		return err
+	}
+	return d.meta.RemoveSnapshot(ns, key)
+}
+
+func toAPIContainer(c Container) *hullv1.Container {
+	return &hullv1.Container{Id: c.ID, Image: c.Image, Runtime: c.Runtime, Labels: c.Labels, Spec: c.Spec,
+		SnapshotKey: c.SnapshotKey, Snapshotter: c.Snapshotter, CreatedAt: timestamppb.New(c.CreatedAt)}
+}
+
+func (s *containersSvc) Get(ctx context.Context, r *hullv1.ContainerRequest) (*hullv1.Container, error) {
+	ns, err := namespaceOf(ctx)
+	if err != nil {
+		return nil, err
+	}
+	c, err := s.d.store.get(ns, r.Id)
+	if err != nil {
+		return nil, err
+	}
+	return toAPIContainer(c), nil
+}
+
+func (s *containersSvc) List(ctx context.Context, _ *hullv1.Empty) (*hullv1.ListContainersResponse, error) {
+	ns, err := namespaceOf(ctx)
+	if err != nil {
+		return nil, err
+	}
+	cs, err := s.d.store.list(ns)
+	if err != nil {
+		return nil, err
+	}
+	out := &hullv1.ListContainersResponse{}
+	for _, c := range cs {
+		out.Containers = append(out.Containers, toAPIContainer(c))
+	}
+	return out, nil
+}
+
+func (s *containersSvc) Delete(ctx context.Context, r *hullv1.DeleteContainerRequest) (*hullv1.Empty, error) {
+	ns, err := namespaceOf(ctx)
+	if err != nil {
+		return nil, err
+	}
+	c, err := s.d.store.get(ns, r.Id)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := s.d.tasks.get(ns, r.Id); err == nil {
+		if !r.Force {
+			return nil, fmt.Errorf("container %q has a task: delete it first (hull tasks kill / hull stop), or force: %w", r.Id, errdefs.ErrFailedPrecondition)
+		}
+		if _, err := s.d.tasks.delete(ctx, ns, r.Id, "", true); err != nil {
+			return nil, err
+		}
+	}
+	s.d.ctrMu.Lock()
+	defer s.d.ctrMu.Unlock()
+	if err := s.d.removeSnapshot(ctx, ns, c.SnapshotKey); err != nil {
+		return nil, fmt.Errorf("container %q: remove snapshot: %w", r.Id, err)
+	}
+	if err := s.d.store.delete(ns, r.Id); err != nil {
+		return nil, err
+	}
+	if err := os.Remove(s.d.tasks.logPath(ns, r.Id)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	s.d.events.publish(&hullv1.Event{Namespace: ns, Topic: "/containers/delete", ContainerId: r.Id})
+	return &hullv1.Empty{}, nil
+}

@@ -1,0 +1,132 @@
+package daemon_test
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/hullproject/hull/internal/hulltest"
+)
+
+func TestSocketIsRootOnly(t *testing.T) {
+	d, _ := start(t)
+	fi, err := os.Stat(d.Address)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode()&os.ModeSocket == 0 || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("socket %s: mode %v, want socket 0600", d.Address, fi.Mode())
+	}
+	// A second daemon on the same root or address refuses to start.
+	cmd := exec.Command(filepath.Join(d.Bin, "hulld"), "--root", d.Root, "--state", d.State+"2", "--address", d.Address+"2", "--config", "/dev/null")
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "already running") {
+		t.Fatalf("second hulld on the same root: err %v, output %s", err, out)
+	}
+}
+
+func TestPrintConfig(t *testing.T) {
+	bin := hulltest.Binaries(t)
+	out, err := exec.Command(filepath.Join(bin, "hulld"), "--print-config", "--config", "/dev/null", "--root", "/x/root", "--address", "/x/s.sock").CombinedOutput()
+	if err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	for _, want := range []string{"root = '/x/root'", "address = '/x/s.sock'", "[runtimes.native]", "type = 'io.containerd.runc.v2'", "default_runtime = 'native'"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("--print-config lacks %q:\n%s", want, out)
+		}
+	}
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.toml")
+	os.WriteFile(bad, []byte("default_runtime = \"nope\"\n"), 0o600)
+	out, err = exec.Command(filepath.Join(bin, "hulld"), "--print-config", "--config", bad).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), `default_runtime = "nope": no such runtime`) {
+		t.Fatalf("bad config: err %v, output %s", err, out)
+	}
+}
+
+func TestDaemonNotRunning(t *testing.T) {
+	hulltest.RequireRoot(t)
+	d := hulltest.NewDaemon(t) // never started
+	_, errs, code := d.Hull("images", "ls")
+	if code != 1 || !strings.Contains(errs, "hulld is not running at "+d.Address) || !strings.Contains(errs, "start it with `hulld --address "+d.Address+"`") {
+		t.Fatalf("exit %d, stderr %q", code, errs)
+	}
+}
+
+func TestNamespacesAndImages(t *testing.T) {
+	d, ref := start(t)
+	d.MustHull("ns", "create", "other")
+	if out := d.MustHull("ns", "ls"); !strings.Contains(out, "default") || !strings.Contains(out, "other") {
+		t.Fatalf("ns ls:\n%s", out)
+	}
+	// Images are per namespace.
+	if out := d.MustHull("images", "ls"); !strings.Contains(out, ref) {
+		t.Fatalf("images ls (default):\n%s", out)
+	}
+	if out := d.MustHull("-n", "other", "images", "ls"); strings.Contains(out, ref) {
+		t.Fatalf("images ls (other) shows default's image:\n%s", out)
+	}
+	out := d.MustHull("-n", "other", "images", "pull", ref)
+	if !strings.Contains(out, "unpacked") && !strings.Contains(out, "exists") {
+		t.Fatalf("pull without a tty prints plain progress lines:\n%s", out)
+	}
+	if out := d.MustHull("--format", "json", "-n", "other", "images", "ls"); !strings.Contains(out, `"name": "`+ref+`"`) {
+		t.Fatalf("images ls --format json:\n%s", out)
+	}
+	d.MustHull("images", "tag", ref, "example.com/copy:1")
+	if out := d.MustHull("images", "ls"); !strings.Contains(out, "example.com/copy:1") {
+		t.Fatalf("tag:\n%s", out)
+	}
+	tar := filepath.Join(t.TempDir(), "img.tar")
+	d.MustHull("images", "export", tar, "example.com/copy:1")
+	d.MustHull("images", "rm", "example.com/copy:1")
+	if out := d.MustHull("images", "ls"); strings.Contains(out, "example.com/copy:1") {
+		t.Fatalf("rm:\n%s", out)
+	}
+	d.MustHull("ns", "create", "third")
+	if out := d.MustHull("-n", "third", "images", "import", tar); !strings.Contains(out, "example.com/copy:1") {
+		t.Fatalf("import:\n%s", out)
+	}
+	// The imported image runs.
+	if out := d.MustHull("-n", "third", "run", "--rm", "example.com/copy:1", "imp", "echo", "imported"); out != "imported\n" {
+		t.Fatalf("run imported: %q", out)
+	}
+	d.MustHull("-n", "third", "images", "rm", "example.com/copy:1")
+	d.MustHull("ns", "rm", "third")
+	if out := d.MustHull("images", "prune"); !strings.Contains(out, "removed") {
+		t.Fatalf("prune: %s", out)
+	}
+	// A namespace with images or containers is not removed.
+	if _, errs, code := d.Hull("ns", "rm", "other"); code == 0 || !strings.Contains(errs, "not empty") {
+		t.Fatalf("ns rm of a namespace with images: exit %d, %s", code, errs)
+	}
+	if _, errs, code := d.Hull("images", "pull", "127.0.0.1:1/nothing:here"); code == 0 || errs == "" {
+		t.Fatalf("pull from nowhere: exit %d, %q", code, errs)
+	}
+}
+
+func TestInfo(t *testing.T) {
+	hulltest.RequireRoot(t)
+	d := hulltest.NewDaemon(t)
+	d.Config = "[runtimes.broken]\ntype = \"io.containerd.nothere.v2\"\n[runtimes.nobin]\ntype = \"io.containerd.hull.v2\"\noptions = { binary_name = \"no-such-runtime\" }\n"
+	d.Start()
+	out := d.MustHull("info")
+	for _, want := range []string{"native (default)", "io.containerd.runc.v2", "containerd-shim-nothere-v2: not found", "OCI runtime no-such-runtime: not found"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("info lacks %q:\n%s", want, out)
+		}
+	}
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Fields(line)
+		if len(f) > 2 && (f[0] == "native" || f[0] == "runc") && !strings.Contains(line, " yes ") {
+			t.Errorf("runtime %s not usable: %s", f[0], line)
+		}
+	}
+	js := d.MustHull("info", "--format", "json")
+	if !strings.Contains(js, `"usable": true`) || !strings.Contains(js, `"reason":`) {
+		t.Fatalf("info json:\n%s", js)
+	}
+}

@@ -1,0 +1,117 @@
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	taskapi "github.com/containerd/containerd/api/runtime/task/v2"
+	tasktypes "github.com/containerd/containerd/api/types/task"
+)
+
+// restore finds the tasks of a previous hulld in <state>/tasks and
+// reconnects to their shims. Processes that exited while hulld was down
+// are reported now, with their codes.
+func (ts *tasks) restore(ctx context.Context) {
+	root := filepath.Join(ts.d.cfg.State, "tasks")
+	nss, _ := os.ReadDir(root)
+	for _, nsd := range nss {
+		ids, _ := os.ReadDir(filepath.Join(root, nsd.Name()))
+		for _, idd := range ids {
+			ns, id := nsd.Name(), idd.Name()
+			if err := ts.restoreOne(ctx, ns, id); err != nil {
+				slog.Warn("restore task", "ns", ns, "id", id, "err", err)
+			}
+		}
+	}
+}
+
+func (ts *tasks) restoreOne(ctx context.Context, ns, id string) error {
+	bundle := ts.bundle(ns, id)
+	data, err := os.ReadFile(filepath.Join(bundle, "task.json"))
+	if err != nil {
+		// A create that never finished: nothing to reconnect to.
+		ts.removeBundle(bundle)
+		return err
+	}
+	t := &task{ns: ns, id: id, bundle: bundle, execs: map[string]*proc{}}
+	if err := json.Unmarshal(data, &t.file); err != nil {
+		return err
+	}
+	t.grace = graceFor(t.file.Type)
+	st := StatusCreated
+	if t.file.Started {
+		st = StatusRunning
+	}
+	t.init = &proc{terminal: t.file.Terminal, pid: t.file.Pid, exited: make(chan struct{}), status: st}
+	out, errp, in := stdioPaths(bundle, "", t.file.Terminal, t.file.Stdin)
+	logw, err := ts.openLog(ns, id)
+	if err != nil {
+		return err
+	}
+	if t.init.pump, err = openPump(out, errp, in, logw); err != nil {
+		logw.Close()
+		return err
+	}
+	t.shimLog, _ = openShimLog(bundle)
+	ts.mu.Lock()
+	ts.m[taskKey(ns, id)] = t
+	ts.mu.Unlock()
+
+	if t.file.Exited {
+		// Already recorded before the restart.
+		t.dead = true
+		ts.exited(t, t.init, t.file.ExitStatus, t.file.ExitedAt, false)
+		if sc, err := connectShimOnce(ctx, ns, t.file.Address); err == nil {
+			t.shim, t.dead = sc, false
+		}
+		return nil
+	}
+	sc, err := connectShimOnce(ctx, ns, t.file.Address)
+	if err != nil {
+		slog.Info("shim gone while hulld was down", "ns", ns, "id", id)
+		status, at := ts.shimDied(t)
+		ts.exited(t, t.init, status, at, true)
+		return nil
+	}
+	t.shim = sc
+	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	r, err := sc.task.State(sc.ctx(sctx), &taskapi.StateRequest{ID: id})
+	cancel()
+	if err != nil {
+		return err
+	}
+	switch r.Status {
+	case tasktypes.Status_STOPPED:
+		slog.Info("task exited while hulld was down", "ns", ns, "id", id, "status", r.ExitStatus)
+		ts.exited(t, t.init, r.ExitStatus, r.ExitedAt.AsTime(), true)
+	case tasktypes.Status_CREATED:
+		go ts.watch(t, t.init)
+	default:
+		t.init.mu.Lock()
+		t.init.status, t.init.pid = StatusRunning, r.Pid
+		t.init.mu.Unlock()
+		go ts.watch(t, t.init)
+	}
+	return nil
+}
+
+// connectShimOnce dials a shim without retrying.
+func connectShimOnce(ctx context.Context, ns, address string) (*shimConn, error) {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	sc, err := connectShim(ctx, ns, address)
+	if err != nil {
+		return nil, err
+	}
+	pctx, pcancel := context.WithTimeout(ctx, 2*time.Second)
+	defer pcancel()
+	if _, err := sc.task.Connect(sc.ctx(pctx), &taskapi.ConnectRequest{}); err != nil {
+		sc.close()
+		return nil, err
+	}
+	return sc, nil
+}

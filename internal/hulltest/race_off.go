@@ -1,0 +1,5 @@
+//go:build !race
+
+package hulltest
+
+const raceEnabled = false
