@@ -34,12 +34,37 @@ func TestConsoleSocket(t *testing.T) {
 	// config.md process: "consoleSize (object, OPTIONAL) specifies the
 	// console size in characters of the terminal."
 	b.Spec.Process.ConsoleSize = &specs.Box{Height: 33, Width: 101}
+	sock, master := consoleSocket(t)
+	id := r.newID()
+	r.create(b, id, "--console-socket", sock)
+	var m *os.File
+	select {
+	case m = <-master:
+	case <-time.After(10 * time.Second):
+	}
+	if m == nil {
+		t.Fatal("no pty master received on the console socket")
+	}
+	defer m.Close()
+	r.ok("start", id)
+	got := readPty(m)
+	if !strings.Contains(got, "is-a-tty\n") || !strings.Contains(got, "console character special file 88") || !strings.Contains(got, "33 101") {
+		t.Errorf("terminal output %q, want is-a-tty, /dev/console a pty (major 136) and the size 33 101", got)
+	}
+	r.waitStatus(id, specs.StateStopped)
+	r.ok("delete", id)
+}
+
+// consoleSocket listens on a unix socket for the pty master a runtime
+// sends with --console-socket (one SCM_RIGHTS message).
+func consoleSocket(t *testing.T) (string, <-chan *os.File) {
+	t.Helper()
 	sock := filepath.Join(t.TempDir(), "console.sock")
 	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
+	t.Cleanup(func() { l.Close() })
 	master := make(chan *os.File, 1)
 	go func() {
 		defer close(master)
@@ -63,18 +88,12 @@ func TestConsoleSocket(t *testing.T) {
 		}
 		master <- os.NewFile(uintptr(fds[0]), "pty-master")
 	}()
-	id := r.newID()
-	r.create(b, id, "--console-socket", sock)
-	var m *os.File
-	select {
-	case m = <-master:
-	case <-time.After(10 * time.Second):
-	}
-	if m == nil {
-		t.Fatal("no pty master received on the console socket")
-	}
-	defer m.Close()
-	r.ok("start", id)
+	return sock, master
+}
+
+// readPty reads a pty master until the other side closes (EIO) or the
+// deadline, with CRLF made LF.
+func readPty(m *os.File) string {
 	var out bytes.Buffer
 	buf := make([]byte, 4096)
 	m.SetReadDeadline(time.Now().Add(10 * time.Second))
@@ -82,15 +101,41 @@ func TestConsoleSocket(t *testing.T) {
 		n, err := m.Read(buf)
 		out.Write(buf[:n])
 		if err != nil {
-			break // EIO once the container closed the pty
+			break
 		}
 	}
-	got := strings.ReplaceAll(out.String(), "\r\n", "\n")
-	if !strings.Contains(got, "is-a-tty\n") || !strings.Contains(got, "console character special file 88") || !strings.Contains(got, "33 101") {
-		t.Errorf("terminal output %q, want is-a-tty, /dev/console a pty (major 136) and the size 33 101", got)
+	return strings.ReplaceAll(out.String(), "\r\n", "\n")
+}
+
+// TestExecTerminal checks exec -d -t --console-socket (runc CLI; how a
+// shim runs an interactive exec): the exec'd process gets a new pty.
+func TestExecTerminal(t *testing.T) {
+	r := newRT(t)
+	s := r.startSleeper(testutil.NewBundle(t), false)
+	sock, master := consoleSocket(t)
+	done := make(chan error, 1)
+	io := newStdio(t)
+	go func() {
+		_, _, err := r.exec(io, "exec", "-d", "-t", "--console-socket", sock, s.id, "sh", "-c", "[ -t 0 ] && [ -t 1 ] && echo exec-tty; tty")
+		done <- err
+	}()
+	var m *os.File
+	select {
+	case m = <-master:
+	case <-time.After(10 * time.Second):
 	}
-	r.waitStatus(id, specs.StateStopped)
-	r.ok("delete", id)
+	if m == nil {
+		t.Fatalf("no pty master received on the console socket (exec: %v, stderr %s)", <-done, io.stderr())
+	}
+	defer m.Close()
+	got := readPty(m)
+	if err := <-done; err != nil {
+		t.Fatalf("exec -d -t: %v", err)
+	}
+	if !strings.Contains(got, "exec-tty\n") || !strings.Contains(got, "/dev/pts/") {
+		t.Errorf("exec -d -t output %q, want exec-tty and a /dev/pts tty", got)
+	}
+	r.stop(s.id)
 }
 
 // TestExec checks exec into a running container: it joins the

@@ -515,3 +515,50 @@ func openUp(t *testing.T, dir string) {
 		}
 	}
 }
+
+// TestExampleMounts checks that every mount of the example spec (proc,
+// tmpfs, devpts, mqueue, sysfs, cgroup) is in the container with its type,
+// and that the listed options hold. config.md mounts: "type (string,
+// OPTIONAL) The type of the filesystem to be mounted."
+func TestExampleMounts(t *testing.T) {
+	r := newRT(t)
+	b := testutil.NewBundle(t)
+	s := r.startSleeper(b, false)
+	ms := parseMountinfo(readFile(fmt.Sprintf("/proc/%d/mountinfo", s.pid)))
+	for _, want := range b.Spec.Mounts {
+		m, ok := lastMount(ms, want.Destination)
+		if !ok {
+			t.Errorf("nothing mounted at %s", want.Destination)
+			continue
+		}
+		// On cgroup v1 a runtime may put a tmpfs at /sys/fs/cgroup and
+		// one mount per controller under it.
+		okType := m.fsType == want.Type ||
+			(want.Type == "cgroup" && (m.fsType == "tmpfs" || m.fsType == "cgroup2"))
+		if !okType {
+			t.Errorf("%s: type %s, want %s", want.Destination, m.fsType, want.Type)
+		}
+		check := []mountInfo{m}
+		if want.Type == "cgroup" && m.fsType == "tmpfs" {
+			// The v1 layout: the options hold for each controller's mount
+			// (the tmpfs holding them is the runtime's scaffolding).
+			check = nil
+			for _, c := range ms {
+				if strings.HasPrefix(c.mountPoint, want.Destination+"/") && c.fsType == "cgroup" {
+					check = append(check, c)
+				}
+			}
+			if len(check) == 0 {
+				t.Errorf("%s: a tmpfs without cgroup controllers under it", want.Destination)
+			}
+		}
+		for _, c := range check {
+			for _, o := range want.Options {
+				if (o == "ro" || o == "nosuid" || o == "nodev" || o == "noexec") && !hasOpt(c.options, o) {
+					t.Errorf("%s: options %q lack %s", c.mountPoint, c.options, o)
+				}
+			}
+		}
+	}
+	r.stop(s.id)
+}
