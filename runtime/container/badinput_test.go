@@ -102,6 +102,10 @@ func TestBadInput(t *testing.T) {
 			b.Spec.Hooks = &specs.Hooks{CreateRuntime: []specs.Hook{{Path: "/bin/sh", Args: []string{"sh", "-c", "echo nope >&2; exit 4"}}}}
 			b.Save()
 		}, "hooks.createRuntime[0]"},
+		{"bad seccomp action", func(t *testing.T, b *testutil.Bundle) {
+			b.Spec.Linux.Seccomp = &specs.LinuxSeccomp{DefaultAction: "SCMP_ACT_BOGUS"}
+			b.Save()
+		}, "linux.seccomp"},
 		{"terminal without console socket", func(t *testing.T, b *testutil.Bundle) {
 			b.Spec.Process.Terminal = true
 			b.Save()

@@ -22,6 +22,7 @@ import (
 	"github.com/hullproject/hull/runtime/hooks"
 	"github.com/hullproject/hull/runtime/initproc"
 	"github.com/hullproject/hull/runtime/internal/trace"
+	"github.com/hullproject/hull/runtime/seccomp"
 )
 
 // CreateOptions are `create`'s flags.
@@ -92,6 +93,12 @@ func Create(ctx context.Context, o CreateOptions) (_ *Process, retErr error) {
 		return nil, err
 	}
 	trace.Mark("validated")
+	// The seccomp filter is compiled here, once per distinct profile
+	// (cached on disk): the init only loads the program, one syscall.
+	prog, err := compileSeccomp(spec)
+	if err != nil {
+		return nil, err
+	}
 	h, err := newHandle(o.Root, o.ID)
 	if err != nil {
 		return nil, err
@@ -179,7 +186,7 @@ func Create(ctx context.Context, o CreateOptions) (_ *Process, retErr error) {
 		NoPivot: o.NoPivot, NoNewKeyring: o.NoNewKeyring,
 		NewMountNS: plan.has[specs.MountNamespace], NewUserNS: plan.newNS[specs.UserNamespace],
 		NewCgroupNS: plan.newNS[specs.CgroupNamespace], NewUTSNS: plan.newNS[specs.UTSNamespace],
-		FifoFD: base + 1, PreserveFDs: o.PreserveFDs,
+		FifoFD: base + 1, PreserveFDs: o.PreserveFDs, Seccomp: prog,
 	}
 	if o.StartNow {
 		cfg.FifoFD = 0
@@ -446,4 +453,24 @@ func waitGone(pid int, start uint64, timeout time.Duration) bool {
 // the short-lived init cheap.
 func initEnv(syncFD int) []string {
 	return []string{initproc.EnvSyncFD + "=" + strconv.Itoa(syncFD), "GOMAXPROCS=1", "GOGC=off"}
+}
+
+// SeccompCacheDir holds compiled seccomp programs (see seccomp.Cache).
+const SeccompCacheDir = "/run/hull-runtime.cache/seccomp"
+
+func compileSeccomp(spec *specs.Spec) (*seccomp.Program, error) {
+	if spec.Linux == nil || spec.Linux.Seccomp == nil {
+		return nil, nil
+	}
+	if seccomp.UsesNotify(spec.Linux.Seccomp) {
+		return nil, fmt.Errorf("%w: linux.seccomp: SCMP_ACT_NOTIFY: %w", ErrInvalidSpec, ErrNotSupported)
+	}
+	if err := os.MkdirAll(SeccompCacheDir, 0o700); err != nil {
+		slog.Debug("seccomp cache", "err", err)
+	}
+	prog, err := (&seccomp.Cache{Dir: SeccompCacheDir}).Compile(spec.Linux.Seccomp)
+	if err != nil {
+		return nil, fmt.Errorf("%w: linux.seccomp: %w", ErrInvalidSpec, err)
+	}
+	return prog, nil
 }

@@ -93,7 +93,11 @@ func Exec(ctx context.Context, o ExecOptions) (*Process, error) {
 	}
 	base := 3 + len(extra)
 	extra = append(extra, child)
-	cfg := &initproc.Config{Exec: true, Spec: spec, Process: o.Process, PreserveFDs: o.PreserveFDs}
+	prog, err := compileSeccomp(spec)
+	if err != nil {
+		return nil, err
+	}
+	cfg := &initproc.Config{Exec: true, Spec: spec, Process: o.Process, PreserveFDs: o.PreserveFDs, Seccomp: prog}
 	if o.Process.Terminal {
 		if o.ConsoleSocket == "" {
 			return nil, fmt.Errorf("%w: process.terminal is true: --console-socket is required", ErrInvalidSpec)

@@ -16,7 +16,6 @@ import (
 	"github.com/hullproject/hull/runtime/caps"
 	"github.com/hullproject/hull/runtime/initproc"
 	"github.com/hullproject/hull/runtime/label"
-	"github.com/hullproject/hull/runtime/seccomp"
 )
 
 // LoadSpec reads bundle/config.json.
@@ -200,11 +199,7 @@ func validate(s *specs.Spec, bundle string) (rootfs string, plan *nsPlan, err er
 				return "", nil, fmt.Errorf("%w: linux.sysctl %q: %w", ErrInvalidSpec, k, err)
 			}
 		}
-		if l.Seccomp != nil {
-			if err := seccomp.Validate(l.Seccomp); err != nil {
-				return "", nil, fmt.Errorf("%w: linux.seccomp: %w", ErrInvalidSpec, err)
-			}
-		}
+
 		if (len(l.UIDMappings) > 0 || len(l.GIDMappings) > 0) && !plan.newNS[specs.UserNamespace] {
 			return "", nil, fmt.Errorf("%w: linux.uidMappings: needs a new user namespace", ErrInvalidSpec)
 		}

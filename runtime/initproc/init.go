@@ -157,10 +157,7 @@ func (i *initp) run() error {
 	if err := applyLabels(p); err != nil {
 		return err
 	}
-	var sc *specs.LinuxSeccomp
-	if cfg.Spec != nil && cfg.Spec.Linux != nil {
-		sc = cfg.Spec.Linux.Seccomp
-	}
+	sc := cfg.Seccomp
 	if sc != nil && !p.NoNewPrivileges {
 		if err := loadSeccomp(sc); err != nil {
 			return err

@@ -2,6 +2,8 @@ package initproc
 
 import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/hullproject/hull/runtime/seccomp"
 )
 
 // Environment variables the runtime sets for `hull-runtime init`.
@@ -52,6 +54,8 @@ type Config struct {
 	// Fds (init's numbering): the exec fifo (O_PATH), the console socket.
 	FifoFD          int `json:"fifoFD,omitempty"`
 	ConsoleSocketFD int `json:"consoleSocketFD,omitempty"`
+	// Seccomp is the compiled filter of linux.seccomp (nil: none).
+	Seccomp *seccomp.Program `json:"seccomp,omitempty"`
 	// PreserveFDs extra fds (3..3+N-1) are passed on to the process.
 	PreserveFDs int `json:"preserveFDs,omitempty"`
 }

@@ -10,8 +10,10 @@ import (
 	"github.com/hullproject/hull/runtime/seccomp"
 )
 
-func loadSeccomp(s *specs.LinuxSeccomp) error {
-	if err := seccomp.Load(s); err != nil {
+// loadSeccomp installs the program the runtime compiled (a single
+// seccomp(2) call; no libseccomp in the init).
+func loadSeccomp(p *seccomp.Program) error {
+	if _, err := p.Load(); err != nil {
 		return fmt.Errorf("linux.seccomp: %w", err)
 	}
 	return nil
