@@ -160,6 +160,8 @@ func TestLimitsOnDisk(t *testing.T) {
 		{name: "blkio read bps", res: specs.LinuxResources{BlockIO: &specs.LinuxBlockIO{ThrottleReadBpsDevice: []specs.LinuxThrottleDevice{{LinuxBlockIODevice: blk, Rate: 1 << 20}}}}, ctrl: "blkio", file: "blkio.throttle.read_bps_device", want: devString(blk) + " 1048576", v2file: "io.max", v2want: devString(blk) + " rbps=1048576", needsBlock: true},
 		{name: "blkio write iops", res: specs.LinuxResources{BlockIO: &specs.LinuxBlockIO{ThrottleWriteIOPSDevice: []specs.LinuxThrottleDevice{{LinuxBlockIODevice: blk, Rate: 77}}}}, ctrl: "blkio", file: "blkio.throttle.write_iops_device", want: devString(blk) + " 77", v2file: "io.max", v2want: "wiops=77", needsBlock: true},
 		{name: "hugetlb 2MB", res: specs.LinuxResources{HugepageLimits: []specs.LinuxHugepageLimit{{Pagesize: "2MB", Limit: 4 << 20}}}, ctrl: "hugetlb", file: "hugetlb.2MB.limit_in_bytes", want: "4194304", v2file: "hugetlb.2MB.max", v2want: "4194304"},
+		{name: "unified memory.high", res: specs.LinuxResources{Unified: map[string]string{"memory.high": "50003968"}}, ctrl: "memory", v2file: "memory.high", v2want: "50003968"},
+		{name: "unified pids.max", res: specs.LinuxResources{Unified: map[string]string{"pids.max": "33"}}, ctrl: "pids", v2file: "pids.max", v2want: "33"},
 		{name: "devices deny all", res: specs.LinuxResources{Devices: []specs.LinuxDeviceCgroup{{Allow: false, Access: "rwm"}, {Allow: true, Type: "c", Major: ptr(int64(1)), Minor: ptr(int64(3)), Access: "rw"}}}, ctrl: "devices", file: "devices.list", want: "c 1:3 rw"},
 	}
 	for _, tc := range tests {
@@ -176,6 +178,9 @@ func TestLimitsOnDisk(t *testing.T) {
 			}
 			if !hostHas(tc.ctrl) {
 				t.Skipf("the %s controller is not on this host", tc.ctrl)
+			}
+			if !v2 && tc.file == "" {
+				t.Skip("v2-only setting (linux.resources.unified): refused on v1 (TestConvertRejects)")
 			}
 			parent := testParent(t)
 			m := newTestManager(t, parent+"/c", "c", &tc.res)
