@@ -155,3 +155,28 @@ func TestCgroupLimitsEnforced(t *testing.T) {
 		t.Errorf("8 background processes under pids.max=5 did not fail to fork: code %d stdout %q stderr %q", res.code, res.stdout, res.stderr)
 	}
 }
+
+// TestUnifiedResources checks config-linux.md unified: on cgroup v2
+// "Configuration unknown to the runtime MUST still be written to the
+// relevant file"; where there is no cgroup v2 controller to write it to,
+// "The runtime MUST generate an error when the configuration refers to a
+// cgroup controller that is not present or that cannot be enabled."
+func TestUnifiedResources(t *testing.T) {
+	r := newRT(t)
+	b := testutil.NewBundle(t, "sh", "-c", "touch /ran")
+	id := r.newID()
+	b.Spec.Linux.CgroupsPath = "/hull-conformance/" + id
+	b.Spec.Linux.Resources.Unified = map[string]string{"pids.max": "42"}
+	if !cgroupV2() {
+		expectRefused(t, r, b)
+		return
+	}
+	b.Spec.Process.Args = []string{"sleep", "1000"}
+	r.create(b, id)
+	pid := r.mustState(id).Pid
+	if got := strings.TrimSpace(readFile(cgroupFile(t, pid, "", "pids.max"))); got != "42" {
+		t.Errorf("pids.max %q, want 42", got)
+	}
+	r.stop(id)
+}
+
