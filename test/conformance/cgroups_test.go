@@ -179,4 +179,3 @@ func TestUnifiedResources(t *testing.T) {
 	}
 	r.stop(id)
 }
-
