@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	goruntime "runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -181,6 +182,16 @@ var rootfsPropagationCases = []struct{ prop, field string }{
 	{"private", ""}, {"shared", "shared:"}, {"unbindable", "unbindable"},
 }
 
+// nativeArch is the seccomp architecture of this machine, or none (the
+// runtime's native one) where the table does not know it.
+func nativeArch() []specs.Arch {
+	a, ok := map[string]specs.Arch{"amd64": specs.ArchX86_64, "arm64": specs.ArchAARCH64, "386": specs.ArchX86, "ppc64le": specs.ArchPPC64LE, "s390x": specs.ArchS390X, "riscv64": specs.ArchRISCV64}[goruntime.GOARCH]
+	if !ok {
+		return nil
+	}
+	return []specs.Arch{a}
+}
+
 // TestSeccomp checks config-linux.md seccomp: "defaultAction", syscall
 // rules with "action" and "errnoRet", and argument conditions ("args").
 func TestSeccomp(t *testing.T) {
@@ -195,7 +206,7 @@ func TestSeccomp(t *testing.T) {
 			name: "errno-rule",
 			sc: &specs.LinuxSeccomp{
 				DefaultAction: specs.ActAllow,
-				Architectures: []specs.Arch{specs.ArchX86_64},
+				Architectures: nativeArch(),
 				Syscalls:      []specs.LinuxSyscall{{Names: []string{"mkdir", "mkdirat"}, Action: specs.ActErrno, ErrnoRet: &eperm}},
 			},
 			script: "mkdir /tmp/d 2>&1 | grep -c 'not permitted'; touch /tmp/f && echo touch-ok",
@@ -205,7 +216,7 @@ func TestSeccomp(t *testing.T) {
 			name: "argument-condition",
 			sc: &specs.LinuxSeccomp{
 				DefaultAction: specs.ActAllow,
-				Architectures: []specs.Arch{specs.ArchX86_64},
+				Architectures: nativeArch(),
 				// chmod(path, mode) and fchmodat(dirfd, path, mode): refused
 				// only when the mode is 0777.
 				Syscalls: []specs.LinuxSyscall{

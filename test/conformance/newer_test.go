@@ -89,8 +89,8 @@ var newerProcessCases = []newerCase{
 		},
 		args: []string{"ionice"}, want: "best-effort: prio 6",
 		outside: func(t *testing.T, pid int) {
-			const ioprioGet, whoProcess = 252, 1 // x86_64 ioprio_get, IOPRIO_WHO_PROCESS
-			v, _, errno := syscall.Syscall(ioprioGet, whoProcess, uintptr(pid), 0)
+			const whoProcess = 1 // IOPRIO_WHO_PROCESS
+			v, _, errno := syscall.Syscall(syscall.SYS_IOPRIO_GET, whoProcess, uintptr(pid), 0)
 			if errno != 0 {
 				t.Fatalf("ioprio_get: %v", errno)
 			}
