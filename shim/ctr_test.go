@@ -303,8 +303,9 @@ func TestCtrExecTTY(t *testing.T) {
 			if code := exitCode(err); code != 2 {
 				t.Fatalf("exec -t exit %d (%v), want 2; output %q", code, err, out.String())
 			}
-			if o, err := c.ctr("task", "kill", "-s", "SIGKILL", id); err != nil {
-				t.Fatalf("kill: %v %s", err, o)
+			// --all: every process of the container (runtime kill --all).
+			if o, err := c.ctr("task", "kill", "--all", "-s", "SIGKILL", id); err != nil {
+				t.Fatalf("kill --all: %v %s", err, o)
 			}
 			waitFor(t, "stop", func() bool { o, _ := c.ctr("task", "ls"); return strings.Contains(o, "STOPPED") })
 			if o, err := c.ctr("task", "rm", id); err != nil {

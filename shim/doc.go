@@ -28,6 +28,29 @@
 // CRI ConfigPath/ConfigBody) pointing at a TOML file with the keys of
 // Options. The vm mode will be a second Backend selected by `mode = "vm"`.
 //
+// Running it from a daemon (hulld does what containerd does):
+//   - in the bundle directory (config.json; rootfs empty or absent), run
+//     `containerd-shim-hull-v2 -namespace NS -id ID -address DAEMON_ADDR
+//     -publish-binary BIN start`, with the runtime options (a protobuf Any)
+//     on stdin; it prints unix:///run/hull/s/<hash> and writes the same to
+//     ./address and the shim's pid to ./shim.pid;
+//   - dial that address with ttrpc and use containerd.task.v2.Task
+//     (Create with the rootfs mounts, fifos and options, Start, Wait, ...);
+//     after Delete, Shutdown makes the shim exit;
+//   - events come back by $TTRPC_ADDRESS (serve
+//     containerd.services.events.ttrpc.v1.Events/Forward there) or by
+//     running `BIN --address DAEMON_ADDR publish --topic T --namespace NS`
+//     with the event Any on stdin;
+//   - after a daemon restart, read ./address and dial again: the shim and
+//     its container kept running; if the shim is gone, run the same
+//     command line with `-bundle DIR delete` to clean up.
+//
+// Measured here (TestShimIdleRSS, BenchmarkCtrRunRm): an idle shim holds
+// 6.1 MiB VmRSS / 4.9 MiB PSS as `make build` links it (cgo, so libc is
+// mapped), 4.8 MiB statically linked, against 13.1 MiB / 12.0 MiB for
+// containerd-shim-runc-v2; without the trimming of idle.go it would hold
+// 11.2 MiB. `ctr run --rm` takes as long through either shim.
+//
 // Why not containerd's shim framework (containerd/v2/pkg/shim): it links
 // the containerd module (plugin registry, otel, grpc, logrus, the runc
 // shim's process package), which is where containerd-shim-runc-v2's
