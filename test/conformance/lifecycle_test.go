@@ -1,9 +1,11 @@
 package conformance
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -373,3 +375,60 @@ func TestKillAll(t *testing.T) {
 	}
 	r.ok("delete", id)
 }
+
+// TestStateSchema: runtime.md state: "When serialized in JSON, the format
+// MUST adhere to the JSON Schema schema/state-schema.json": required
+// ociVersion, id, status and bundle strings, status one of the schema's
+// values, pid an integer >= 0, annotations a map of strings.
+func TestStateSchema(t *testing.T) {
+	r := newRT(t)
+	b := testutil.NewBundle(t, "sleep", "1000")
+	b.Spec.Annotations = map[string]string{"org.hull.k": "v"}
+	id := r.newID()
+	r.create(b, id)
+	check := func(when string) {
+		t.Helper()
+		var doc map[string]any
+		if err := json.Unmarshal([]byte(r.ok("state", id)), &doc); err != nil {
+			t.Fatalf("%s: state is not a JSON object: %v", when, err)
+		}
+		for _, k := range []string{"ociVersion", "id", "status", "bundle"} {
+			if _, ok := doc[k].(string); !ok {
+				t.Errorf("%s: %q is %T (%v), want a string", when, k, doc[k], doc[k])
+			}
+		}
+		if s, _ := doc["status"].(string); !contains([]string{"creating", "created", "running", "stopped"}, s) {
+			t.Errorf("%s: status %q is not one of the schema's", when, s)
+		}
+		if p, ok := doc["pid"]; ok {
+			if f, isNum := p.(float64); !isNum || f < 0 || f != float64(int64(f)) {
+				t.Errorf("%s: pid %v is not an integer >= 0", when, p)
+			}
+		}
+		if a, ok := doc["annotations"]; ok && a != nil {
+			m, isMap := a.(map[string]any)
+			if !isMap {
+				t.Errorf("%s: annotations %T, want an object", when, a)
+			}
+			for k, v := range m {
+				if _, isStr := v.(string); !isStr || k == "" {
+					t.Errorf("%s: annotation %q=%v is not a non-empty key with a string value", when, k, v)
+				}
+			}
+		}
+		if v, _ := doc["ociVersion"].(string); !semver.MatchString(v) {
+			t.Errorf("%s: ociVersion %q is not SemVer", when, v)
+		}
+	}
+	check("created")
+	r.ok("start", id)
+	r.waitStatus(id, specs.StateRunning)
+	check("running")
+	r.ok("kill", id, "KILL")
+	r.waitStatus(id, specs.StateStopped)
+	check("stopped")
+	r.ok("delete", id)
+}
+
+// semver matches SemVer 2.0.0 versions, which the spec's own versions are.
+var semver = regexp.MustCompile(`^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$`)
