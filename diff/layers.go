@@ -84,6 +84,12 @@ func (s *stack) opaque(p string) bool {
 // find returns the layer index and FileInfo of rel ("/a/b") in the merged
 // view, or an fs.ErrNotExist error.
 func (s *stack) find(rel string) (int, fs.FileInfo, error) {
+	return s.findFrom(0, rel)
+}
+
+// findFrom is find over layers[from:] only; findFrom(1, rel) tells what
+// the lower layers show at rel.
+func (s *stack) findFrom(from int, rel string) (int, fs.FileInfo, error) {
 	rel = "/" + strings.Trim(rel, "/")
 	if !s.overlay {
 		fi, err := os.Lstat(s.layers[0] + rel)
@@ -98,7 +104,8 @@ func (s *stack) find(rel string) (int, fs.FileInfo, error) {
 		}
 	}
 layers:
-	for i, l := range s.layers {
+	for i := from; i < len(s.layers); i++ {
+		l := s.layers[i]
 		stop := false
 		for _, p := range parents {
 			switch s.state(i, p) {

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"sort"
 	"strings"
 	"syscall"
 	"time"
@@ -42,6 +43,8 @@ type applier struct {
 	canMknod    bool
 	canChown    bool
 	written     map[string]struct{} // rel paths written by this layer
+	copied      map[string]struct{} // rel paths copied up for hardlinks (overlay)
+	copying     bool                // mkdirs is making parents for a copy-up
 	dirs        []dirTime
 	parents     map[string]string // resolved parent dirs (rel -> rel)
 	buf         []byte
@@ -66,6 +69,7 @@ func newApplier(ctx context.Context, cfg *config, root string, lowers []string, 
 		canMknod:    os.Geteuid() == 0 && inInit && !cfg.noDevices,
 		canChown:    os.Geteuid() == 0,
 		written:     map[string]struct{}{},
+		copied:      map[string]struct{}{},
 		parents:     map[string]string{},
 		buf:         make([]byte, 128<<10),
 		skipped:     map[string]int{},
@@ -151,6 +155,7 @@ func (a *applier) entry(tr *tar.Reader, hdr *tar.Header) error {
 	if err != nil {
 		return err
 	}
+	a.markWritten(parent)
 
 	if strings.HasPrefix(base, whiteoutPrefix) {
 		return a.whiteout(parent, base)
@@ -366,12 +371,19 @@ func (a *applier) mkdirs(res string) error {
 		lower := -1
 		var lfi fs.FileInfo
 		if a.overlay {
-			if i, fi, err := a.st.find(cur); err == nil && i > 0 && fi.IsDir() {
+			if i, fi, err := a.st.find(cur); err == nil && i > 0 {
+				if !fi.IsDir() {
+					// As on a plain tree: a file is not a directory.
+					return &os.PathError{Op: "mkdir", Path: cur, Err: syscall.ENOTDIR}
+				}
 				lower, lfi = i, fi
 			}
 		}
 		if err := os.Mkdir(p, 0o755); err != nil {
 			return err
+		}
+		if a.copying {
+			a.copied[cur] = struct{}{}
 		}
 		if lower > 0 {
 			if err := copyDirMeta(filepath.Join(a.st.layers[lower], cur), p, lfi); err != nil {
@@ -402,24 +414,25 @@ func (a *applier) whiteout(parent, base string) error {
 	dir := filepath.Join(a.root, parent)
 	if base == whiteoutOpaque {
 		if a.overlay {
-			return a.setOpaque(dir)
-		}
-		// Delete what the lower layers put in the directory; keep what this
-		// layer wrote.
-		names, err := readDirNames(dir)
-		if err != nil {
-			return err
-		}
-		for _, n := range names {
-			if _, ok := a.written[path.Join(parent, n)]; ok {
-				continue
-			}
-			if err := os.RemoveAll(filepath.Join(dir, n)); err != nil {
+			if err := a.setOpaque(dir); err != nil {
 				return err
 			}
+			// Whiteouts inside an opaque directory are not needed, and
+			// overlayfs lists them in readdir while lookups fail.
+			if err := a.dropWhiteouts(dir); err != nil {
+				return err
+			}
+			// Copies made only to be hardlink targets stood for lower
+			// files, which the opaque directory now hides.
+			return a.dropCopies(parent)
 		}
+		// Delete what the lower layers put in the directory, at any depth;
+		// keep what this layer wrote. (In overlay the opaque upper directory
+		// hides the whole lower subtree, including below directories this
+		// layer also has.)
+		err := a.removeUnwritten(parent)
 		a.forget()
-		return nil
+		return err
 	}
 	if strings.HasPrefix(base, whiteoutMeta) {
 		// aufs bookkeeping (.wh..wh.plnk, .wh..wh.aufs): not content.
@@ -447,10 +460,123 @@ func (a *applier) whiteout(parent, base string) error {
 	if !a.overlay {
 		return nil
 	}
+	if _, _, err := a.st.findFrom(1, path.Join(parent, name)); err != nil || a.underOpaque(parent) {
+		// Nothing below to hide. (A whiteout in a directory that has no
+		// lower counterpart, or under an opaque one, is listed by
+		// overlayfs' readdir while lookups fail.)
+		return nil
+	}
 	if err := unix.Mknod(p, unix.S_IFCHR, 0); err != nil {
 		return &os.PathError{Op: "mknod whiteout", Path: p, Err: err}
 	}
 	return nil
+}
+
+// underOpaque reports whether the upper directory rel or one of its
+// ancestors is opaque.
+func (a *applier) underOpaque(rel string) bool {
+	for {
+		if a.st.opaque(filepath.Join(a.root, rel)) {
+			return true
+		}
+		if rel == "" || rel == "." || rel == "/" {
+			return false
+		}
+		rel = path.Dir(rel)
+		if rel == "." {
+			rel = ""
+		}
+	}
+}
+
+// dropCopies removes the copy-ups (and the directories made for them)
+// below rel that this layer did not write itself; the hardlinks to them
+// keep their data.
+func (a *applier) dropCopies(rel string) error {
+	var gone []string
+	for p := range a.copied {
+		if _, ours := a.written[p]; ours {
+			continue
+		}
+		if rel == "" || strings.HasPrefix(p, rel+"/") {
+			gone = append(gone, p)
+		}
+	}
+	// Deepest first, so directories are empty when their turn comes.
+	sort.Slice(gone, func(i, j int) bool { return len(gone[i]) > len(gone[j]) })
+	for _, p := range gone {
+		delete(a.copied, p)
+		if err := os.Remove(filepath.Join(a.root, p)); err != nil && !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, syscall.ENOTEMPTY) {
+			return err
+		}
+	}
+	a.forget()
+	return nil
+}
+
+// dropWhiteouts removes the overlay whiteouts anywhere below dir: under an
+// opaque directory nothing of the lower layers shows, so they hide nothing.
+func (a *applier) dropWhiteouts(dir string) error {
+	names, err := readDirNames(dir)
+	if err != nil {
+		return err
+	}
+	for _, n := range names {
+		p := filepath.Join(dir, n)
+		fi, err := os.Lstat(p)
+		if err != nil {
+			return err
+		}
+		switch {
+		case isWhiteout(fi):
+			if err := os.Remove(p); err != nil {
+				return err
+			}
+		case fi.IsDir():
+			if err := a.dropWhiteouts(p); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// removeUnwritten removes every entry below rel that this layer did not
+// write, descending into the directories it did write.
+func (a *applier) removeUnwritten(rel string) error {
+	names, err := readDirNames(filepath.Join(a.root, rel))
+	if err != nil {
+		return err
+	}
+	for _, n := range names {
+		child := path.Join(rel, n)
+		p := filepath.Join(a.root, child)
+		if _, ok := a.written[child]; !ok {
+			if err := os.RemoveAll(p); err != nil {
+				return err
+			}
+			continue
+		}
+		if fi, err := os.Lstat(p); err == nil && fi.IsDir() {
+			if err := a.removeUnwritten(child); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// markWritten records rel and its ancestors as present in this layer: an
+// entry implies its parent directories (overlay makes them in the upper
+// dir).
+func (a *applier) markWritten(rel string) {
+	for rel != "" && rel != "." && rel != "/" {
+		if _, ok := a.written[rel]; ok {
+			return
+		}
+		a.written[rel] = struct{}{}
+		rel = path.Dir(rel)
+	}
 }
 
 func readDirNames(dir string) ([]string, error) {
@@ -474,7 +600,9 @@ func (a *applier) hardlink(target, linkname string) error {
 		return fmt.Errorf("%w: hardlink to the root", ErrUnsafeEntry)
 	}
 	ldir, lbase := path.Split(lrel)
+	a.copying = a.overlay
 	lparent, err := a.resolveDir(strings.TrimSuffix(ldir, "/"))
+	a.copying = false
 	if err != nil {
 		return fmt.Errorf("hardlink target %q: %w", linkname, err)
 	}
@@ -487,6 +615,7 @@ func (a *applier) hardlink(target, linkname string) error {
 			if err := native.CopyEntry(a.ctx, filepath.Join(a.st.layers[i], lres), src); err != nil {
 				return fmt.Errorf("copy up hardlink target %q: %w", linkname, err)
 			}
+			a.copied[lres] = struct{}{}
 			fi, err = os.Lstat(src)
 		}
 	}
