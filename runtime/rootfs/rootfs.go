@@ -21,7 +21,6 @@ import (
 	"strconv"
 	"strings"
 
-	securejoin "github.com/cyphar/filepath-securejoin"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
@@ -79,6 +78,7 @@ func Prepare(spec *specs.Spec, opts Options) error {
 	if err := setupDevices(spec, opts); err != nil {
 		return err
 	}
+	closeResolvers()
 	return nil
 }
 
@@ -169,38 +169,6 @@ func isBind(m *specs.Mount) bool {
 	return false
 }
 
-// target resolves dest inside rootfs, creating it (a directory, or an
-// empty file when file is set), and returns an O_PATH handle to it.
-func target(rootfs, dest string, file bool) (*os.File, error) {
-	if !filepath.IsAbs(dest) {
-		dest = "/" + dest
-	}
-	if file {
-		if err := securejoin.MkdirAll(rootfs, filepath.Dir(dest), 0o755); err != nil {
-			return nil, fmt.Errorf("create parent of %s: %w", dest, err)
-		}
-		dir, err := securejoin.OpenInRoot(rootfs, filepath.Dir(dest))
-		if err != nil {
-			return nil, err
-		}
-		d, err := securejoin.Reopen(dir, unix.O_DIRECTORY|unix.O_RDONLY)
-		dir.Close()
-		if err != nil {
-			return nil, err
-		}
-		fd, err := unix.Openat(int(d.Fd()), filepath.Base(dest), unix.O_CREAT|unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o644)
-		d.Close()
-		if err == nil {
-			unix.Close(fd)
-		} else if err != unix.EEXIST && err != unix.ELOOP && err != unix.EISDIR {
-			return nil, fmt.Errorf("create %s: %w", dest, err)
-		}
-	} else if err := securejoin.MkdirAll(rootfs, dest, 0o755); err != nil {
-		return nil, fmt.Errorf("create %s: %w", dest, err)
-	}
-	return securejoin.OpenInRoot(rootfs, dest)
-}
-
 func procPath(f *os.File) string { return "/proc/self/fd/" + strconv.Itoa(int(f.Fd())) }
 
 // checkRealDir refuses a proc or sysfs destination that is (or passes
@@ -287,12 +255,6 @@ func finishMount(t *os.File, dest string, po parsedOptions, opts Options) error 
 		}
 	}
 	return nil
-}
-
-// reopenMount opens dest again: the O_PATH handle taken before a mount
-// refers to the directory under it, not the new mount.
-func reopenMount(_ *os.File, opts Options, dest string) (*os.File, error) {
-	return securejoin.OpenInRoot(opts.Rootfs, dest)
 }
 
 func bindMount(m *specs.Mount, po parsedOptions, opts Options) error {
