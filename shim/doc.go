@@ -31,8 +31,8 @@
 // Running it from a daemon (hulld does what containerd does):
 //   - in the bundle directory (config.json; rootfs empty or absent), run
 //     `containerd-shim-hull-v2 -namespace NS -id ID -address DAEMON_ADDR
-//     -publish-binary BIN start`, with the runtime options (a protobuf Any)
-//     on stdin; it prints unix:///run/hull/s/<hash> and writes the same to
+//     -publish-binary BIN start` (containerd also writes the runtime
+//     options to its stdin; the shim takes them from Create); it prints unix:///run/hull/s/<hash> and writes the same to
 //     ./address and the shim's pid to ./shim.pid;
 //   - dial that address with ttrpc and use containerd.task.v2.Task
 //     (Create with the rootfs mounts, fifos and options, Start, Wait, ...);

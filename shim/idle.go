@@ -69,20 +69,44 @@ func trimMemory() {
 }
 
 // dropExecutablePages zaps the mappings of the executable's read-only
-// segments (text, rodata); data and heap are left alone.
+// segments (text, rodata); data and heap are left alone, and so is any
+// read-only mapping holding private copies (a PIE's relocated RELRO pages,
+// "Anonymous" in smaps), which the file could not give back.
 func dropExecutablePages() {
 	self, err := os.Executable()
 	if err != nil {
 		return
 	}
-	f, err := os.Open("/proc/self/maps")
+	f, err := os.Open("/proc/self/smaps")
 	if err != nil {
 		return
 	}
 	defer f.Close()
+	var start, end uint64
+	var candidate bool
+	flush := func(anon bool) {
+		if candidate && !anon && end > start {
+			_, _, _ = unix.Syscall(unix.SYS_MADVISE, uintptr(start), uintptr(end-start), unix.MADV_DONTNEED)
+		}
+		candidate = false
+	}
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
+		line := sc.Text()
+		fields := strings.Fields(line)
+		if len(fields) == 0 {
+			continue
+		}
+		if fields[0] == "Anonymous:" {
+			// The last field of a mapping's block that we need.
+			flush(len(fields) > 1 && fields[1] != "0")
+			continue
+		}
+		if !strings.Contains(fields[0], "-") || strings.HasSuffix(fields[0], ":") {
+			continue
+		}
+		// A mapping header: "start-end perms offset dev inode path".
+		candidate = false
 		if len(fields) < 6 || fields[5] != self || strings.Contains(fields[1], "w") {
 			continue
 		}
@@ -90,11 +114,11 @@ func dropExecutablePages() {
 		if !ok {
 			continue
 		}
-		start, err1 := strconv.ParseUint(lo, 16, 64)
-		end, err2 := strconv.ParseUint(hi, 16, 64)
-		if err1 != nil || err2 != nil || end <= start {
+		s, err1 := strconv.ParseUint(lo, 16, 64)
+		e, err2 := strconv.ParseUint(hi, 16, 64)
+		if err1 != nil || err2 != nil {
 			continue
 		}
-		_, _, _ = unix.Syscall(unix.SYS_MADVISE, uintptr(start), uintptr(end-start), unix.MADV_DONTNEED)
+		start, end, candidate = s, e, true
 	}
 }

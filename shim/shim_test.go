@@ -735,3 +735,49 @@ func TestShimInfo(t *testing.T) {
 		t.Fatalf("-info with an unknown mode: %v %s, want an error naming it", err, out)
 	}
 }
+
+// TestShimTrimPIE: the idle trim leaves a position-independent build
+// working (its relocated read-only pages are private copies the trim must
+// keep), and serving with -socket works without `start`.
+func TestShimTrimPIE(t *testing.T) {
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "shim-pie")
+	if out, err := exec.Command("go", "build", "-buildmode=pie", "-o", bin, "github.com/hullproject/hull/cmd/containerd-shim-hull-v2").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v %s", err, out)
+	}
+	sock := filepath.Join(dir, "s.sock")
+	cmd := exec.Command(bin, "-namespace", "hulltest", "-id", "pie", "-socket", sock)
+	cmd.Dir = dir
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	waitFor(t, "socket", func() bool { return fileExists(sock) })
+	call := func() {
+		t.Helper()
+		conn, err := net.Dial("unix", sock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		client := ttrpc.NewClient(conn)
+		defer client.Close()
+		task := taskapi.NewTaskClient(client)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		r, err := task.Connect(ctx, &taskapi.ConnectRequest{ID: "pie"})
+		if err != nil || int(r.ShimPid) != cmd.Process.Pid {
+			t.Fatalf("connect: %v %v", r, err)
+		}
+		if _, err := task.State(ctx, &taskapi.StateRequest{ID: "pie"}); !errors.Is(errgrpc.ToNative(err), errdefs.ErrNotFound) {
+			t.Fatalf("state before create: %v, want not found", err)
+		}
+	}
+	// Calls before and after the trims that follow start-up and each call.
+	for i := 0; i < 3; i++ {
+		call()
+		time.Sleep(800 * time.Millisecond)
+	}
+	if !processAlive(cmd.Process.Pid) {
+		t.Fatal("shim died")
+	}
+}
