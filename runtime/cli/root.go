@@ -94,7 +94,12 @@ func (g *globals) setup() error {
 		}
 		w = f
 	}
+	// A --log file also gets notices (Info); stderr, which the
+	// container's process shares, warnings and errors only.
 	level := slog.LevelWarn
+	if g.log != "" {
+		level = slog.LevelInfo
+	}
 	if g.debug {
 		level = slog.LevelDebug
 	}

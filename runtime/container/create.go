@@ -18,6 +18,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"github.com/hullproject/hull/runtime/caps"
 	"github.com/hullproject/hull/runtime/cgroups"
 	"github.com/hullproject/hull/runtime/hooks"
 	"github.com/hullproject/hull/runtime/initproc"
@@ -91,6 +92,16 @@ func Create(ctx context.Context, o CreateOptions) (_ *Process, retErr error) {
 	rootfs, plan, err := validate(spec, bundle)
 	if err != nil {
 		return nil, err
+	}
+	// What runc only warns about goes to the log (--log; not stderr,
+	// which the container shares).
+	for _, w := range caps.Warnings(spec.Process.Capabilities) {
+		slog.Info("process.capabilities: " + w)
+	}
+	if spec.Linux != nil && spec.Linux.Seccomp != nil {
+		if u := seccomp.UnknownSyscalls(spec.Linux.Seccomp); len(u) > 0 {
+			slog.Info("linux.seccomp: syscalls unknown to this kernel/libseccomp are ignored", "syscalls", u)
+		}
 	}
 	trace.Mark("validated")
 	// The seccomp filter is compiled here, once per distinct profile

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -24,7 +25,8 @@ const ExeCacheDir = "/run/hull-runtime.exe"
 // The path is a read-only bind mount of the running binary in
 // ExeCacheDir, made once per binary (named by device, inode, size and
 // mtime) and kept: every later container starts from it at the cost of
-// one stat and one statfs. A write through it fails with EROFS whatever
+// one stat and one statfs. So one mount stays on the host per installed
+// runtime binary; making the entry of a new binary drops the others. A write through it fails with EROFS whatever
 // the writer's privileges, and only the host's mount namespace could
 // remount it. It was measured against the alternative, a sealed memfd
 // copy of the binary per container (runc 1.1's way): the copy of the ~10
@@ -41,11 +43,15 @@ func runtimeExe() (string, *os.File, error) {
 	}
 	name := fmt.Sprintf("%x-%x-%x-%x.%x", st.Dev, st.Ino, st.Size, st.Mtim.Sec, st.Mtim.Nsec)
 	p := filepath.Join(ExeCacheDir, name)
-	if roMount(p) {
-		return p, nil, nil
-	}
-	if err := makeExeBind(p); err == nil && roMount(p) {
-		return p, nil, nil
+	// Only root makes (and can use) the shared binds; another user gets
+	// the memfd copy.
+	if os.Geteuid() == 0 {
+		if roMount(p) {
+			return p, nil, nil
+		}
+		if err := makeExeBind(p); err == nil && roMount(p) {
+			return p, nil, nil
+		}
 	}
 	f, err := sealedExe()
 	if err != nil {
@@ -79,6 +85,17 @@ func makeExeBind(p string) error {
 	}
 	if roMount(p) {
 		return nil
+	}
+	// Entries of older builds (an earlier mtime, in the name) are
+	// dropped, detached: a process started from one keeps its binary.
+	if ents, err := os.ReadDir(ExeCacheDir); err == nil {
+		for _, e := range ents {
+			if exeMtime(e.Name()) < exeMtime(filepath.Base(p)) {
+				old := filepath.Join(ExeCacheDir, e.Name())
+				unix.Unmount(old, unix.MNT_DETACH)
+				os.Remove(old)
+			}
+		}
 	}
 	f, err := os.OpenFile(p, os.O_CREATE|os.O_RDONLY, 0o500)
 	if err != nil && !errors.Is(err, fs.ErrExist) {
@@ -131,4 +148,14 @@ func sealedExe() (*os.File, error) {
 		return nil, fmt.Errorf("seal runtime copy: %w", err)
 	}
 	return f, nil
+}
+
+// exeMtime reads the mtime (seconds) from a cache entry's name.
+func exeMtime(name string) int64 {
+	parts := strings.Split(strings.SplitN(name, ".", 2)[0], "-")
+	if len(parts) != 4 {
+		return 0
+	}
+	v, _ := strconv.ParseInt(parts[3], 16, 64)
+	return v
 }
