@@ -52,8 +52,12 @@ mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 mount -t tmpfs tmpfs /tmp
 mount -t cgroup2 cgroup2 /sys/fs/cgroup
+# virtio modules, for the disk the io.max tests throttle
+for m in $(cat /lib/modules/load.order 2>/dev/null); do insmod $m; done
+for i in 1 2 3 4 5 6 7 8 9 10; do [ -e /sys/block/vda ] && break; sleep 0.1; done
 echo 64 > /proc/sys/vm/nr_hugepages
 cd /tmp
+echo "block devices: $(ls /sys/block)"; cat /proc/modules | cut -d" " -f1 | tr "\\n" " "; echo
 echo HULL-CG-VM-START
 ` + inVMEnv + `=1 /cgroups.test -test.v -test.count=1 -test.timeout=8m 2>&1
 echo "HULL-CG-VM-EXIT $?"
@@ -66,8 +70,14 @@ poweroff -f
 	if err := initramfs.WriteFile(initrd, initramfs.Spec{
 		Init:        initScript,
 		Files:       []initramfs.File{{Path: "/bin/busybox", Source: busybox, Mode: 0o755}, {Path: "/cgroups.test", Source: bin, Mode: 0o755}},
+		Modules:     guesttest.CloudModules(kernel),
 		Compression: initramfs.Gzip,
 	}); err != nil {
+		t.Fatal(err)
+	}
+	// a small disk, so io.max has a real device to throttle
+	disk := filepath.Join(dir, "disk.img")
+	if err := os.WriteFile(disk, make([]byte, 1<<20), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
@@ -80,6 +90,11 @@ poweroff -f
 		Append:    "quiet",
 		Marker:    "HULL-CG-VM-START",
 		Timeout:   9 * time.Minute,
+		ExtraArgs: []string{
+			"-global", "virtio-mmio.force-legacy=false",
+			"-drive", "file=" + disk + ",if=none,id=d0,format=raw",
+			"-device", "virtio-blk-device,drive=d0",
+		},
 	})
 	if err != nil {
 		t.Fatalf("VM: %v", err)
@@ -102,13 +117,16 @@ poweroff -f
 			skipped = append(skipped, strings.Fields(line)[2])
 		}
 	}
+	if i := strings.Index(console, "block devices:"); i >= 0 {
+		t.Log(strings.SplitN(console[i:], "\n", 3)[:2])
+	}
 	t.Logf("passed on cgroup v2: %s", strings.Join(ran, " "))
 	t.Logf("skipped on cgroup v2: %s", strings.Join(skipped, " "))
 	if exit[1] != "0" || t.Failed() {
 		t.Fatalf("the tests failed in the VM (exit %s):\n%s", exit[1], console)
 	}
 	// the v2 paths must really have been exercised
-	for _, must := range []string{"TestLifecycle", "TestLimitsOnDisk/memory_swap", "TestLimitsOnDisk/cpu_shares", "TestDevicesEnforced/v2-ebpf", "TestOOMNotify", "TestV2Tree", "TestApplyRefusesBusyCgroup", "TestUpdateMergesV2", "TestPathResolutionV2", "TestLimitsEnforced/pids.max_1_stops_fork", "TestLimitsEnforced/memory_limit", "TestLimitsEnforced/cpuset_pins", "TestLimitsOnDisk/unified_memory.high"} {
+	for _, must := range []string{"TestLifecycle", "TestLimitsOnDisk/memory_swap", "TestLimitsOnDisk/cpu_shares", "TestDevicesEnforced/v2-ebpf", "TestOOMNotify", "TestV2Tree", "TestApplyRefusesBusyCgroup", "TestUpdateMergesV2", "TestPathResolutionV2", "TestLimitsEnforced/pids.max_1_stops_fork", "TestLimitsEnforced/memory_limit", "TestLimitsEnforced/cpuset_pins", "TestLimitsOnDisk/unified_memory.high", "TestLimitsOnDisk/blkio_read_bps", "TestLimitsOnDisk/blkio_write_iops"} {
 		if !strings.Contains(" "+strings.Join(ran, " ")+" ", " "+must+" ") {
 			t.Errorf("%s did not pass in the VM", must)
 		}
