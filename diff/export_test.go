@@ -13,3 +13,11 @@ func SetReadahead(on bool) func() {
 	useReadahead = on
 	return func() { useReadahead = old }
 }
+
+// SetOverlayFastPath switches between writing into the upper directory and
+// writing through a mounted overlay.
+func SetOverlayFastPath(on bool) func() {
+	old := overlayFastPath
+	overlayFastPath = on
+	return func() { overlayFastPath = old }
+}
