@@ -477,3 +477,33 @@ func TestCtrLogURI(t *testing.T) {
 		})
 	}
 }
+
+// TestCtrBadInput: what ctr users get wrong fails with the cause named,
+// and leaves no shim, mount or cgroup behind.
+func TestCtrBadInput(t *testing.T) {
+	c := startContainerd(t)
+	rts := runtimes(t)
+	for name, bin := range rts {
+		t.Run(name+"/missing command", func(t *testing.T) {
+			cfg := c.runtimeConfig(t, bin)
+			id := c.newID(t)
+			out, err := c.ctr("run", "--rm", "--runtime", runtimeType, "--runtime-config-path", cfg, imageRef, id, "/no/such/cmd")
+			if err == nil || !strings.Contains(out, "/no/such/cmd") {
+				t.Fatalf("run of a missing command: %v %q, want an error naming it", err, out)
+			}
+			_, _ = c.ctr("task", "rm", "-f", id)
+			_, _ = c.ctr("containers", "rm", id)
+			c.assertNothingLeft(t, id)
+		})
+	}
+	t.Run("missing runtime binary", func(t *testing.T) {
+		cfg := c.runtimeConfig(t, "/no/such/runtime")
+		id := c.newID(t)
+		out, err := c.ctr("run", "--rm", "--runtime", runtimeType, "--runtime-config-path", cfg, imageRef, id, "true")
+		if err == nil || !strings.Contains(out, "/no/such/runtime") {
+			t.Fatalf("run with a missing runtime binary: %v %q, want an error naming it", err, out)
+		}
+		_, _ = c.ctr("containers", "rm", id)
+		c.assertNothingLeft(t, id)
+	})
+}

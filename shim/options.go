@@ -42,6 +42,10 @@ type Options struct {
 	NoNewKeyring  bool   `toml:"no_new_keyring"`
 	IoUID         uint32 `toml:"io_uid"`
 	IoGID         uint32 `toml:"io_gid"`
+	// Backend holds the [backend] table of a runtime config file as
+	// decoded, for a registered backend to read its own keys from (the vm
+	// mode's kernel, initrd, hypervisor ...).
+	Backend map[string]any `toml:"backend"`
 }
 
 // The type URLs of the options messages the shim accepts.

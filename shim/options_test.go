@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -45,6 +46,8 @@ func TestParseOptions(t *testing.T) {
 			want: Options{BinaryName: "crun", Root: "/run/x", SystemdCgroup: true}},
 		{name: "config body", in: mustAny(t, "runtimeoptions.v1.Options", &runtimeoptions.Options{ConfigBody: []byte(`mode = "native"`)}),
 			want: Options{Mode: "native"}},
+		{name: "backend table", in: mustAny(t, "runtimeoptions.v1.Options", &runtimeoptions.Options{ConfigBody: []byte("[backend]\nkernel = \"/k\"\n")}),
+			want: Options{Backend: map[string]any{"kernel": "/k"}}},
 		{name: "unknown type", in: &anypb.Any{TypeUrl: "x.y.Z"}, wantErr: errdefs.ErrInvalidArgument, errText: "x.y.Z"},
 		{name: "garbage value", in: &anypb.Any{TypeUrl: "containerd.runc.v1.Options", Value: []byte{0xff, 0xff}}, wantErr: errdefs.ErrInvalidArgument, errText: "containerd.runc.v1.Options"},
 		{name: "unknown key", in: mustAny(t, "runtimeoptions.v1.Options", &runtimeoptions.Options{ConfigBody: []byte("binary = \"runc\"\n")}), wantErr: errdefs.ErrInvalidArgument, errText: "binary"},
@@ -64,7 +67,7 @@ func TestParseOptions(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if *got != tt.want {
+			if !reflect.DeepEqual(*got, tt.want) {
 				t.Fatalf("got %+v, want %+v", *got, tt.want)
 			}
 		})
