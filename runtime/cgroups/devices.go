@@ -21,7 +21,9 @@ func devRule(typ string, major, minor int64, access string) specs.LinuxDeviceCgr
 // rules, as runc does: mknod of any node (the node still has to be allowed to
 // be opened), and read/write on the devices the runtime-spec makes every
 // container have (/dev/null, zero, full, random, urandom, tty, console,
-// ptmx) plus the pseudo-terminals of /dev/pts.
+// ptmx) plus the pseudo-terminals of /dev/pts and /dev/net/tun. Only the
+// cgroup permission: the nodes themselves exist only if the runtime makes
+// them.
 func DefaultDeviceRules() []specs.LinuxDeviceCgroup {
 	return []specs.LinuxDeviceCgroup{
 		devRule("c", -1, -1, "m"),
@@ -35,6 +37,7 @@ func DefaultDeviceRules() []specs.LinuxDeviceCgroup {
 		devRule("c", 5, 1, "rwm"),    // /dev/console
 		devRule("c", 5, 2, "rwm"),    // /dev/ptmx
 		devRule("c", 136, -1, "rwm"), // /dev/pts/*
+		devRule("c", 10, 200, "rwm"), // /dev/net/tun (runc 1.1 and 1.2.3+ allow it; VPN clients need it)
 	}
 }
 
