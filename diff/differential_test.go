@@ -136,10 +136,10 @@ func randomLayers(t *testing.T, seed uint64, n int) [][]byte {
 					add(dir(parent+"/", 0o755))
 					written[parent] = true
 				}
-				add(file(name, fmt.Sprintf("%d-%d-%d", seed, l, i), 0o644))
+				add(owned(file(name, fmt.Sprintf("%d-%d-%d", seed, l, i), []int64{0o644, 0o4755, 0o600}[rnd.IntN(3)]), rnd.IntN(2)*1000, 0))
 				tree[name] = node{false}
 			case op < 5: // directory
-				add(dir(name+"/", 0o750))
+				add(owned(dir(name+"/", []int64{0o750, 0o1777, 0o700}[rnd.IntN(3)]), rnd.IntN(2)*1000, 0))
 				written[name] = true
 				tree[name] = node{true}
 			case op == 5: // symlink to a directory, relative or absolute
