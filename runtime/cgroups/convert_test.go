@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -187,26 +188,47 @@ func TestMerge(t *testing.T) {
 }
 
 func TestContainerResources(t *testing.T) {
-	spec := &specs.Spec{Linux: &specs.Linux{
-		Devices:   []specs.LinuxDevice{{Path: "/dev/fuse", Type: "c", Major: 10, Minor: 229}, {Path: "/dev/p", Type: "p"}},
-		Resources: &specs.LinuxResources{Memory: &specs.LinuxMemory{Limit: ptr(int64(5))}},
-	}}
-	r := ContainerResources(spec)
-	if r.Devices[0].Allow || r.Devices[0].Access != "rwm" {
-		t.Errorf("first rule = %+v, want deny-all", r.Devices[0])
+	fuse := specs.LinuxDeviceCgroup{Allow: true, Type: "c", Major: ptr(int64(10)), Minor: ptr(int64(229)), Access: "rwm"}
+	tests := []struct {
+		name  string
+		spec  *specs.Spec
+		first []specs.LinuxDeviceCgroup // the rules before the defaults
+	}{
+		{"no rules: deny-all first", &specs.Spec{Linux: &specs.Linux{}}, []specs.LinuxDeviceCgroup{denyAll}},
+		{"nil spec", nil, []specs.LinuxDeviceCgroup{denyAll}},
+		// linux.devices opens nothing by itself, as with runc and crun
+		{"a device node gets no implicit rule", &specs.Spec{Linux: &specs.Linux{
+			Devices:   []specs.LinuxDevice{{Path: "/dev/fuse", Type: "c", Major: 10, Minor: 229}},
+			Resources: &specs.LinuxResources{Devices: []specs.LinuxDeviceCgroup{denyAll}},
+		}}, []specs.LinuxDeviceCgroup{denyAll}},
+		{"spec rules kept in order", &specs.Spec{Linux: &specs.Linux{
+			Resources: &specs.LinuxResources{Devices: []specs.LinuxDeviceCgroup{denyAll, fuse}, Memory: &specs.LinuxMemory{Limit: ptr(int64(5))}},
+		}}, []specs.LinuxDeviceCgroup{denyAll, fuse}},
 	}
-	if d := r.Devices[1]; !d.Allow || d.Type != "c" || *d.Major != 10 || *d.Minor != 229 {
-		t.Errorf("second rule = %+v, want /dev/fuse allowed", d)
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var before []byte
+			if tc.spec != nil {
+				before, _ = json.Marshal(tc.spec)
+			}
+			r := ContainerResources(tc.spec)
+			want := append(slices.Clone(tc.first), DefaultDeviceRules()...)
+			if !reflect.DeepEqual(r.Devices, want) {
+				got, _ := json.Marshal(r.Devices)
+				t.Errorf("rules = %s", got)
+			}
+			if tc.spec != nil {
+				if after, _ := json.Marshal(tc.spec); string(after) != string(before) {
+					t.Error("spec modified")
+				}
+			}
+			if _, _, err := Convert(r, Legacy); err != nil {
+				t.Error(err)
+			}
+		})
 	}
-	if len(r.Devices) != 2+len(DefaultDeviceRules()) {
-		t.Errorf("%d rules (fifo must not get one)", len(r.Devices))
-	}
-	if *r.Memory.Limit != 5 || len(spec.Linux.Resources.Devices) != 0 {
-		t.Error("resources not copied, or spec modified")
-	}
-	// the library accepts the whole list
-	if _, _, err := Convert(r, Legacy); err != nil {
-		t.Error(err)
+	if got := DeviceAllowRules([]specs.LinuxDevice{{Type: "c", Major: 10, Minor: 229}, {Type: "p"}, {Type: "u", Major: 1, Minor: 2}}); len(got) != 2 || got[1].Type != "c" {
+		t.Errorf("DeviceAllowRules = %+v", got)
 	}
 }
 

@@ -41,9 +41,11 @@ func DefaultDeviceRules() []specs.LinuxDeviceCgroup {
 	}
 }
 
-// DeviceAllowRules gives an allow rule for each device node that config.json
-// asks the runtime to create (linux.devices), so the container can use the
-// nodes it was given.
+// DeviceAllowRules gives an allow rule for each device node of
+// linux.devices. ContainerResources does not add them: the runtime-spec
+// applies resources.devices in the listed order, and runc and crun do not
+// open the cgroup for linux.devices either (engines send an explicit allow
+// rule with each device they add). It is here for callers that want it.
 func DeviceAllowRules(devs []specs.LinuxDevice) []specs.LinuxDeviceCgroup {
 	var out []specs.LinuxDeviceCgroup
 	for _, d := range devs {
@@ -60,24 +62,20 @@ func DeviceAllowRules(devs []specs.LinuxDevice) []specs.LinuxDeviceCgroup {
 }
 
 // ContainerResources is what the runtime applies at create: a copy of
-// spec.linux.resources whose device rules are the spec's own, followed by
-// allow rules for spec.linux.devices and DefaultDeviceRules. A spec without
-// device rules gets a leading deny-all, so the allow list is a real allow
-// list. The spec itself is not modified.
+// spec.linux.resources whose device rules are the spec's own followed by
+// DefaultDeviceRules, as runc does. A spec without device rules gets a
+// leading deny-all, so the allow list is a real allow list (the v1 emulator
+// and the v2 filter start from deny-all for such a list anyway). The spec
+// itself is not modified.
 func ContainerResources(spec *specs.Spec) *specs.LinuxResources {
 	var r specs.LinuxResources
-	var devs []specs.LinuxDevice
-	if spec != nil && spec.Linux != nil {
-		if spec.Linux.Resources != nil {
-			r = *spec.Linux.Resources
-		}
-		devs = spec.Linux.Devices
+	if spec != nil && spec.Linux != nil && spec.Linux.Resources != nil {
+		r = *spec.Linux.Resources
 	}
 	rules := slices.Clone(r.Devices)
 	if len(rules) == 0 {
 		rules = []specs.LinuxDeviceCgroup{{Allow: false, Access: "rwm"}}
 	}
-	rules = append(rules, DeviceAllowRules(devs)...)
 	rules = append(rules, DefaultDeviceRules()...)
 	r.Devices = rules
 	return &r

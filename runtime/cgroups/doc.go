@@ -63,9 +63,10 @@
 //
 // Set applies linux.resources.devices exactly as given (an update without
 // device rules leaves them alone). At create the runtime passes
-// ContainerResources(spec), which adds allow rules for linux.devices and
-// the default devices (/dev/null, zero, full, random, urandom, tty,
-// console, ptmx, pts) after the spec's rules, as runc does.
+// ContainerResources(spec), which adds the default devices (/dev/null,
+// zero, full, random, urandom, tty, console, ptmx, pts, net/tun) after the
+// spec's rules, as runc does. A node listed in linux.devices is not opened
+// by that alone: like runc and crun, the spec's own allow rules decide.
 //
 // # Tests
 //
