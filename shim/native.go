@@ -80,23 +80,34 @@ func newRunc(binary, root, bundle string, systemd bool) *runc.Runc {
 	}
 }
 
-// runtimeError adds the runtime's last logged error to err.
-func (n *Native) runtimeError(op string, err error) error {
-	msg := lastLogError(n.rt.Log)
-	if msg != "" {
+// call runs one runtime CLI call; when it fails, the error carries the
+// last error the runtime logged during that call.
+func (n *Native) call(op string, f func() error) error {
+	var off int64
+	if fi, err := os.Stat(n.rt.Log); err == nil {
+		off = fi.Size()
+	}
+	err := f()
+	if err == nil {
+		return nil
+	}
+	if msg := lastLogError(n.rt.Log, off); msg != "" {
 		return fmt.Errorf("%s %s: %s: %w", filepath.Base(n.rt.Command), op, msg, err)
 	}
 	return fmt.Errorf("%s %s: %w", filepath.Base(n.rt.Command), op, err)
 }
 
 // lastLogError is the msg of the last error-level line of a runc-style
-// JSON log.
-func lastLogError(path string) string {
+// JSON log, from byte offset off on.
+func lastLogError(path string, off int64) string {
 	f, err := os.Open(path)
 	if err != nil {
 		return ""
 	}
 	defer f.Close()
+	if _, err := f.Seek(off, 0); err != nil {
+		return ""
+	}
 	var last string
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
@@ -174,14 +185,16 @@ func (n *Native) Create(ctx context.Context, c *CreateConfig) (pid int, err erro
 	n.beginSpawn()
 	defer n.endSpawn()
 	created = true // from here on the runtime may hold state
-	if err := n.rt.Create(ctx, c.ID, c.Bundle, &runc.CreateOpts{
-		IO:            pio.runtimeIO(),
-		PidFile:       pidFile,
-		ConsoleSocket: pio.consoleSocket(),
-		NoPivot:       c.Options.NoPivotRoot,
-		NoNewKeyring:  c.Options.NoNewKeyring,
+	if err := n.call("create", func() error {
+		return n.rt.Create(ctx, c.ID, c.Bundle, &runc.CreateOpts{
+			IO:            pio.runtimeIO(),
+			PidFile:       pidFile,
+			ConsoleSocket: pio.consoleSocket(),
+			NoPivot:       c.Options.NoPivotRoot,
+			NoNewKeyring:  c.Options.NoNewKeyring,
+		})
 	}); err != nil {
-		return 0, n.runtimeError("create", err)
+		return 0, err
 	}
 	if err := pio.started(ctx); err != nil {
 		return 0, err
@@ -305,15 +318,18 @@ func (n *Native) Start(ctx context.Context, execID string) (int, error) {
 		return 0, err
 	}
 	if execID == "" {
-		if err := n.rt.Start(ctx, n.id); err != nil {
-			return 0, n.runtimeError("start", err)
+		if err := n.call("start", func() error { return n.rt.Start(ctx, n.id) }); err != nil {
+			return 0, err
 		}
 		return p.pid, nil
 	}
-	if p.started {
+	n.mu.Lock()
+	already := p.started
+	p.started = true
+	n.mu.Unlock()
+	if already {
 		return 0, fmt.Errorf("exec %q already started: %w", execID, errdefs.ErrFailedPrecondition)
 	}
-	p.started = true
 	pidFile := filepath.Join(n.bundle, execID+".pid")
 	defer os.Remove(pidFile)
 	n.beginSpawn()
@@ -326,14 +342,16 @@ func (n *Native) Start(ctx context.Context, execID string) (int, error) {
 		n.mu.Unlock()
 		return 0, err
 	}
-	err = n.rt.Exec(ctx, n.id, *p.spec, &runc.ExecOpts{
-		IO:            p.io.runtimeIO(),
-		PidFile:       pidFile,
-		ConsoleSocket: p.io.consoleSocket(),
-		Detach:        true,
+	err = n.call("exec", func() error {
+		return n.rt.Exec(ctx, n.id, *p.spec, &runc.ExecOpts{
+			IO:            p.io.runtimeIO(),
+			PidFile:       pidFile,
+			ConsoleSocket: p.io.consoleSocket(),
+			Detach:        true,
+		})
 	})
 	if err != nil {
-		return failed(n.runtimeError("exec", err))
+		return failed(err)
 	}
 	if err := p.io.started(ctx); err != nil {
 		return failed(err)
@@ -396,8 +414,7 @@ func (n *Native) Kill(ctx context.Context, execID string, sig syscall.Signal, al
 		if ended && !all {
 			return fmt.Errorf("container %s: process already finished: %w", n.id, errdefs.ErrNotFound)
 		}
-		if err := n.rt.Kill(ctx, n.id, int(sig), &runc.KillOpts{All: all}); err != nil {
-			err = n.runtimeError("kill", err)
+		if err := n.call("kill", func() error { return n.rt.Kill(ctx, n.id, int(sig), &runc.KillOpts{All: all}) }); err != nil {
 			// The runtime CLI says so only in words.
 			msg := strings.ToLower(err.Error())
 			for _, gone := range []string{"not running", "no such process", "does not exist", "not found"} {
@@ -439,40 +456,35 @@ func (n *Native) CloseStdin(ctx context.Context, execID string) error {
 }
 
 func (n *Native) Pause(ctx context.Context) error {
-	if err := n.rt.Pause(ctx, n.id); err != nil {
-		return n.runtimeError("pause", err)
-	}
-	return nil
+	return n.call("pause", func() error { return n.rt.Pause(ctx, n.id) })
 }
 
 func (n *Native) Resume(ctx context.Context) error {
-	if err := n.rt.Resume(ctx, n.id); err != nil {
-		return n.runtimeError("resume", err)
-	}
-	return nil
+	return n.call("resume", func() error { return n.rt.Resume(ctx, n.id) })
 }
 
 func (n *Native) Pids(ctx context.Context) ([]int, error) {
-	pids, err := n.rt.Ps(ctx, n.id)
-	if err != nil {
-		return nil, n.runtimeError("ps", err)
-	}
-	return pids, nil
+	var pids []int
+	err := n.call("ps", func() (err error) {
+		pids, err = n.rt.Ps(ctx, n.id)
+		return err
+	})
+	return pids, err
 }
 
 func (n *Native) Update(ctx context.Context, r *specs.LinuxResources) error {
-	if err := n.rt.Update(ctx, n.id, r); err != nil {
-		return n.runtimeError("update", err)
-	}
-	return nil
+	return n.call("update", func() error { return n.rt.Update(ctx, n.id, r) })
 }
 
 func (n *Native) Stats(ctx context.Context) (proto.Message, error) {
-	s, err := n.rt.Stats(ctx, n.id)
-	if err != nil {
-		return nil, n.runtimeError("events --stats", err)
+	var st *runc.Stats
+	if err := n.call("events --stats", func() (err error) {
+		st, err = n.rt.Stats(ctx, n.id)
+		return err
+	}); err != nil {
+		return nil, err
 	}
-	return metricsV1(s), nil
+	return metricsV1(st), nil
 }
 
 func (n *Native) DeleteProcess(ctx context.Context, execID string) error {
@@ -498,9 +510,9 @@ func (n *Native) DeleteProcess(ctx context.Context, execID string) error {
 func (n *Native) Delete(ctx context.Context) error {
 	var errs []error
 	if n.rt != nil {
-		if err := n.rt.Delete(ctx, n.id, &runc.DeleteOpts{Force: true}); err != nil {
+		if err := n.call("delete", func() error { return n.rt.Delete(ctx, n.id, &runc.DeleteOpts{Force: true}) }); err != nil {
 			if _, serr := n.rt.State(ctx, n.id); serr == nil {
-				errs = append(errs, n.runtimeError("delete", err))
+				errs = append(errs, err)
 			}
 		}
 	}

@@ -62,6 +62,24 @@ func rpcError(err error) error {
 	return errgrpc.ToGRPC(err)
 }
 
+// validID checks a container or exec id the way containerd does
+// (letters, digits, '_', '.', '-', starting with a letter or digit, at
+// most 76 characters): ids become file names in the bundle and runtime
+// root.
+func validID(kind, id string) error {
+	ok := id != "" && len(id) <= 76
+	for i, r := range id {
+		alnum := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9'
+		if !alnum && (i == 0 || (r != '_' && r != '.' && r != '-')) {
+			ok = false
+		}
+	}
+	if !ok {
+		return fmt.Errorf("%s id %q: want 1-76 letters, digits, '_', '.' or '-', starting with a letter or digit: %w", kind, id, errdefs.ErrInvalidArgument)
+	}
+	return nil
+}
+
 // lookup finds the process execID of container id.
 func (s *Service) lookup(id, execID string) (*process, error) {
 	s.mu.Lock()
@@ -80,8 +98,11 @@ func (s *Service) lookup(id, execID string) (*process, error) {
 }
 
 func (s *Service) Create(ctx context.Context, r *taskapi.CreateTaskRequest) (_ *taskapi.CreateTaskResponse, err error) {
-	if r.ID == "" || r.Bundle == "" {
-		return nil, rpcError(fmt.Errorf("create: id and bundle are required: %w", errdefs.ErrInvalidArgument))
+	if err := validID("container", r.ID); err != nil {
+		return nil, rpcError(err)
+	}
+	if r.Bundle == "" {
+		return nil, rpcError(fmt.Errorf("create %s: a bundle is required: %w", r.ID, errdefs.ErrInvalidArgument))
 	}
 	if r.Checkpoint != "" || r.ParentCheckpoint != "" {
 		return nil, rpcError(fmt.Errorf("create from checkpoint: %w", errdefs.ErrNotImplemented))
@@ -318,8 +339,8 @@ func (s *Service) Kill(ctx context.Context, r *taskapi.KillRequest) (*emptypb.Em
 }
 
 func (s *Service) Exec(ctx context.Context, r *taskapi.ExecProcessRequest) (*emptypb.Empty, error) {
-	if r.ExecID == "" {
-		return nil, rpcError(fmt.Errorf("exec: exec id is required: %w", errdefs.ErrInvalidArgument))
+	if err := validID("exec", r.ExecID); err != nil {
+		return nil, rpcError(err)
 	}
 	initp, err := s.lookup(r.ID, "")
 	if err != nil {

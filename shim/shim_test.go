@@ -594,6 +594,10 @@ func TestShimBadInput(t *testing.T) {
 			_, err := s.task.Start(ctx, &taskapi.StartRequest{ID: s.id, ExecID: "nope"})
 			return err
 		}, errdefs.ErrNotFound, "nope"},
+		{"exec id with a slash", func() error {
+			_, err := s.task.Exec(ctx, &taskapi.ExecProcessRequest{ID: s.id, ExecID: "../x", Spec: &anypb.Any{Value: []byte("{}")}})
+			return err
+		}, errdefs.ErrInvalidArgument, "../x"},
 		{"signal 0", func() error {
 			_, err := s.task.Kill(ctx, &taskapi.KillRequest{ID: s.id, Signal: 0})
 			return err

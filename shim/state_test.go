@@ -3,6 +3,7 @@ package shim
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -124,5 +125,18 @@ func TestProcessWait(t *testing.T) {
 	}
 	if p.exited(Exit{Status: 9}) {
 		t.Fatal("a second exit was recorded")
+	}
+}
+
+func TestValidID(t *testing.T) {
+	for _, id := range []string{"a", "t123-4", "my_container.v2", strings.Repeat("x", 76)} {
+		if err := validID("container", id); err != nil {
+			t.Errorf("%q: %v", id, err)
+		}
+	}
+	for _, id := range []string{"", "-a", ".x", "a/b", "../x", "a b", strings.Repeat("x", 77), "é"} {
+		if err := validID("container", id); !errors.Is(err, errdefs.ErrInvalidArgument) {
+			t.Errorf("%q: %v, want invalid argument", id, err)
+		}
 	}
 }
