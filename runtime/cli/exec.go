@@ -116,7 +116,7 @@ func newExec(g *globals) *cobra.Command {
 			var sigs chan os.Signal
 			if !detach {
 				sigs = make(chan os.Signal, 32)
-				signal.Notify(sigs)
+				signal.Notify(sigs, forwardedSignals...)
 			}
 			proc, err := container.Exec(cmd.Context(), container.ExecOptions{
 				Root: g.root, ID: id, Process: &p, ConsoleSocket: consoleSocket,
