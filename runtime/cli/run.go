@@ -108,10 +108,9 @@ func listenFDs() int {
 }
 
 // forwardedSignals are passed on to the container's process by a
-// foreground run or exec. Not every signal: catching all of them made the
-// Go runtime's exit measurably expensive for whoever reaps this process
-// (about 15% of a run's CPU, in the kernel's proc dcache invalidation), and
-// SIGCHLD, SIGURG and SIGWINCH are the runtime's own.
+// foreground run or exec: the ones a user or supervisor sends to stop,
+// reload or suspend a program. SIGCHLD, SIGURG (Go's preemption) and
+// SIGWINCH (the terminal's) are the runtime's own.
 var forwardedSignals = []os.Signal{
 	unix.SIGHUP, unix.SIGINT, unix.SIGQUIT, unix.SIGTERM, unix.SIGUSR1, unix.SIGUSR2,
 	unix.SIGALRM, unix.SIGCONT, unix.SIGTSTP, unix.SIGTTIN, unix.SIGTTOU, unix.SIGPWR,
