@@ -79,3 +79,38 @@ func TestCpusetOutsideParent(t *testing.T) {
 	}
 	t.Log(err)
 }
+
+// TestBlkioWeightDevice: a per-device weight lands in the BFQ file when the
+// device uses BFQ, and is an error naming the field when it does not.
+func TestBlkioWeightDevice(t *testing.T) {
+	needRoot(t)
+	needLayout(t, Legacy, Hybrid)
+	blk := firstBlockDevice(t)
+	if blk.Major < 0 || !hostHas("blkio") {
+		t.Skip("no block device or no blkio controller")
+	}
+	sched, err := os.ReadFile("/sys/dev/block/" + devString(blk) + "/queue/scheduler")
+	if err != nil {
+		t.Skip("no I/O scheduler information:", err)
+	}
+	res := &specs.LinuxResources{BlockIO: &specs.LinuxBlockIO{WeightDevice: []specs.LinuxWeightDevice{{LinuxBlockIODevice: blk, Weight: ptr(uint16(200))}}}}
+	m := newTestManager(t, testParent(t)+"/w", "w", nil)
+	p := startProc(t)
+	if err := m.Apply(p.pid()); err != nil {
+		t.Fatal(err)
+	}
+	err = m.Set(res)
+	if strings.Contains(string(sched), "[bfq]") {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := readFile(t, m.Paths()["blkio"], "blkio.bfq.weight_device"); !strings.Contains(got, devString(blk)+" 200") {
+			t.Errorf("blkio.bfq.weight_device = %q", got)
+		}
+		return
+	}
+	if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "linux.resources.blockIO.weightDevice[0]") {
+		t.Fatalf("Set of a weight on a non-BFQ device (%s) = %v, want ErrInvalid naming blockIO.weightDevice[0]", strings.TrimSpace(string(sched)), err)
+	}
+	t.Log(err)
+}

@@ -607,9 +607,25 @@ func ptr64(v int64) *int64 { return &v }
 // explainV1 turns a failed v1 write into an error naming the field, when
 // the cause can be read from the hierarchy; nil when it cannot.
 func (m *manager) explainV1(r *lib.Resources) error {
-	for _, explain := range []func(*lib.Resources) error{m.limitBelowUsage, m.rtNotGranted, m.cpusetNotAllowed} {
+	for _, explain := range []func(*lib.Resources) error{m.limitBelowUsage, m.rtNotGranted, m.cpusetNotAllowed, weightDeviceNotBFQ} {
 		if err := explain(r); err != nil {
 			return err
+		}
+	}
+	return nil
+}
+
+// weightDeviceNotBFQ: per-device weights exist only for devices whose I/O
+// scheduler is BFQ.
+func weightDeviceNotBFQ(r *lib.Resources) error {
+	for i, wd := range r.BlkioWeightDevice {
+		dev := strconv.FormatInt(wd.Major, 10) + ":" + strconv.FormatInt(wd.Minor, 10)
+		b, err := os.ReadFile("/sys/dev/block/" + dev + "/queue/scheduler")
+		if err != nil {
+			return invalid(fmt.Sprintf("blockIO.weightDevice[%d]", i), "%s is not a block device with an I/O queue on this host", dev)
+		}
+		if !strings.Contains(string(b), "[bfq]") {
+			return invalid(fmt.Sprintf("blockIO.weightDevice[%d]", i), "device %s uses the I/O scheduler %s; per-device weights need bfq", dev, strings.TrimSpace(string(b)))
 		}
 	}
 	return nil
