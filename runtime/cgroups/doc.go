@@ -33,8 +33,9 @@
 //   - Kernel refusals explained: when a v1 write fails, the hierarchy is
 //     read to name the field and the cause (a memory limit below usage that
 //     cannot be reclaimed, a realtime budget the parent lacks, CPUs or
-//     memory nodes outside the parent cpuset); the library returns the bare
-//     EBUSY/EINVAL/EPERM.
+//     memory nodes outside the parent cpuset, a per-device weight on a
+//     device not scheduled by BFQ); the library returns the bare
+//     EBUSY/EINVAL/EPERM/EOPNOTSUPP.
 //   - v1 placement in one pass over mountinfo (v1Paths), checked equal to
 //     the library's resolver by a test: the library re-reads mountinfo for
 //     every controller it does not find, which cost 0.16 ms per create.
