@@ -107,10 +107,45 @@ func startContainerd(t testing.TB) *ctrd {
 	return ctrdInst
 }
 
+// HULL_SHIM_RACE=1 builds the shims the tests run with the race detector;
+// a race any of them reports fails the run.
+var raceDir string
+
+// buildShim builds containerd-shim-hull-v2 at path.
+func buildShim(path string, extra ...string) error {
+	args := []string{"build", "-o", path}
+	if raceDir != "" {
+		args = append(args, "-race")
+	}
+	args = append(append(args, extra...), "github.com/hullproject/hull/cmd/containerd-shim-hull-v2")
+	if out, err := exec.Command("go", args...).CombinedOutput(); err != nil {
+		return fmt.Errorf("build shim: %v: %s", err, out)
+	}
+	return nil
+}
+
 func TestMain(m *testing.M) {
+	if os.Getenv("HULL_SHIM_RACE") == "1" {
+		dir, err := os.MkdirTemp("", "hullshimrace")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		raceDir = dir
+		os.Setenv("GORACE", "log_path="+filepath.Join(dir, "race"))
+	}
 	code := m.Run()
 	if ctrdInst != nil {
 		ctrdInst.stop()
+	}
+	if raceDir != "" {
+		logs, _ := filepath.Glob(filepath.Join(raceDir, "race*"))
+		for _, l := range logs {
+			data, _ := os.ReadFile(l)
+			fmt.Fprintf(os.Stderr, "shim race report %s:\n%s\n", l, data)
+			code = 1
+		}
+		os.RemoveAll(raceDir)
 	}
 	os.Exit(code)
 }
@@ -121,9 +156,8 @@ func newCtrd() (*ctrd, error) {
 		return nil, err
 	}
 	c := &ctrd{dir: dir, sock: filepath.Join(dir, "c.sock"), ns: fmt.Sprintf("hulltest%d", os.Getpid()), shimDir: filepath.Join(dir, "bin")}
-	out, err := exec.Command("go", "build", "-o", filepath.Join(c.shimDir, "containerd-shim-hull-v2"), "github.com/hullproject/hull/cmd/containerd-shim-hull-v2").CombinedOutput()
-	if err != nil {
-		return nil, fmt.Errorf("build shim: %v: %s", err, out)
+	if err := buildShim(filepath.Join(c.shimDir, "containerd-shim-hull-v2")); err != nil {
+		return nil, err
 	}
 	cfg := fmt.Sprintf(`version = 2
 root = %q

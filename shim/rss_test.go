@@ -83,6 +83,9 @@ func (c *ctrd) idleShimMem(t *testing.T, rt string, extra ...string) (rss, pss i
 // TestShimIdleRSS measures an idle shim's memory beside containerd's runc
 // shim (containerd-shim-runc-v2) measured the same way. Target: ≤ 8 MiB RSS.
 func TestShimIdleRSS(t *testing.T) {
+	if raceDir != "" {
+		t.Skip("HULL_SHIM_RACE: race-built shims are several times larger")
+	}
 	c := startContainerd(t)
 	rts := runtimes(t)
 	bin := rts["runc"]

@@ -53,10 +53,7 @@ func shimBinary(t *testing.T) string {
 			return
 		}
 		shimBin = filepath.Join(dir, "containerd-shim-hull-v2")
-		out, err := exec.Command("go", "build", "-o", shimBin, "github.com/hullproject/hull/cmd/containerd-shim-hull-v2").CombinedOutput()
-		if err != nil {
-			shimErr = fmt.Errorf("build shim: %v: %s", err, out)
-		}
+		shimErr = buildShim(shimBin)
 	})
 	if shimErr != nil {
 		t.Fatal(shimErr)
@@ -747,10 +744,13 @@ func TestShimInfo(t *testing.T) {
 // working (its relocated read-only pages are private copies the trim must
 // keep), and serving with -socket works without `start`.
 func TestShimTrimPIE(t *testing.T) {
+	if raceDir != "" {
+		t.Skip("HULL_SHIM_RACE: the race detector cannot build a PIE")
+	}
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "shim-pie")
-	if out, err := exec.Command("go", "build", "-buildmode=pie", "-o", bin, "github.com/hullproject/hull/cmd/containerd-shim-hull-v2").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v %s", err, out)
+	if err := buildShim(bin, "-buildmode=pie"); err != nil {
+		t.Fatal(err)
 	}
 	sock := filepath.Join(dir, "s.sock")
 	cmd := exec.Command(bin, "-namespace", "hulltest", "-id", "pie", "-socket", sock)
