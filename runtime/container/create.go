@@ -335,6 +335,11 @@ func Create(ctx context.Context, o CreateOptions) (_ *Process, retErr error) {
 		switch m.Type {
 		case initproc.MsgError:
 			return nil, errors.New(m.Msg)
+		case initproc.MsgSeccomp:
+			if err := relayListener(ctx, sync, spec, pid, st); err != nil {
+				return nil, err
+			}
+			continue
 		case initproc.MsgHooks:
 			if err := hooks.Run(ctx, "prestart", spec.Hooks.Prestart, &st); err != nil {
 				return nil, err
@@ -472,9 +477,6 @@ const SeccompCacheDir = "/run/hull-runtime.cache/seccomp"
 func compileSeccomp(spec *specs.Spec) (*seccomp.Program, error) {
 	if spec.Linux == nil || spec.Linux.Seccomp == nil {
 		return nil, nil
-	}
-	if seccomp.UsesNotify(spec.Linux.Seccomp) {
-		return nil, fmt.Errorf("%w: linux.seccomp: SCMP_ACT_NOTIFY: %w", ErrInvalidSpec, ErrNotSupported)
 	}
 	if err := os.MkdirAll(SeccompCacheDir, 0o700); err != nil {
 		slog.Debug("seccomp cache", "err", err)

@@ -175,14 +175,26 @@ func Exec(ctx context.Context, o ExecOptions) (*Process, error) {
 		return fail(err)
 	}
 	// The init closes its end (close-on-exec) when execve succeeds.
-	var m initproc.Message
-	if err := dec.Decode(&m); err == nil {
+	for {
+		var m initproc.Message
+		err := dec.Decode(&m)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return fail(err)
+		}
+		if m.Type == initproc.MsgSeccomp {
+			st := h.SpecState(Running)
+			if err := relayListener(ctx, sync, spec, pid, st); err != nil {
+				return fail(err)
+			}
+			continue
+		}
 		if m.Type == initproc.MsgError {
 			unix.Kill(pid, unix.SIGKILL)
 			return nil, errors.New(m.Msg)
 		}
-	} else if !errors.Is(err, io.EOF) {
-		return fail(err)
 	}
 	if o.PidFile != "" {
 		if err := writePidFile(o.PidFile, pid); err != nil {

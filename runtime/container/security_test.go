@@ -1,11 +1,14 @@
 package container_test
 
 import (
+	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
@@ -105,4 +108,68 @@ func TestMountThroughSymlinkStaysInside(t *testing.T) {
 func runShell(script string) (string, error) {
 	out, err := execCommand("sh", "-c", script)
 	return out, err
+}
+
+// SCMP_ACT_NOTIFY: the listener fd reaches listenerPath with the
+// container process state; with the listener closed, the notified
+// syscall fails.
+func TestSeccompNotify(t *testing.T) {
+	r := newRT(t)
+	sock := filepath.Join(t.TempDir(), "agent.sock")
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	type got struct {
+		state specs.ContainerProcessState
+		fds   int
+		err   error
+	}
+	ch := make(chan got, 1)
+	go func() {
+		c, err := l.AcceptUnix()
+		if err != nil {
+			ch <- got{err: err}
+			return
+		}
+		defer c.Close()
+		buf := make([]byte, 64<<10)
+		oob := make([]byte, unix.CmsgSpace(4))
+		n, oobn, _, _, err := c.ReadMsgUnix(buf, oob)
+		var g got
+		g.err = err
+		if err == nil {
+			g.err = json.Unmarshal(buf[:n], &g.state)
+			if msgs, _ := unix.ParseSocketControlMessage(oob[:oobn]); len(msgs) == 1 {
+				if fds, _ := unix.ParseUnixRights(&msgs[0]); len(fds) == 1 {
+					g.fds = 1
+					unix.Close(fds[0]) // the notified syscall then fails
+				}
+			}
+		}
+		ch <- g
+	}()
+	b := testutil.NewBundle(t, "sh", "-c", "mkdir /tmp/notified 2>/dev/null && echo created || echo refused")
+	b.Spec.Linux.Seccomp = &specs.LinuxSeccomp{
+		DefaultAction:    specs.ActAllow,
+		ListenerPath:     sock,
+		ListenerMetadata: "meta1",
+		Syscalls:         []specs.LinuxSyscall{{Names: []string{"mkdir", "mkdirat"}, Action: specs.ActNotify}},
+	}
+	b.Save()
+	c := r.mustCreate(b)
+	var g got
+	select {
+	case g = <-ch:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the agent got nothing")
+	}
+	if g.err != nil || g.fds != 1 || g.state.Pid != c.pid || g.state.Metadata != "meta1" || g.state.State.ID != c.id {
+		t.Fatalf("agent got %+v", g)
+	}
+	if out := r.output(c); !strings.Contains(out, "refused") {
+		t.Errorf("inside: %q", out)
+	}
+	r.must("delete", c.id)
 }

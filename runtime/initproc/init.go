@@ -159,7 +159,7 @@ func (i *initp) run() error {
 	}
 	sc := cfg.Seccomp
 	if sc != nil && !p.NoNewPrivileges {
-		if err := loadSeccomp(sc); err != nil {
+		if err := i.loadSeccomp(sc); err != nil {
 			return err
 		}
 		sc = nil
@@ -190,6 +190,14 @@ func (i *initp) run() error {
 	path, err := lookPath(p.Args, env)
 	if err != nil {
 		return err
+	}
+	if sc != nil && sc.Notify {
+		// The listener fd must reach the runtime while it still
+		// listens: load now (no_new_privs is set, nothing else needed).
+		if err := i.loadSeccomp(sc); err != nil {
+			return err
+		}
+		sc = nil
 	}
 	trace.Mark("init: cwd, lookpath")
 	if !cfg.Exec {
@@ -226,7 +234,7 @@ func (i *initp) run() error {
 		}
 	}
 	if sc != nil {
-		if err := loadSeccomp(sc); err != nil {
+		if err := i.loadSeccomp(sc); err != nil {
 			return err
 		}
 	}

@@ -21,6 +21,12 @@ const (
 	MsgHooksDone = "hooks-done" // runtime -> init
 	MsgReady     = "ready"      // init -> runtime: created, now waiting on the exec fifo
 	MsgError     = "error"      // init -> runtime: Msg says what failed
+	// MsgSeccomp: init -> runtime: a listener fd follows (after the
+	// runtime's MsgSeccompAck) as one byte with SCM_RIGHTS; the runtime
+	// answers MsgSeccompDone once it has handed it to listenerPath.
+	MsgSeccomp     = "seccomp"
+	MsgSeccompAck  = "seccomp-ack"
+	MsgSeccompDone = "seccomp-done"
 )
 
 // Message is one line on the sync socket.

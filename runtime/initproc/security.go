@@ -3,6 +3,8 @@ package initproc
 import (
 	"fmt"
 
+	"golang.org/x/sys/unix"
+
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/hullproject/hull/runtime/caps"
@@ -11,12 +13,28 @@ import (
 )
 
 // loadSeccomp installs the program the runtime compiled (a single
-// seccomp(2) call; no libseccomp in the init).
-func loadSeccomp(p *seccomp.Program) error {
-	if _, err := p.Load(); err != nil {
-		return fmt.Errorf("linux.seccomp: %w", err)
+// seccomp(2) call; no libseccomp in the init). For a SCMP_ACT_NOTIFY
+// program it passes the listener fd to the runtime.
+func (i *initp) loadSeccomp(p *seccomp.Program) error {
+	fd, err := p.Load()
+	if err != nil {
+		return err
 	}
-	return nil
+	if fd == nil {
+		return nil
+	}
+	defer fd.Close()
+	if err := i.send(Message{Type: MsgSeccomp}); err != nil {
+		return err
+	}
+	if _, err := i.recv(MsgSeccompAck); err != nil {
+		return err
+	}
+	if err := unix.Sendmsg(int(i.sync.Fd()), []byte{0}, unix.UnixRights(int(fd.Fd())), nil, 0); err != nil {
+		return fmt.Errorf("linux.seccomp: send listener fd: %w", err)
+	}
+	_, err = i.recv(MsgSeccompDone)
+	return err
 }
 
 // procCaps is the process's capabilities; none at all when the spec
