@@ -437,6 +437,10 @@ func (m *manager) Set(r *specs.LinuxResources) error {
 	}
 	switch m.layout {
 	case Unified:
+		// the library skips device weights silently when BFQ is not there
+		if err := weightDeviceNotBFQ(conv); err != nil {
+			return err
+		}
 		if err := m.v2.Set(conv); err != nil {
 			return fmt.Errorf("setting cgroup %s: %w", m.v2Path, err)
 		}
