@@ -329,8 +329,19 @@ var (
 			want:   "/proc/self/fd\n/proc/self/fd/0\n/proc/self/fd/1\n/proc/self/fd/2",
 		},
 		{
-			// config-linux.md allowed device list: a configured device that
-			// a rule allows can be opened.
+			// config-linux.md allowed device list: under the example's
+			// "deny all" rule, a configured device that no rule allows
+			// cannot be opened ...
+			name: "cgroup-denied",
+			edit: func(s *specs.Spec) {
+				m := os.FileMode(0o666)
+				s.Linux.Devices = []specs.LinuxDevice{{Path: "/dev/fuse", Type: "c", Major: 10, Minor: 229, FileMode: &m}}
+			},
+			script: "(exec 3</dev/fuse) 2>/dev/null && echo opened || echo refused",
+			want:   "refused",
+		},
+		{
+			// ... and once a rule allows it, it can.
 			name: "cgroup-allowed",
 			edit: func(s *specs.Spec) {
 				m := os.FileMode(0o666)

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -113,6 +114,22 @@ var newerProcessCases = []newerCase{
 			}
 		},
 	},
+	{
+		// config-linux.md timeOffsets: "sets the offset for Time
+		// Namespace"; "secs (int64, OPTIONAL) - is the offset of clock
+		// (in seconds) in the container."
+		name: "time-namespace-offsets",
+		edit: func(s *specs.Spec) {
+			setNS(s, specs.LinuxNamespace{Type: specs.TimeNamespace})
+			s.Linux.TimeOffsets = map[string]specs.LinuxTimeOffset{"monotonic": {Secs: 1000000}, "boottime": {Secs: 2000000}}
+		},
+		args: []string{"sh", "-c", "tr -s ' ' </proc/self/timens_offsets"}, want: "monotonic 1000000 0\nboottime 2000000 0",
+		outside: func(t *testing.T, pid int) {
+			if nsInode(t, pid, "time") == nsInode(t, os.Getpid(), "time") {
+				t.Error("time namespace is the host's")
+			}
+		},
+	},
 }
 
 // TestExecCPUAffinity: config.md execCPUAffinity: "final (string,
@@ -135,6 +152,50 @@ func TestExecCPUAffinity(t *testing.T) {
 	out := r.ok("exec", "--process", pf, s.id)
 	if got := strings.Join(strings.Fields(out), " "); got != "Cpus_allowed_list: 0" {
 		t.Errorf("exec'd process: %q, want Cpus_allowed_list: 0", got)
+	}
+	r.stop(s.id)
+}
+
+// TestNetDevices checks config-linux.md netDevices (runtime-spec 1.3): "A
+// set of network devices that MUST be made available in the container";
+// "name ... the name of the network device inside the container
+// namespace"; "The runtime MUST preserve existing network interface
+// attributes, including all permanent IP addresses"; "The runtime MUST set
+// the network device state to up after moving it".
+func TestNetDevices(t *testing.T) {
+	if _, err := exec.LookPath("ip"); err != nil {
+		t.Skip("needs ip (iproute2) to make a veth pair")
+	}
+	r := newRT(t)
+	// One end of a veth pair moves into the container; deleting the end
+	// left on the host deletes both.
+	dev := fmt.Sprintf("hc%da", os.Getpid()%100000)
+	peer := strings.TrimSuffix(dev, "a") + "b"
+	if out, err := exec.Command("ip", "link", "add", dev, "type", "veth", "peer", "name", peer).CombinedOutput(); err != nil {
+		t.Fatalf("ip link add: %v: %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("ip", "link", "del", peer).Run() })
+	if out, err := exec.Command("ip", "addr", "add", "10.251.7.1/24", "dev", dev).CombinedOutput(); err != nil {
+		t.Fatalf("ip addr add: %v: %s", err, out)
+	}
+	b := testutil.NewBundle(t)
+	b.Spec.Linux.NetDevices = map[string]specs.LinuxNetDevice{dev: {Name: "ctr0"}}
+	s := r.startSleeper(b, false)
+	if _, err := os.Stat("/sys/class/net/" + dev); err == nil {
+		t.Errorf("%s is still in the host's namespace", dev)
+	}
+	out, _, err := r.exec(nil, "exec", s.id, "sh", "-c", "cat /sys/class/net/ctr0/flags; ip -4 addr show ctr0")
+	if err != nil {
+		t.Fatalf("exec: %v", err)
+	}
+	lines := strings.SplitN(out, "\n", 2)
+	var flags int
+	fmt.Sscanf(lines[0], "0x%x", &flags)
+	if flags&1 == 0 {
+		t.Errorf("ctr0 is not up: flags %q", lines[0])
+	}
+	if !strings.Contains(out, "10.251.7.1/24") {
+		t.Errorf("ctr0 lost its address: %q", out)
 	}
 	r.stop(s.id)
 }
