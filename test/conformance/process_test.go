@@ -372,9 +372,13 @@ func expectRefused(t *testing.T, r *rt, b *testutil.Bundle) {
 	id := r.newID()
 	// A cgroup path of its own shows whether the refusal left a cgroup.
 	cg := ""
-	if b.Spec.Linux != nil && b.Spec.Linux.CgroupsPath == "" {
-		cg = "/hull-conformance/" + id
-		b.Spec.Linux.CgroupsPath = cg
+	if b.Spec.Linux != nil {
+		if b.Spec.Linux.CgroupsPath == "" {
+			b.Spec.Linux.CgroupsPath = "/hull-conformance/" + id
+		}
+		if strings.HasPrefix(b.Spec.Linux.CgroupsPath, "/") {
+			cg = b.Spec.Linux.CgroupsPath
+		}
 	}
 	mountsBefore := hostMountsUnder(b.Dir)
 	_, err := r.tryCreate(b, id)
