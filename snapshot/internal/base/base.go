@@ -265,12 +265,13 @@ func (b *Base) Commit(ctx context.Context, name, key string, opts ...snapshot.Op
 
 // Remove implements snapshot.Snapshotter.
 func (b *Base) Remove(ctx context.Context, key string) error {
-	var gone string
+	var gone, dir string
 	err := b.store.Update(func(tx *storage.Tx) error {
 		id, _, err := tx.Remove(key)
 		if err != nil {
 			return err
 		}
+		dir = b.dir(id)
 		gone = filepath.Join(b.root, "snapshots", "rm-"+id)
 		if err := os.Rename(b.dir(id), gone); err != nil {
 			if errors.Is(err, fs.ErrNotExist) {
@@ -284,6 +285,13 @@ func (b *Base) Remove(ctx context.Context, key string) error {
 		return nil
 	})
 	if err != nil {
+		if gone != "" {
+			// The record stays (the transaction failed): put the
+			// directory back under its id.
+			if _, serr := os.Stat(gone); serr == nil {
+				_ = os.Rename(gone, dir)
+			}
+		}
 		return err
 	}
 	if gone == "" {
