@@ -365,3 +365,28 @@ func TestNoPivot(t *testing.T) {
 		t.Errorf("container read %q, want no-pivot-root", got)
 	}
 }
+
+// TestForceDeletePaused checks delete --force of a paused container (runc
+// CLI; what a shim does to a paused task it is told to remove): the frozen
+// processes die and the container is gone.
+func TestForceDeletePaused(t *testing.T) {
+	r := newRT(t)
+	b := testutil.NewBundle(t)
+	b.Spec.Linux.CgroupsPath = "/hull-conformance/" + fmt.Sprint("fdp-", os.Getpid())
+	s := r.startSleeper(b, false)
+	r.ok("pause", s.id)
+	r.ok("delete", "--force", s.id)
+	if _, err := r.state(s.id); err == nil {
+		t.Error("state of a force-deleted paused container succeeded")
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for pidAlive(s.pid) && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if pidAlive(s.pid) {
+		t.Errorf("pid %d alive after delete --force of the paused container", s.pid)
+	}
+	if left := cgroupDirs(b.Spec.Linux.CgroupsPath); len(left) > 0 {
+		t.Errorf("delete --force left the cgroups %v", left)
+	}
+}
