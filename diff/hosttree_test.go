@@ -38,6 +38,10 @@ func TestApplyHostTreeTar(t *testing.T) {
 	}
 	for _, format := range []string{"gnu", "posix"} {
 		t.Run(format, func(t *testing.T) {
+			var before []string
+			for _, p := range paths {
+				before = append(before, hostDescribe(t, "/", p))
+			}
 			layer := filepath.Join(t.TempDir(), "layer.tar.gz")
 			args := append([]string{"-C", "/", "--format=" + format, "--xattrs", "-czpf", layer}, paths...)
 			if out, err := exec.Command(tarBin, args...).CombinedOutput(); err != nil {
@@ -52,8 +56,11 @@ func TestApplyHostTreeTar(t *testing.T) {
 			if _, err := diff.Apply(context.Background(), bindMounts(dst), f, "application/vnd.docker.image.rootfs.diff.tar.gzip"); err != nil {
 				t.Fatal(err)
 			}
-			for _, p := range paths {
+			for i, p := range paths {
 				want, got := hostDescribe(t, "/", p), hostDescribe(t, dst, p)
+				if want != before[i] {
+					t.Skipf("the host changed /%s during the test (a package install?)", p)
+				}
 				if want != got {
 					t.Errorf("%s differs:\n%s", p, firstDiff(want, got))
 				}
