@@ -248,3 +248,16 @@ func withoutNS(b *testutil.Bundle, typ string) {
 		panic(err)
 	}
 }
+
+// start of a process that exits at once must still succeed (the init's
+// exit races with start reading the exec fifo).
+func TestStartOfShortProcess(t *testing.T) {
+	r := newRT(t)
+	b := testutil.NewBundle(t, "true")
+	for i := 0; i < 15; i++ {
+		c := r.mustCreate(b)
+		r.must("start", c.id)
+		r.waitStopped(c.id)
+		r.must("delete", c.id)
+	}
+}

@@ -106,15 +106,11 @@ func openFifo(ctx context.Context, path string, pid int) error {
 			}
 		}
 	}()
-	select {
-	case r := <-ch:
-		if r.err != nil {
-			return fmt.Errorf("open exec fifo: %w", r.err)
-		}
-		defer r.f.Close()
-		// "0" then EOF when the init execve's; "E<message>" when a
-		// startContainer hook failed.
-		data, err := io.ReadAll(r.f)
+	// "0" then EOF when the init execve's; "E<message>" when a
+	// startContainer hook failed.
+	finish := func(f *os.File) error {
+		defer f.Close()
+		data, err := io.ReadAll(f)
 		if err != nil {
 			return fmt.Errorf("read exec fifo: %w", err)
 		}
@@ -126,10 +122,32 @@ func openFifo(ctx context.Context, path string, pid int) error {
 			return errors.New(string(data[1:]))
 		}
 		return nil
+	}
+	select {
+	case r := <-ch:
+		if r.err != nil {
+			return fmt.Errorf("open exec fifo: %w", r.err)
+		}
+		return finish(r.f)
 	case <-dead:
+		// The process may have started and already exited: then our
+		// open has completed too, or the fifo still holds the "0".
+		select {
+		case r := <-ch:
+			if r.err != nil {
+				return fmt.Errorf("open exec fifo: %w", r.err)
+			}
+			return finish(r.f)
+		default:
+		}
 		// Unblock our own open so the goroutine ends.
 		if f, err := os.OpenFile(path, os.O_WRONLY|unix.O_NONBLOCK, 0); err == nil {
 			f.Close()
+		}
+		if r := <-ch; r.err == nil {
+			if err := finish(r.f); err == nil {
+				return nil
+			}
 		}
 		return errors.New("container init exited before start")
 	case <-ctx.Done():
