@@ -106,6 +106,10 @@ func TestBadInput(t *testing.T) {
 			b.Spec.Linux.Seccomp = &specs.LinuxSeccomp{DefaultAction: "SCMP_ACT_BOGUS"}
 			b.Save()
 		}, "linux.seccomp"},
+		{"intelRdt without resctrl", func(t *testing.T, b *testutil.Bundle) {
+			b.Spec.Linux.IntelRdt = &specs.LinuxIntelRdt{ClosID: "hull-test"}
+			b.Save()
+		}, "linux.intelRdt"},
 		{"terminal without console socket", func(t *testing.T, b *testutil.Bundle) {
 			b.Spec.Process.Terminal = true
 			b.Save()

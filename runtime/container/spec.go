@@ -222,6 +222,15 @@ func validate(s *specs.Spec, bundle string) (rootfs string, plan *nsPlan, err er
 				return "", nil, fmt.Errorf("%w: linux.netDevices[%q]: no such device on the host", ErrInvalidSpec, name)
 			}
 		}
+		if l.IntelRdt != nil {
+			// config-linux.md: without a mounted resctrl the runtime
+			// MUST fail; with one, hull-runtime does not drive it yet.
+			mi, _ := os.ReadFile("/proc/self/mountinfo")
+			if !strings.Contains(string(mi), " - resctrl ") {
+				return "", nil, fmt.Errorf("%w: linux.intelRdt: no resctrl filesystem is mounted", ErrInvalidSpec)
+			}
+			return "", nil, fmt.Errorf("%w: linux.intelRdt: %w", ErrInvalidSpec, ErrNotSupported)
+		}
 		if err := initproc.ValidatePersonality(l.Personality); err != nil {
 			return "", nil, fmt.Errorf("%w: %w", ErrInvalidSpec, err)
 		}
