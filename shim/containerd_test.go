@@ -138,6 +138,8 @@ func TestMain(m *testing.M) {
 	if ctrdInst != nil {
 		ctrdInst.stop()
 	}
+	// The runtime root of the direct tests' namespace, once empty.
+	_ = os.Remove(filepath.Join(shim.DefaultRoot, "hulltest"))
 	if raceDir != "" {
 		logs, _ := filepath.Glob(filepath.Join(raceDir, "race*"))
 		for _, l := range logs {
@@ -209,7 +211,20 @@ func (c *ctrd) stop() {
 	}
 	unmountUnder(c.dir)
 	_ = os.Remove(filepath.Join(shim.DefaultRoot, c.ns))
+	// containerd puts tasks in /<namespace>/<id> cgroups and never removes
+	// the namespace's parent.
+	removeCgroupParent(c.ns)
 	_ = os.RemoveAll(c.dir)
+}
+
+// removeCgroupParent removes the (empty) cgroup /name from every
+// hierarchy.
+func removeCgroupParent(name string) {
+	dirs, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", "*", name))
+	dirs = append(dirs, filepath.Join("/sys/fs/cgroup", name))
+	for _, d := range dirs {
+		_ = os.Remove(d)
+	}
 }
 
 // unmountUnder lazily unmounts anything still mounted below dir.

@@ -453,7 +453,7 @@ func TestShimExecAndSignals(t *testing.T) {
 			if fileExists(filepath.Join("/sys/fs/cgroup/memory", b.Spec.Linux.CgroupsPath)) {
 				t.Errorf("cgroup %s left behind", b.Spec.Linux.CgroupsPath)
 			}
-			_ = os.Remove("/sys/fs/cgroup/memory/hulltest")
+			removeCgroupParent("hulltest")
 		})
 	}
 }
@@ -713,7 +713,7 @@ func TestShimFailedCreate(t *testing.T) {
 			if mountedAt(b.Rootfs()) {
 				t.Error("delete left the rootfs mounted")
 			}
-			_ = os.Remove("/sys/fs/cgroup/memory/hulltest")
+			removeCgroupParent("hulltest")
 		})
 	}
 }
