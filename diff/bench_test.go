@@ -3,7 +3,9 @@ package diff_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -190,6 +192,29 @@ func BenchmarkPrepareContainer(b *testing.B) {
 					b.Fatal(err)
 				}
 				b.StartTimer()
+			}
+		})
+	}
+}
+
+// BenchmarkDecompress reads the benchmark layer through each gzip decoder
+// and SHA-256, without touching the filesystem: the CPU side of Apply.
+func BenchmarkDecompress(b *testing.B) {
+	layer := benchmarkLayer(b)
+	for _, impl := range []string{"pgzip", "klauspost"} {
+		b.Run(impl, func(b *testing.B) {
+			defer diff.SetGzipDecoder(impl)()
+			b.SetBytes(int64(benchRaw))
+			for i := 0; i < b.N; i++ {
+				r, closeFn, err := diff.Decompress(bytes.NewReader(layer), diff.Gzip)
+				if err != nil {
+					b.Fatal(err)
+				}
+				h := sha256.New()
+				if _, err := io.Copy(h, r); err != nil {
+					b.Fatal(err)
+				}
+				closeFn()
 			}
 		})
 	}

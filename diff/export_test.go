@@ -1,5 +1,7 @@
 package diff
 
+import "io"
+
 // SetGzipDecoder switches the gzip implementation for benchmarks.
 func SetGzipDecoder(name string) func() {
 	old := gzipDecoder
@@ -21,3 +23,6 @@ func SetOverlayFastPath(on bool) func() {
 	overlayFastPath = on
 	return func() { overlayFastPath = old }
 }
+
+// Decompress exposes the decompressor choice for benchmarks.
+func Decompress(r io.Reader, c Compression) (io.Reader, func(), error) { return decompress(r, c) }
