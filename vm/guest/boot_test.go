@@ -41,11 +41,24 @@ func checkPoweredOff(t *testing.T, res *bootcheck.Result, release string, module
 			t.Errorf("console shows %q:\n%s", bad, res.ConsoleTail(30))
 		}
 	}
+	// The guest clock comes from the emulated RTC: it must be the host's
+	// time, or TLS and build tools in containers go wrong.
+	if i := strings.Index(console, " time="); i >= 0 {
+		f := strings.Fields(console[i+len(" time="):])
+		if sec, err := strconv.ParseInt(f[0], 10, 64); err != nil {
+			t.Errorf("bad time on the console: %q", f[0])
+		} else if d := time.Since(time.Unix(sec, 0)); d < -time.Minute || d > 3*time.Minute {
+			t.Errorf("guest clock is off by %v", d)
+		}
+	} else {
+		t.Errorf("test init printed no time=")
+	}
 	t.Logf("init reached at %v, QEMU exited at %v, QEMU peak RSS %d MiB", res.MarkerAt.Round(time.Millisecond), res.Total.Round(time.Millisecond), res.MaxRSSKiB/1024)
 }
 
 // TestBootMinimalKernel boots Hull's kernel on microvm under TCG, as bzImage
-// with a plain and a gzip initramfs, and as vmlinux through the PVH entry.
+// with a plain and a gzip initramfs, as vmlinux through the PVH entry, and
+// on q35 (the machine used when hotplug is needed).
 func TestBootMinimalKernel(t *testing.T) {
 	guesttest.RequireQEMU(t)
 	m := guesttest.MinimalKernel(t)
@@ -55,15 +68,16 @@ func TestBootMinimalKernel(t *testing.T) {
 	plain := guesttest.Initramfs(t, nil, initramfs.None)
 	gz := guesttest.Initramfs(t, nil, initramfs.Gzip)
 	for _, tc := range []struct {
-		name, kernel, initrd string
+		name, kernel, initrd, machine string
 	}{
-		{"bzImage/plain-initramfs", m.Path(m.BzImage.Path), plain},
-		{"bzImage/gzip-initramfs", m.Path(m.BzImage.Path), gz},
-		{"vmlinux-PVH", m.Path(m.Vmlinux.Path), plain},
+		{"bzImage/plain-initramfs", m.Path(m.BzImage.Path), plain, ""},
+		{"bzImage/gzip-initramfs", m.Path(m.BzImage.Path), gz, ""},
+		{"vmlinux-PVH", m.Path(m.Vmlinux.Path), plain, ""},
+		{"q35", m.Path(m.BzImage.Path), gz, "q35"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			res, err := bootcheck.Boot(context.Background(), bootcheck.Config{
-				Kernel: tc.kernel, Initrd: tc.initrd, Marker: guest.TestInitMarker, Timeout: bootTimeout,
+				Kernel: tc.kernel, Initrd: tc.initrd, Machine: tc.machine, Marker: guest.TestInitMarker, Timeout: bootTimeout,
 			})
 			if err != nil {
 				t.Fatal(err)
