@@ -50,9 +50,11 @@ func newRun(g *globals) *cobra.Command {
 				return err
 			}
 			trace.Mark("created")
-			if err := container.Poststart(ctx, g.root, id); err != nil {
-				container.Delete(ctx, g.root, id, true)
-				return err
+			if p.HasPoststart {
+				if err := container.Poststart(ctx, g.root, id); err != nil {
+					container.Delete(ctx, g.root, id, true)
+					return err
+				}
 			}
 			trace.Mark("started")
 			if detach {

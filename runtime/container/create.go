@@ -49,7 +49,9 @@ type CreateOptions struct {
 // made it; Wait works only when the runtime is its parent (or subreaper).
 type Process struct {
 	Pid int
-	cmd *exec.Cmd
+	// HasPoststart: the container has poststart hooks for `run` to run.
+	HasPoststart bool
+	cmd          *exec.Cmd
 }
 
 // Wait waits for the process and returns its exit code (128+signal when
@@ -377,7 +379,8 @@ func Create(ctx context.Context, o CreateOptions) (_ *Process, retErr error) {
 			return nil, err
 		}
 	}
-	return &Process{Pid: pid, cmd: cmd}, nil
+	hasPoststart := spec.Hooks != nil && len(spec.Hooks.Poststart) > 0
+	return &Process{Pid: pid, cmd: cmd, HasPoststart: hasPoststart}, nil
 }
 
 type cgState struct {
