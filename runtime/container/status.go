@@ -30,11 +30,13 @@ const (
 	Deleted Status = "deleted"
 )
 
-// Sentinel errors; callers test them with errors.Is.
+// Sentinel errors; callers test them with errors.Is. The texts are
+// runc's: containerd's shim matches "container not running" and "does not
+// exist" in the runtime's error output.
 var (
 	ErrNotExist     = errors.New("container does not exist")
 	ErrExist        = errors.New("container already exists")
-	ErrNotRunning   = errors.New("container is not running")
+	ErrNotRunning   = errors.New("container not running")
 	ErrRunning      = errors.New("container is still running")
 	ErrNotCreated   = errors.New("container is not in the created state")
 	ErrPaused       = errors.New("container is paused")
