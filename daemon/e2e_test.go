@@ -26,6 +26,7 @@ func TestRunExitCodeAndOutput(t *testing.T) {
 	d, ref := start(t)
 	for _, rt := range runtimes {
 		t.Run(rt, func(t *testing.T) {
+			d := d.For(t)
 			for _, tc := range []struct {
 				name     string
 				args     []string

@@ -231,10 +231,13 @@ func (ts *tasks) openLog(ns, id string) (io.WriteCloser, error) {
 	return os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 }
 
+// hullShimType is the runtime type of Hull's own shim.
+const hullShimType = "io.containerd.hull.v2"
+
 // graceFor is how long to wait for output after an exit: Hull's shim
 // drains output before it reports an exit; others may still be copying.
 func graceFor(typ string) time.Duration {
-	if typ == "io.containerd.hull.v2" {
+	if typ == hullShimType {
 		return 0
 	}
 	return 50 * time.Millisecond

@@ -104,7 +104,11 @@ func (s *tasksSvc) Attach(stream hullv1.Tasks_AttachServer) error {
 		}
 		if r.CloseStdin {
 			p.pump.closeStdin()
-			if t.shim != nil {
+			// Hull's shim holds no write end of the stdin fifo: closing
+			// the daemon's gives the process EOF once it has read what was
+			// written (its CloseIO would drop what it has not copied yet).
+			// containerd's runc shim holds one, which CloseIO closes.
+			if t.shim != nil && t.file.Type != hullShimType {
 				_, _ = t.shim.task.CloseIO(t.shim.ctx(ctx), &taskapi.CloseIORequest{ID: t.id, ExecID: p.execID, Stdin: true})
 			}
 		}

@@ -133,9 +133,13 @@ type Daemon struct {
 	Dir                  string // holds root/, state/, the socket and the log
 	Root, State, Address string
 	Config               string // extra TOML, written to Dir/hulld.toml
-	cmd                  *exec.Cmd
-	done                 chan struct{}
-	log                  *os.File
+	*running                    // shared by the copies For makes
+}
+
+type running struct {
+	cmd  *exec.Cmd
+	done chan struct{}
+	log  *os.File
 }
 
 // NewDaemon prepares (does not start) a daemon with private directories.
@@ -147,7 +151,7 @@ func NewDaemon(t testing.TB) *Daemon {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := &Daemon{t: t, Bin: bin, Dir: dir, Root: filepath.Join(dir, "root"), State: filepath.Join(dir, "state"), Address: filepath.Join(dir, "hulld.sock")}
+	d := &Daemon{running: &running{}, t: t, Bin: bin, Dir: dir, Root: filepath.Join(dir, "root"), State: filepath.Join(dir, "state"), Address: filepath.Join(dir, "hulld.sock")}
 	t.Cleanup(d.cleanup)
 	return d
 }
@@ -224,6 +228,13 @@ func (d *Daemon) signal(sig syscall.Signal) {
 	if d.log != nil {
 		d.log.Close()
 	}
+}
+
+// For returns the daemon with its helpers reporting to t (a subtest).
+func (d *Daemon) For(t testing.TB) *Daemon {
+	c := *d
+	c.t = t
+	return &c
 }
 
 // Pid is hulld's pid.

@@ -1,0 +1,99 @@
+package daemon_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestRestart: containers keep running while hulld is stopped or killed;
+// the new hulld reconnects to their shims, reports exits that happened
+// meanwhile with their codes, and keeps their logs.
+func TestRestart(t *testing.T) {
+	d, ref := start(t)
+	for _, how := range []string{"stop", "kill"} {
+		t.Run(how, func(t *testing.T) {
+			d := d.For(t)
+			for _, rt := range runtimes {
+				d.MustHull("run", "-d", "--runtime", rt, ref, "long-"+how+"-"+rt, "sh", "-c", "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.1; done")
+				d.MustHull("run", "-d", "--runtime", rt, ref, "short-"+how+"-"+rt, "sh", "-c", "read x < /dev/null; sleep 1; echo bye; exit 23")
+			}
+			if how == "stop" {
+				d.Stop()
+			} else {
+				d.Kill()
+			}
+			time.Sleep(2 * time.Second) // the short ones exit while hulld is down
+			d.Start()
+			for _, rt := range runtimes {
+				long, short := "long-"+how+"-"+rt, "short-"+how+"-"+rt
+				if st := taskStatus(d, "default", long); st != "running" {
+					t.Fatalf("%s after restart: %q", long, st)
+				}
+				if st := taskStatus(d, "default", short); st != "stopped (exit 23)" {
+					t.Fatalf("%s after restart: %q", short, st)
+				}
+				// Hull's shim keeps the output of an exited process until
+				// the task is deleted; containerd's runc shim closes its
+				// fifos at exit, so what nobody read is gone (as with
+				// containerd).
+				if out := d.MustHull("logs", short); out != "bye\n" && rt != "runc" {
+					t.Fatalf("%s logs: %q", short, out)
+				}
+				// Output written while hulld was down reaches the log.
+				waitFor(t, long+" ticks after restart", func() bool {
+					out, _, _ := d.Hull("logs", long)
+					return strings.Count(out, "tick") >= 30
+				})
+				out, _, _ := d.Hull("logs", long)
+				lines := strings.Split(strings.TrimSpace(out), "\n")
+				for i, l := range lines {
+					if l != "tick "+itoa(i) {
+						t.Fatalf("%s log line %d = %q: lost or reordered output", long, i, l)
+					}
+				}
+				if out := d.MustHull("exec", long, "echo", "still here"); out != "still here\n" {
+					t.Fatalf("exec after restart: %q", out)
+				}
+				d.MustHull("tasks", "kill", "-s", "KILL", long)
+				waitFor(t, long+" exit", func() bool { return taskStatus(d, "default", long) == "stopped (exit 137)" })
+				d.MustHull("c", "rm", "-f", long)
+				d.MustHull("c", "rm", "-f", short)
+			}
+		})
+	}
+}
+
+// TestExitWhileDownEvent: a subscriber of the new daemon sees the exit of
+// a container that ended while hulld was down.
+func TestRestartShimGone(t *testing.T) {
+	d, ref := start(t)
+	d.MustHull("run", "-d", ref, "orphan", "sleep", "1000")
+	pids := strings.Fields(d.MustHull("tasks", "ps", "orphan"))
+	if len(pids) < 2 {
+		t.Fatalf("ps: %v", pids)
+	}
+	d.Kill()
+	// The shim dies too (as on a host reboot of the state tmpfs... here by
+	// hand): hulld must clean up and report the task stopped.
+	killShimOf(t, d.Dir)
+	d.Start()
+	waitFor(t, "orphan stopped", func() bool { return strings.HasPrefix(taskStatus(d, "default", "orphan"), "stopped") })
+	d.MustHull("c", "rm", "-f", "orphan")
+}
+
+func itoa(i int) string {
+	return strings.TrimSpace(strings.Repeat(" ", 0) + func() string { return fmtInt(i) }())
+}
+
+func fmtInt(i int) string {
+	if i == 0 {
+		return "0"
+	}
+	var b []byte
+	for i > 0 {
+		b = append([]byte{byte('0' + i%10)}, b...)
+		i /= 10
+	}
+	return string(b)
+}
