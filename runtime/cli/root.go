@@ -17,6 +17,7 @@ import (
 
 	"github.com/hullproject/hull/runtime/cgroups"
 	"github.com/hullproject/hull/runtime/container"
+	"github.com/hullproject/hull/runtime/internal/trace"
 	"github.com/hullproject/hull/version"
 )
 
@@ -37,6 +38,7 @@ func (e *exitError) Error() string { return fmt.Sprintf("exit status %d", e.code
 // Main runs the CLI with args (without the program name) and returns the
 // process exit code.
 func Main(args []string) int {
+	trace.Mark("main")
 	g := &globals{}
 	root := newRoot(g)
 	root.SetArgs(args)

@@ -20,6 +20,7 @@ func newRun(g *globals) *cobra.Command {
 		Short: "create and start a container; without -d wait for it and exit with its code",
 		Args:  exactArgs(1, "container id"),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			trace.Mark("run: parsed")
 			id := args[0]
 			ctx := cmd.Context()
 			if !detach {
@@ -33,6 +34,7 @@ func newRun(g *globals) *cobra.Command {
 				sigs = make(chan os.Signal, 32)
 				signal.Notify(sigs, forwardedSignals...)
 			}
+			trace.Mark("run: signals")
 			o := c.options(g, id)
 			o.StartNow = true
 			if !detach && o.ConsoleSocket == "" {
