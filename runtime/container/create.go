@@ -305,6 +305,13 @@ func Create(ctx context.Context, o CreateOptions) (_ *Process, retErr error) {
 	}
 	h.Record.Pid = pid
 	trace.Mark("init started")
+	// The config goes first: the init builds the rootfs while the
+	// cgroup is made and joined, then waits for MsgCgroupDone.
+	st := h.SpecState(Creating)
+	cfg.State = &st
+	if err := sendMsg(sync, initproc.Message{Type: initproc.MsgConfig, Config: cfg}); err != nil {
+		return nil, fmt.Errorf("send config to init: %w", err)
+	}
 	if err := mgr.Apply(pid); err != nil {
 		return nil, fmt.Errorf("linux.cgroupsPath: join cgroup: %w", err)
 	}
@@ -324,10 +331,13 @@ func Create(ctx context.Context, o CreateOptions) (_ *Process, retErr error) {
 			return nil, err
 		}
 	}
-	st := h.SpecState(Creating)
-	cfg.State = &st
-	if err := sendMsg(sync, initproc.Message{Type: initproc.MsgConfig, Config: cfg}); err != nil {
-		return nil, fmt.Errorf("send config to init: %w", err)
+	if err := sendMsg(sync, initproc.Message{Type: initproc.MsgCgroupDone}); err != nil {
+		// The init failed meanwhile: its report says why.
+		var m initproc.Message
+		if dec.Decode(&m) == nil && m.Type == initproc.MsgError {
+			return nil, errors.New(m.Msg)
+		}
+		return nil, fmt.Errorf("container init: %w", err)
 	}
 	for {
 		var m initproc.Message

@@ -256,23 +256,39 @@ func (i *initp) run() error {
 func (i *initp) setupContainer() error {
 	cfg := i.cfg
 	spec := cfg.Spec
-	var cgs map[string]string
-	if cfg.NewMountNS {
-		var err error
-		if cgs, err = rootfs.ReadCgroups(); err != nil {
-			return err
-		}
-	}
-	if cfg.NewCgroupNS {
-		if err := unix.Unshare(unix.CLONE_NEWCGROUP); err != nil {
-			return fmt.Errorf("linux.namespaces (cgroup): unshare: %w", err)
-		}
-	}
 	if !cfg.NewMountNS {
 		return errors.New("linux.namespaces: hull-runtime needs a new mount namespace for the rootfs")
 	}
-	opts := rootfs.Options{Rootfs: cfg.Rootfs, Bundle: cfg.Bundle, UserNS: cfg.NewUserNS, CgroupNS: cfg.NewCgroupNS, Cgroups: cgs}
+	// The runtime moves the init into its cgroup while the init builds
+	// the rootfs; what needs the cgroup waits for it here.
+	var (
+		cgDone bool
+		cgs    map[string]string
+	)
+	cgroupReady := func() (map[string]string, error) {
+		if cgDone {
+			return cgs, nil
+		}
+		cgDone = true
+		if _, err := i.recv(MsgCgroupDone); err != nil {
+			return nil, err
+		}
+		var err error
+		if cgs, err = rootfs.ReadCgroups(); err != nil {
+			return nil, err
+		}
+		if cfg.NewCgroupNS {
+			if err := unix.Unshare(unix.CLONE_NEWCGROUP); err != nil {
+				return nil, fmt.Errorf("linux.namespaces (cgroup): unshare: %w", err)
+			}
+		}
+		return cgs, nil
+	}
+	opts := rootfs.Options{Rootfs: cfg.Rootfs, Bundle: cfg.Bundle, UserNS: cfg.NewUserNS, CgroupNS: cfg.NewCgroupNS, Cgroups: cgroupReady}
 	if err := rootfs.Prepare(spec, opts); err != nil {
+		return err
+	}
+	if _, err := cgroupReady(); err != nil {
 		return err
 	}
 	if cfg.RuntimeHooks {

@@ -20,7 +20,10 @@ const (
 	MsgHooks     = "hooks"      // init -> runtime: run prestart/createRuntime hooks now
 	MsgHooksDone = "hooks-done" // runtime -> init
 	MsgReady     = "ready"      // init -> runtime: created, now waiting on the exec fifo
-	MsgError     = "error"      // init -> runtime: Msg says what failed
+	// MsgCgroupDone: runtime -> init: the init is in its cgroup (sent
+	// after the config, so that the init builds the rootfs meanwhile).
+	MsgCgroupDone = "cgroup-done"
+	MsgError      = "error" // init -> runtime: Msg says what failed
 	// MsgSeccomp: init -> runtime: a listener fd follows (after the
 	// runtime's MsgSeccompAck) as one byte with SCM_RIGHTS; the runtime
 	// answers MsgSeccompDone once it has handed it to listenerPath.

@@ -36,6 +36,13 @@ func ReadCgroups() (map[string]string, error) {
 // directory of every hierarchy, with the usual links for co-mounted
 // controllers (cpu -> cpu,cpuacct).
 func cgroupMount(m *specs.Mount, po parsedOptions, opts Options) error {
+	var cgs map[string]string
+	if opts.Cgroups != nil {
+		var err error
+		if cgs, err = opts.Cgroups(); err != nil {
+			return err
+		}
+	}
 	t, err := target(opts.Rootfs, m.Destination, false)
 	if err != nil {
 		return err
@@ -68,7 +75,7 @@ func cgroupMount(m *specs.Mount, po parsedOptions, opts Options) error {
 		if v2 == nil {
 			return fmt.Errorf("no cgroup2 hierarchy on the host")
 		}
-		src := filepath.Join(v2.mountpoint, relTo(opts.Cgroups[""], v2.root))
+		src := filepath.Join(v2.mountpoint, relTo(cgs[""], v2.root))
 		return bindRO(src, procPath(t), ro)
 	}
 	if err := unix.Mount("tmpfs", procPath(t), "tmpfs", po.flags&^unix.MS_RDONLY, "mode=755"); err != nil {
@@ -90,10 +97,10 @@ func cgroupMount(m *specs.Mount, po parsedOptions, opts Options) error {
 			ctrls = append(ctrls, o)
 		}
 		key := strings.Join(ctrls, ",")
-		path, ok := opts.Cgroups[key]
+		path, ok := cgs[key]
 		if !ok {
 			// name=systemd and friends.
-			for k, v := range opts.Cgroups {
+			for k, v := range cgs {
 				if sameSet(k, ctrls) {
 					path, ok = v, true
 				}

@@ -38,9 +38,11 @@ type Options struct {
 	UserNS bool
 	// CgroupNS: the container has its own cgroup namespace.
 	CgroupNS bool
-	// Cgroups is the container's /proc/self/cgroup, read before any
-	// cgroup namespace was entered (controller list -> path).
-	Cgroups map[string]string
+	// Cgroups returns the container's /proc/self/cgroup (controller list
+	// -> path), read before any cgroup namespace was entered. It is
+	// called at the first cgroup mount: it may wait until the runtime
+	// has moved the init into its cgroup.
+	Cgroups func() (map[string]string, error)
 }
 
 // Prepare makes the mounts of spec under opts.Rootfs, then the devices.
