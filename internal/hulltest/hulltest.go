@@ -306,6 +306,9 @@ func (d *Daemon) cleanup() {
 			}
 		}
 		d.Stop()
+		if strings.Contains(d.Log(), "WARNING: DATA RACE") {
+			d.t.Errorf("hulld (built with -race) found a data race:\n%s", d.Log())
+		}
 	}
 	// Mounts a shim may have left, then the directories.
 	if data, err := os.ReadFile("/proc/self/mountinfo"); err == nil {
