@@ -7,7 +7,7 @@
 GUEST_DIR      ?= $(CURDIR)/build/guest
 GUEST_FRAGMENT ?= $(CURDIR)/vm/guest/kernel.config
 
-.PHONY: guest guest-kernel guest-cloud-kernel guest-testinit guest-info
+.PHONY: guest guest-kernel guest-cloud-kernel guest-testinit guest-info guest-accel
 guest: guest-kernel guest-cloud-kernel guest-testinit
 
 guest-kernel:
@@ -26,3 +26,6 @@ guest-info:
 	@$(GO) run ./vm/guest/mkguest show -dir $(GUEST_DIR)
 
 build: guest
+
+guest-accel:
+	@$(GO) run ./vm/guest/mkguest accel

@@ -3,7 +3,8 @@
 //	mkguest kernel    -out build/guest -fragment vm/guest/kernel.config
 //	mkguest cloud     -out build/guest/cloud
 //	mkguest initramfs -init build/guest/testinit -out build/guest/testinit.cpio [-modules build/guest/cloud] [-gzip]
-//	mkguest show      -dir build/guest
+//	mkguest show      -dir build/guest   (both kernels, as `hull info` will show them)
+//	mkguest accel     [-fresh]            (KVM or TCG, and why)
 package main
 
 import (
@@ -16,12 +17,13 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/hullproject/hull/vm/accel"
 	"github.com/hullproject/hull/vm/guest"
 	"github.com/hullproject/hull/vm/initramfs"
 )
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: mkguest kernel|cloud|initramfs|show [flags]")
+	fmt.Fprintln(os.Stderr, "usage: mkguest kernel|cloud|initramfs|show|accel [flags]")
 	os.Exit(2)
 }
 
@@ -42,6 +44,8 @@ func main() {
 		err = mkInitramfs(os.Args[2:])
 	case "show":
 		err = show(os.Args[2:])
+	case "accel":
+		err = detectAccel(ctx, os.Args[2:])
 	default:
 		usage()
 	}
@@ -104,13 +108,20 @@ func mkInitramfs(args []string) error {
 
 func show(args []string) error {
 	fs := flag.NewFlagSet("show", flag.ExitOnError)
-	dir := fs.String("dir", guest.DefaultDir(), "kernel directory")
+	dir := fs.String("dir", guest.DefaultDir(), "guest asset directory")
 	fs.Parse(args)
-	m, err := guest.ReadManifest(*dir)
-	if err != nil {
-		return err
-	}
+	return printJSON(guest.Info(*dir))
+}
+
+func detectAccel(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("accel", flag.ExitOnError)
+	fresh := fs.Bool("fresh", false, "probe again instead of using the cached verdict")
+	fs.Parse(args)
+	return printJSON(accel.Detect(ctx, accel.Options{NoCache: *fresh}))
+}
+
+func printJSON(v any) error {
 	enc := json.NewEncoder(os.Stdout)
 	enc.SetIndent("", "  ")
-	return enc.Encode(m)
+	return enc.Encode(v)
 }
