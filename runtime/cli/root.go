@@ -28,6 +28,7 @@ type globals struct {
 	debug     bool
 	systemd   bool
 	rootless  string
+	logging   bool // setup has installed the logger
 }
 
 // exitError carries an exit code out of a command without printing.
@@ -49,6 +50,11 @@ func Main(args []string) int {
 	var ee *exitError
 	if errors.As(err, &ee) {
 		return ee.code
+	}
+	if !g.logging {
+		// Failed before the log was set up (usage errors).
+		fmt.Fprintf(os.Stderr, "hull-runtime: %v\n", err)
+		return 1
 	}
 	slog.Error(err.Error())
 	if g.log != "" {
@@ -121,6 +127,7 @@ func (g *globals) setup() error {
 	default:
 		return fmt.Errorf("--log-format %q: want text or json", g.logFormat)
 	}
+	g.logging = true
 	if g.systemd {
 		return cgroups.ErrSystemd
 	}
