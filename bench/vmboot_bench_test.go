@@ -16,6 +16,15 @@ package bench
 // ratio of the minimal kernel to the stock one. BenchmarkVMBootTBSize
 // tries TCG translation-cache sizes (-accel tcg,tb-size=MiB) on the minimal
 // kernel.
+//
+// Measured on the 2-core project machine under load from other jobs (10
+// boots each, 12:19 UTC 2026-11-28): QEMU start to power-off, cloud 2963 ms,
+// cloud+modules 3561 ms, minimal 1142 ms, minimal-gzip 979 ms, minimal-pvh
+// 910 ms (minimal/cloud 0.39, PVH 0.31); QEMU peak RSS 216 MiB (cloud) vs
+// 115 MiB (minimal). tb-size=8 takes QEMU's peak RSS from 115 to 98 MiB and
+// tb-size=16 to 106 MiB, with no boot-time cost seen; guest RAM size (96,
+// 128, 256 MiB) barely changes it (the boot touches the same pages). An idle
+// QEMU (-S, no guest run) is 37 MiB RSS / 35 MiB PSS by itself.
 
 import (
 	"context"
