@@ -146,9 +146,6 @@ func Create(ctx context.Context, o CreateOptions) (_ *Process, retErr error) {
 	h.Record.Created = time.Now().UTC()
 	h.Record.Annotations = spec.Annotations
 	h.Record.Spec = spec
-	if err := h.Save(); err != nil {
-		return nil, err
-	}
 	fifo := filepath.Join(h.Dir, fifoFile)
 	if !o.StartNow {
 		old := unix.Umask(0)
@@ -163,12 +160,7 @@ func Create(ctx context.Context, o CreateOptions) (_ *Process, retErr error) {
 		cgPath = spec.Linux.CgroupsPath
 	}
 	res := cgroups.ContainerResources(spec)
-	trace.Mark("state saved, fifo")
-	mgr, err = cgroups.New(cgPath, o.ID, res)
-	if err != nil {
-		return nil, fmt.Errorf("linux.cgroupsPath %q: %w", cgPath, err)
-	}
-	h.Record.CgroupPath = cgPath
+	trace.Mark("fifo")
 
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
@@ -281,7 +273,18 @@ func Create(ctx context.Context, o CreateOptions) (_ *Process, retErr error) {
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start init: %w", err)
 	}
+	pid = cmd.Process.Pid // killed by the deferred cleanup on error
 	child.Close()
+	// While the init execs and its Go runtime starts (on the other
+	// CPU), save the state and resolve the cgroup.
+	if err := h.Save(); err != nil {
+		return nil, err
+	}
+	mgr, err = cgroups.New(cgPath, o.ID, res)
+	if err != nil {
+		return nil, fmt.Errorf("linux.cgroupsPath %q: %w", cgPath, err)
+	}
+	h.Record.CgroupPath = cgPath
 	dec := json.NewDecoder(sync)
 	pid = cmd.Process.Pid
 	if plan.joinPid {
