@@ -152,3 +152,102 @@ func TestBootFailures(t *testing.T) {
 		})
 	}
 }
+
+// probeFields parses the test init's HULL-PROBE line into sets.
+func probeFields(t *testing.T, res *bootcheck.Result) map[string]map[string]bool {
+	t.Helper()
+	for _, l := range strings.Split(string(res.Console), "\n") {
+		i := strings.Index(l, "HULL-PROBE ")
+		if i < 0 {
+			continue
+		}
+		out := map[string]map[string]bool{}
+		for _, f := range strings.Fields(l[i+len("HULL-PROBE "):]) {
+			k, v, _ := strings.Cut(f, "=")
+			out[k] = map[string]bool{}
+			for _, x := range strings.Split(v, ",") {
+				out[k][x] = true
+			}
+		}
+		return out
+	}
+	t.Fatalf("no HULL-PROBE line on the console:\n%s", res.ConsoleTail(20))
+	return nil
+}
+
+// TestGuestKernelFeatures boots with virtio devices attached and checks,
+// from inside the guest, what the kernel offers: virtio devices bound over
+// mmio (announced through ACPI on microvm) and over pci (q35), the cgroup v2
+// controllers, filesystems, namespaces and syscalls the agent and
+// containers use. The cloud kernel is checked for its virtio devices, bound
+// through the modules the initramfs loads.
+func TestGuestKernelFeatures(t *testing.T) {
+	guesttest.RequireQEMU(t)
+	m := guesttest.MinimalKernel(t)
+	disk := filepath.Join(t.TempDir(), "disk.img")
+	if err := os.WriteFile(disk, make([]byte, 1<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	devices := func(bus string) []string {
+		return []string{
+			"-drive", "id=d0,file=" + disk + ",format=raw,if=none",
+			"-device", "virtio-blk-" + bus + ",drive=d0",
+			"-device", "virtio-serial-" + bus,
+			"-device", "virtio-balloon-" + bus,
+		}
+	}
+	// virtio device ids: 2 block, 3 console, 5 balloon.
+	full := map[string][]string{
+		"virtio":   {"0x0002", "0x0003", "0x0005"},
+		"cgroup2":  {"cpu", "cpuset", "io", "memory", "pids", "freeze"},
+		"fs":       {"ext4", "overlay", "erofs", "fuse", "virtiofs", "9p", "tmpfs", "devpts", "mqueue", "cgroup2", "proc", "sysfs"},
+		"ns":       {"cgroup", "ipc", "mnt", "net", "pid", "time", "user", "uts"},
+		"features": {"seccomp", "bpf", "devpts", "unix", "inet", "inet6", "vsock", "packet"},
+	}
+	type probeCase struct {
+		name, kernel, initrd, machine, bus string
+		want                               map[string][]string
+	}
+	cases := []probeCase{
+		{"minimal/microvm-mmio", m.Path(m.BzImage.Path), "", "", "device", full},
+		{"minimal/q35-pci", m.Path(m.BzImage.Path), "", "q35", "pci", full},
+	}
+	if cm, err := guest.ReadManifest(guest.CloudDir(guest.DefaultDir())); err == nil {
+		cases = append(cases, probeCase{"cloud+modules/microvm-mmio", cm.Path(cm.BzImage.Path), guesttest.Initramfs(t, guesttest.CloudModules(cm), initramfs.Gzip), "", "device",
+			map[string][]string{"virtio": {"0x0002", "0x0003"}, "cgroup2": {"cpu", "memory", "pids", "io"}}})
+	} else {
+		t.Logf("cloud kernel not fetched (run `make guest-cloud-kernel`): checking the minimal kernel only")
+	}
+	plain := guesttest.Initramfs(t, nil, initramfs.None)
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			initrd := tc.initrd
+			if initrd == "" {
+				initrd = plain
+			}
+			res, err := bootcheck.Boot(context.Background(), bootcheck.Config{
+				Kernel: tc.kernel, Initrd: initrd, Machine: tc.machine, Append: "hull.probe",
+				Marker: guest.TestInitMarker, Timeout: bootTimeout, ExtraArgs: devices(tc.bus),
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := probeFields(t, res)
+			for k, want := range tc.want {
+				for _, w := range want {
+					if !got[k][w] {
+						t.Errorf("%s lacks %s (got %v)", k, w, keys(got[k]))
+					}
+				}
+			}
+		})
+	}
+}
+
+func keys(m map[string]bool) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}

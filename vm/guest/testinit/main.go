@@ -3,8 +3,9 @@
 // QEMU boot floor benchmark and KVM detection.
 //
 // As PID 1 it loads the kernel modules listed in the initramfs' load order
-// file (if any, for modular kernels such as Debian's cloud kernel), writes
-// Marker to /dev/console, and powers the machine off with
+// file (if any, for modular kernels such as Debian's cloud kernel), with
+// "hull.probe" on the kernel command line prints what the kernel offers
+// (probe.go), writes Marker to /dev/console, and powers the machine off with
 // reboot(LINUX_REBOOT_CMD_POWER_OFF). Build it static (CGO_ENABLED=0).
 package main
 
@@ -62,6 +63,10 @@ func main() {
 	n, err := loadModules(console)
 	if err != nil {
 		fmt.Fprintf(console, "HULL-TESTINIT-FAIL modules: %v\n", err)
+	}
+	mountKernelFS()
+	if wantsProbe() {
+		fmt.Fprintln(console, probe())
 	}
 	var uts unix.Utsname
 	_ = unix.Uname(&uts)
