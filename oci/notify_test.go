@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -67,36 +66,35 @@ func agent(t *testing.T, sock string) <-chan specs.ContainerProcessState {
 	return states
 }
 
-// TestSeccompNotifyUnderRunc runs a container whose mkdir is handed to a
-// seccomp agent by runc, and checks that the message runc sends has the
-// shape seccomp.SendListener sends (fds ["seccompFd"], metadata, the
-// "creating" state), so that agents written for runc work with Hull.
-func TestSeccompNotifyUnderRunc(t *testing.T) {
-	runc, err := exec.LookPath("runc")
-	if err != nil {
-		t.Skip("needs runc (Debian package runc)")
-	}
-	sock := filepath.Join(t.TempDir(), "agent.sock")
-	states := agent(t, sock)
-	s, err := oci.NewSpec("test", "x", oci.WithSeccompProfile(&specs.LinuxSeccomp{
-		DefaultAction:    specs.ActAllow,
-		ListenerPath:     sock,
-		ListenerMetadata: "hull-test",
-		Syscalls:         []specs.LinuxSyscall{{Names: []string{"mkdir", "mkdirat"}, Action: specs.ActNotify}},
-	}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := runIn(t, runc, s, "sh", "-c", "mkdir /tmp/x; echo mkdir=$?")
-	if !strings.Contains(out, "mkdir=1") || !strings.Contains(out, "resource busy") {
-		t.Errorf("the agent's EBUSY did not reach the container:\n%s", out)
-	}
-	st, ok := <-states
-	if !ok {
-		t.Fatal("the agent received no state")
-	}
-	if fmt.Sprint(st.Fds) != "["+seccomp.ListenerFdName+"]" || st.Metadata != "hull-test" ||
-		st.State.Status != specs.StateCreating || st.Pid <= 0 || st.State.Pid != st.Pid || st.Version == "" {
-		t.Errorf("runc's state differs in shape from SendListener's: %+v", st)
-	}
+// TestSeccompNotifyUnderRuntimes runs a container whose mkdir is handed
+// to a seccomp agent, under runc and hull-runtime, and checks the message
+// each runtime sends has the shape seccomp.SendListener sends (fds
+// ["seccompFd"], metadata, the "creating" state), so that agents written
+// for runc work with Hull.
+func TestSeccompNotifyUnderRuntimes(t *testing.T) {
+	runtimes(t, func(t *testing.T, rt string) {
+		sock := filepath.Join(t.TempDir(), "agent.sock")
+		states := agent(t, sock)
+		s, err := oci.NewSpec("test", "x", oci.WithSeccompProfile(&specs.LinuxSeccomp{
+			DefaultAction:    specs.ActAllow,
+			ListenerPath:     sock,
+			ListenerMetadata: "hull-test",
+			Syscalls:         []specs.LinuxSyscall{{Names: []string{"mkdir", "mkdirat"}, Action: specs.ActNotify}},
+		}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := runIn(t, rt, s, "sh", "-c", "mkdir /tmp/x; echo mkdir=$?")
+		if !strings.Contains(out, "mkdir=1") || !strings.Contains(out, "resource busy") {
+			t.Errorf("the agent's EBUSY did not reach the container:\n%s", out)
+		}
+		st, ok := <-states
+		if !ok {
+			t.Fatal("the agent received no state")
+		}
+		if fmt.Sprint(st.Fds) != "["+seccomp.ListenerFdName+"]" || st.Metadata != "hull-test" ||
+			st.State.Status != specs.StateCreating || st.Pid <= 0 || st.State.Pid != st.Pid || st.Version == "" {
+			t.Errorf("the state differs in shape from SendListener's: %+v", st)
+		}
+	})
 }
