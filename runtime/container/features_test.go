@@ -242,6 +242,47 @@ func TestFeatures(t *testing.T) {
 			inside: []string{"shared:"},
 		},
 		{
+			name:   "bind propagation and recursive read-only",
+			script: "awk '$5==\"/mnt/s\" || $5==\"/mnt/r\" {print $5, $6, $7}' /proc/self/mountinfo",
+			mod: func(t *testing.T, s *specs.Spec) {
+				s.Mounts = append(s.Mounts,
+					specs.Mount{Destination: "/mnt/s", Type: "bind", Source: hostDir, Options: []string{"rbind", "rshared"}},
+					specs.Mount{Destination: "/mnt/r", Type: "bind", Source: hostDir, Options: []string{"rbind", "rro"}},
+				)
+			},
+			inside: []string{"/mnt/s rw,relatime shared:", "/mnt/r ro,"},
+			outside: func(t *testing.T, pid int) {
+				if mi := mountOf(t, pid, "/mnt/s"); !strings.Contains(mi, "shared:") {
+					t.Errorf("/mnt/s not shared: %s", mi)
+				}
+			},
+		},
+		{
+			name:   "default filesystems",
+			script: "cat /proc/self/mounts",
+			inside: []string{
+				"proc /proc proc rw,nosuid,nodev,noexec", "devpts /dev/pts devpts rw,nosuid,noexec", "mqueue /dev/mqueue mqueue",
+				"sysfs /sys sysfs ro,nosuid,nodev,noexec", "shm /dev/shm tmpfs rw,nosuid,nodev,noexec",
+				"/sys/fs/cgroup/memory cgroup ro,nosuid,nodev,noexec",
+			},
+		},
+		{
+			name:   "cgroup namespace",
+			script: "grep memory /proc/self/cgroup",
+			mod: func(t *testing.T, s *specs.Spec) {
+				s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: specs.CgroupNamespace})
+			},
+			inside: []string{":memory:/\n"},
+			outside: func(t *testing.T, pid int) {
+				if nsLink(t, pid, "cgroup") == nsLink(t, 0, "cgroup") {
+					t.Error("cgroup namespace is the host's")
+				}
+				if cg := cgroupOf(t, pid, "memory"); cg == "/" {
+					t.Error("the init is in the root memory cgroup")
+				}
+			},
+		},
+		{
 			name:   "no pivot",
 			script: "ls /; cat /proc/self/mountinfo | wc -l",
 			inside: []string{"bin"},
