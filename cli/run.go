@@ -193,10 +193,6 @@ func runContainer(ctx context.Context, g *globals, f *runFlags, img, id string, 
 	if err != nil {
 		return err
 	}
-	if f.rm {
-		if _, err := tc.Delete(ctx, &hullv1.TaskRequest{Id: id}); err != nil {
-			return err
-		}
-	}
+	// With --rm the deferred forced container delete removes the task too.
 	return exitErr(code)
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"time"
 
@@ -149,9 +150,18 @@ func (d *Daemon) createContainer(ctx context.Context, ns string, r *hullv1.Creat
 	if err != nil {
 		return Container{}, err
 	}
-	top, err := d.images.Unpack(ctx, ns, img.Name, "")
-	if err != nil {
-		return Container{}, err
+	// An image unpacked before names its top layer in a label; unpack
+	// only when that layer is missing.
+	top := img.Labels["hull.io/unpacked."+d.images.SnapshotterName]
+	if top != "" {
+		if _, err := d.images.Snapshotter.Stat(ctx, top); err != nil {
+			top = ""
+		}
+	}
+	if top == "" {
+		if top, err = d.images.Unpack(ctx, ns, img.Name, ""); err != nil {
+			return Container{}, err
+		}
 	}
 	key := snapshotKey(ns, r.Id)
 	d.meta.GCLock.RLock()
@@ -234,6 +244,8 @@ func (s *containersSvc) Delete(ctx context.Context, r *hullv1.DeleteContainerReq
 			return nil, err
 		}
 	}
+	t0 := time.Now()
+	defer func() { slog.Debug("container delete", "id", r.Id, "records", time.Since(t0)) }()
 	s.d.ctrMu.Lock()
 	defer s.d.ctrMu.Unlock()
 	if err := s.d.removeSnapshot(ctx, ns, c.SnapshotKey); err != nil {

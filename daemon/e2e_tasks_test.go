@@ -290,8 +290,10 @@ func TestFailedCreateLeavesNothing(t *testing.T) {
 				}
 			}
 			waitFor(t, "shims to exit", func() bool { return countShims(t) <= shimsBefore })
-			snaps, _ := os.ReadDir(filepath.Join(d.Root, "snapshots", "snapshots"))
-			_ = snaps
+			waitFor(t, "shim sockets to go", func() bool {
+				socks, _ := os.ReadDir(filepath.Join(d.State, "s"))
+				return len(socks) == 0
+			})
 		})
 	}
 }

@@ -3,7 +3,9 @@ package daemon
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"regexp"
+	"time"
 
 	"github.com/containerd/errdefs"
 	"github.com/containerd/errdefs/pkg/errgrpc"
@@ -41,7 +43,9 @@ func namespaceOf(ctx context.Context) (string, error) {
 
 // unaryErrors maps errdefs kinds to gRPC codes.
 func unaryErrors(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+	start := time.Now()
 	resp, err := h(ctx, req)
+	slog.Debug("call", "method", info.FullMethod, "took", time.Since(start), "err", err)
 	return resp, errgrpc.ToGRPC(err)
 }
 

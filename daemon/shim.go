@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"hash/fnv"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -70,7 +72,12 @@ func (l *shimLauncher) args(binary, ns, id string, action ...string) *exec.Cmd {
 }
 
 // start runs `shim start` in bundle and connects to the address it prints.
-func (l *shimLauncher) start(ctx context.Context, binary, ns, id, bundle string) (*shimConn, error) {
+// Hull's own shim is started one exec shorter: hulld makes the listening
+// socket and starts the long-lived shim with it, as its `start` would.
+func (l *shimLauncher) start(ctx context.Context, typ, binary, ns, id, bundle string) (*shimConn, error) {
+	if typ == hullShimType {
+		return l.startHull(ctx, binary, ns, id, bundle)
+	}
 	cmd := l.args(binary, ns, id, "start")
 	cmd.Dir = bundle
 	var stderr bytes.Buffer
@@ -81,6 +88,50 @@ func (l *shimLauncher) start(ctx context.Context, binary, ns, id, bundle string)
 		return nil, fmt.Errorf("%s start: %v: %s", filepath.Base(binary), err, bytes.TrimSpace(stderr.Bytes()))
 	}
 	address := strings.TrimSpace(string(out))
+	if err := os.WriteFile(filepath.Join(bundle, "address"), []byte(address), 0o600); err != nil {
+		return nil, err
+	}
+	return connectShim(ctx, ns, address)
+}
+
+// hullListenFdEnv is the variable with which Hull's shim `start` hands the
+// long-lived shim its listening socket as fd 3 (shim/binary.go).
+const hullListenFdEnv = "HULL_SHIM_LISTEN_FD"
+
+func (l *shimLauncher) startHull(ctx context.Context, binary, ns, id, bundle string) (*shimConn, error) {
+	h := fnv.New128a()
+	h.Write([]byte(l.address + "\x00" + ns + "\x00" + id))
+	dir := filepath.Join(filepath.Dir(l.ttrpc), "s")
+	if err := os.MkdirAll(dir, 0o711); err != nil {
+		return nil, err
+	}
+	path := filepath.Join(dir, fmt.Sprintf("%x", h.Sum(nil)))
+	_ = os.Remove(path)
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	if err != nil {
+		return nil, fmt.Errorf("shim socket: %w", err)
+	}
+	ln.SetUnlinkOnClose(false)
+	lf, err := ln.File()
+	ln.Close()
+	if err != nil {
+		os.Remove(path)
+		return nil, err
+	}
+	defer lf.Close()
+	cmd := l.args(binary, ns, id)
+	cmd.Dir = bundle
+	cmd.Env = append(cmd.Env, hullListenFdEnv+"=3")
+	cmd.ExtraFiles = []*os.File{lf}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		os.Remove(path)
+		return nil, fmt.Errorf("start %s: %w", filepath.Base(binary), err)
+	}
+	address := "unix://" + path
+	_ = os.WriteFile(filepath.Join(bundle, "shim.pid"), []byte(strconv.Itoa(cmd.Process.Pid)), 0o600)
+	// The shim lives on after hulld; reap it while hulld runs.
+	go func() { _ = cmd.Wait() }()
 	if err := os.WriteFile(filepath.Join(bundle, "address"), []byte(address), 0o600); err != nil {
 		return nil, err
 	}
@@ -137,5 +188,14 @@ func killShim(bundle string) {
 	var pid int
 	if _, err := fmt.Sscan(strings.TrimSpace(string(data)), &pid); err == nil && pid > 1 {
 		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+}
+
+// removeSocket removes a shim socket hulld made (under <state>/s) once its
+// shim is gone; shims remove their own on a clean exit.
+func (l *shimLauncher) removeSocket(address string) {
+	p := strings.TrimPrefix(address, "unix://")
+	if filepath.Dir(p) == filepath.Join(filepath.Dir(l.ttrpc), "s") {
+		_ = os.Remove(p)
 	}
 }

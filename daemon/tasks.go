@@ -328,7 +328,8 @@ func (ts *tasks) create(ctx context.Context, ns string, c Container) (_ *task, e
 	if t.shimLog, err = openShimLog(bundle); err != nil {
 		return nil, err
 	}
-	if t.shim, err = ts.launcher.start(ctx, shimBin, ns, c.ID, bundle); err != nil {
+	t0 := time.Now()
+	if t.shim, err = ts.launcher.start(ctx, rt.Type, shimBin, ns, c.ID, bundle); err != nil {
 		return nil, fmt.Errorf("runtime %q: %w", c.Runtime, err)
 	}
 	t.file.Address = t.shim.address
@@ -339,7 +340,9 @@ func (ts *tasks) create(ctx context.Context, ns string, c Container) (_ *task, e
 	for _, m := range mounts {
 		req.Rootfs = append(req.Rootfs, &types.Mount{Type: m.Type, Source: m.Source, Options: m.Options})
 	}
+	t1 := time.Now()
 	resp, err := t.shim.task.Create(t.shim.ctx(ctx), req)
+	slog.Debug("task create", "id", c.ID, "shim-start", t1.Sub(t0), "shim-create", time.Since(t1))
 	if err != nil {
 		return nil, fmt.Errorf("create task %q (runtime %q): %w", c.ID, c.Runtime, errgrpc.ToNative(err))
 	}
@@ -364,6 +367,7 @@ func (ts *tasks) undoCreate(t *task) {
 		_, _ = t.shim.task.Shutdown(t.shim.ctx(ctx), &taskapi.ShutdownRequest{ID: t.id, Now: true})
 		t.shim.close()
 		_, _ = ts.launcher.cleanup(ctx, t.file.Shim, t.ns, t.id, t.bundle)
+		ts.launcher.removeSocket(t.shim.address)
 	}
 	if t.init != nil {
 		t.init.pump.close()
@@ -414,6 +418,7 @@ func (ts *tasks) shimDied(t *task) (uint32, time.Time) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	r, err := ts.launcher.cleanup(ctx, t.file.Shim, t.ns, t.id, t.bundle)
+	ts.launcher.removeSocket(t.file.Address)
 	if err != nil {
 		slog.Warn("shim delete", "ns", t.ns, "id", t.id, "err", err)
 		return 128 + uint32(syscall.SIGKILL), time.Now()
@@ -670,23 +675,29 @@ func (ts *tasks) delete(ctx context.Context, ns, id, execID string, force bool) 
 			// Never started: the shim's Delete kills the created init.
 			_ = ts.kill(ctx, ns, id, "", uint32(syscall.SIGKILL), true)
 		}
+		t0 := time.Now()
 		r, err := t.shim.task.Delete(t.shim.ctx(ctx), &taskapi.DeleteRequest{ID: id})
+		slog.Debug("shim delete", "id", id, "took", time.Since(t0))
 		if err != nil && !errdefs.IsNotFound(errgrpc.ToNative(err)) {
 			return nil, fmt.Errorf("delete %s: %w", procName(id, ""), errgrpc.ToNative(err))
 		}
 		if err == nil && st == StatusCreated {
 			ts.exited(t, p, r.ExitStatus, r.ExitedAt.AsTime(), false)
 		}
-		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		_, _ = t.shim.task.Shutdown(t.shim.ctx(sctx), &taskapi.ShutdownRequest{ID: id})
-		cancel()
 		gone := make(chan struct{})
 		ts.mu.Lock()
 		ts.closing[taskKey(ns, id)] = gone
 		ts.mu.Unlock()
 		go func(sc *shimConn) {
+			// The shim exits after Shutdown; a new task of the same id
+			// waits for that (closing), the caller does not.
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			_, _ = sc.task.Shutdown(sc.ctx(sctx), &taskapi.ShutdownRequest{ID: id})
+			cancel()
 			wctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-			_ = sc.client.UserOnCloseWait(wctx)
+			if sc.client.UserOnCloseWait(wctx) == nil {
+				ts.launcher.removeSocket(sc.address)
+			}
 			cancel()
 			sc.close()
 			ts.mu.Lock()
