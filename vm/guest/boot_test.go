@@ -53,7 +53,7 @@ func checkPoweredOff(t *testing.T, res *bootcheck.Result, release string, module
 	} else {
 		t.Errorf("test init printed no time=")
 	}
-	t.Logf("init reached at %v, QEMU exited at %v, QEMU peak RSS %d MiB", res.MarkerAt.Round(time.Millisecond), res.Total.Round(time.Millisecond), res.MaxRSSKiB/1024)
+	t.Logf("kernel entered at ~%v, init reached at %v, QEMU exited at %v, QEMU peak RSS %d MiB", res.KernelAt.Round(time.Millisecond), res.MarkerAt.Round(time.Millisecond), res.Total.Round(time.Millisecond), res.MaxRSSKiB/1024)
 }
 
 // TestBootMinimalKernel boots Hull's kernel on microvm under TCG, as bzImage

@@ -68,6 +68,14 @@ type Result struct {
 	Console []byte
 	// MarkerAt is when the marker line appeared, from QEMU's start.
 	MarkerAt time.Duration
+	// KernelAt is a rough upper bound on when the kernel started running,
+	// from QEMU's start (QEMU itself, firmware and bzImage decompression
+	// come before it): the smallest (arrival - printk timestamp) over the
+	// console's timestamped lines. Lines replayed from the printk buffer
+	// and early boot phases where the guest clock lags make it an
+	// overestimate, and "quiet" leaves few lines to take it from. Zero when
+	// no timestamped line appeared.
+	KernelAt time.Duration
 	// Total is QEMU's start to its exit.
 	Total time.Duration
 	// MaxRSSKiB is QEMU's peak resident set size.
@@ -202,6 +210,7 @@ func Boot(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, fmt.Errorf("%w: starting %s: %w", ErrQEMUFailed, bin, err)
 	}
 	var console bytes.Buffer
+	var kernelAt time.Duration // written by the reader, read after readDone
 	markerAt := make(chan time.Duration, 1)
 	readDone := make(chan struct{})
 	go func() {
@@ -210,6 +219,11 @@ func Boot(ctx context.Context, cfg Config) (*Result, error) {
 		found := false
 		for {
 			line, err := br.ReadBytes('\n')
+			if ts, ok := printkTime(line); ok {
+				if at := time.Since(start) - ts; at > 0 && (kernelAt == 0 || at < kernelAt) {
+					kernelAt = at
+				}
+			}
 			console.Write(line)
 			if !found && cfg.Marker != "" && bytes.Contains(line, []byte(cfg.Marker)) {
 				found = true
@@ -240,6 +254,7 @@ func Boot(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	res.Total = time.Since(start)
 	res.Console = console.Bytes()
+	res.KernelAt = kernelAt
 	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok && ru != nil {
 		res.MaxRSSKiB = ru.Maxrss
 	}
@@ -265,6 +280,23 @@ func Boot(ctx context.Context, cfg Config) (*Result, error) {
 		return res, fmt.Errorf("%w: QEMU exited without %q on the console%s", ErrNoMarker, cfg.Marker, describe())
 	}
 	return res, nil
+}
+
+// printkTime parses the "[    1.234567] " prefix of a kernel message.
+func printkTime(line []byte) (time.Duration, bool) {
+	s := strings.TrimLeft(string(line), "\r")
+	if !strings.HasPrefix(s, "[") {
+		return 0, false
+	}
+	end := strings.IndexByte(s, ']')
+	if end < 0 {
+		return 0, false
+	}
+	sec, err := strconv.ParseFloat(strings.TrimSpace(s[1:end]), 64)
+	if err != nil || sec < 0 {
+		return 0, false
+	}
+	return time.Duration(sec * float64(time.Second)), true
 }
 
 func indent(s string) string {

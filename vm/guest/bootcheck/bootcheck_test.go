@@ -3,6 +3,7 @@ package bootcheck
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestArgs(t *testing.T) {
@@ -45,5 +46,23 @@ func TestCmdline(t *testing.T) {
 func TestTail(t *testing.T) {
 	if got := Tail([]byte("a\nb\nc\n"), 2); got != "b\nc" {
 		t.Errorf("Tail = %q", got)
+	}
+}
+
+func TestPrintkTime(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want time.Duration
+		ok   bool
+	}{
+		{"[    0.166881] PCI: Fatal\n", 166881 * time.Microsecond, true},
+		{"\r[   12.000000] x", 12 * time.Second, true},
+		{"HULL-TESTINIT-OK release=x\n", 0, false},
+		{"[ not a time ] x", 0, false},
+	} {
+		got, ok := printkTime([]byte(tc.in))
+		if ok != tc.ok || (ok && (got-tc.want > time.Microsecond || tc.want-got > time.Microsecond)) {
+			t.Errorf("printkTime(%q) = %v, %v; want %v, %v", tc.in, got, ok, tc.want, tc.ok)
+		}
 	}
 }
