@@ -7,8 +7,11 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/hullproject/hull/internal/hulltest"
 )
@@ -429,6 +432,42 @@ func killShimOf(t *testing.T, dir string) {
 			if p, err := os.FindProcess(pid); err == nil {
 				p.Kill()
 			}
+		}
+	}
+}
+
+// TestRunForwardsSignals: SIGINT and SIGTERM sent to `hull run` reach the
+// container's process; the CLI exits with the container's code.
+func TestRunForwardsSignals(t *testing.T) {
+	d, ref := start(t)
+	for _, rt := range runtimes {
+		for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM} {
+			t.Run(rt+"-"+sig.String(), func(t *testing.T) {
+				cmd := d.Command("run", "--rm", "--runtime", rt, ref, fmt.Sprintf("sig-%s-%d", rt, sig),
+					"sh", "-c", fmt.Sprintf("trap 'echo caught; exit %d' %s; echo ready; while :; do sleep 0.1; done", 40+int(sig), strings.TrimPrefix(unix.SignalName(sig), "SIG")))
+				out, err := cmd.StdoutPipe()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := cmd.Start(); err != nil {
+					t.Fatal(err)
+				}
+				sc := bufio.NewScanner(out)
+				if !sc.Scan() || sc.Text() != "ready" {
+					cmd.Process.Kill()
+					cmd.Wait()
+					t.Fatalf("first line %q", sc.Text())
+				}
+				cmd.Process.Signal(sig)
+				rest := ""
+				for sc.Scan() {
+					rest += sc.Text() + "\n"
+				}
+				err = cmd.Wait()
+				if cmd.ProcessState.ExitCode() != 40+int(sig) || rest != "caught\n" {
+					t.Fatalf("exit %v (want %d), output after ready %q", err, 40+int(sig), rest)
+				}
+			})
 		}
 	}
 }
