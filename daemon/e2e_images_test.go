@@ -1,11 +1,14 @@
 package daemon_test
 
 import (
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/creack/pty"
 
 	"github.com/hullproject/hull/internal/hulltest"
 )
@@ -128,5 +131,33 @@ func TestInfo(t *testing.T) {
 	js := d.MustHull("info", "--format", "json")
 	if !strings.Contains(js, `"usable": true`) || !strings.Contains(js, `"reason":`) {
 		t.Fatalf("info json:\n%s", js)
+	}
+}
+
+// TestPullProgressBarsOnTTY: on a terminal, pull draws mpb progress bars
+// (byte counters per layer); TestNamespacesAndImages checks the plain
+// lines without one.
+func TestPullProgressBarsOnTTY(t *testing.T) {
+	hulltest.RequireRoot(t)
+	ref := hulltest.Busybox(t)
+	d := hulltest.NewDaemon(t)
+	d.Start()
+	cmd := d.Command("images", "pull", ref)
+	f, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: 40, Cols: 120})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	out, _ := io.ReadAll(f) // EIO once the command exits
+	cmd.Wait()
+	s := string(out)
+	if cmd.ProcessState.ExitCode() != 0 || !strings.Contains(s, ref+": sha256:") {
+		t.Fatalf("pull on a tty: exit %d\n%s", cmd.ProcessState.ExitCode(), s)
+	}
+	if !strings.Contains(s, "KiB") && !strings.Contains(s, "MiB") && !strings.Contains(s, " b / ") {
+		t.Fatalf("no progress bar counters in:\n%q", s)
+	}
+	if strings.Contains(s, ": downloading\n") {
+		t.Fatalf("plain progress lines on a tty:\n%s", s)
 	}
 }
