@@ -1,8 +1,10 @@
 package cli
 
 import (
+	"encoding/json"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 
 	"github.com/spf13/cobra"
@@ -38,7 +40,7 @@ func newRun(g *globals) *cobra.Command {
 			o := c.options(g, id)
 			o.StartNow = true
 			if !detach && o.ConsoleSocket == "" {
-				if spec, err := container.LoadSpec(c.bundle); err == nil && spec.Process != nil && spec.Process.Terminal {
+				if wantsTerminal(c.bundle) {
 					tty, err := newLocalTTY()
 					if err != nil {
 						return errTTY(err)
@@ -118,4 +120,19 @@ func listenFDs() int {
 var forwardedSignals = []os.Signal{
 	unix.SIGHUP, unix.SIGINT, unix.SIGQUIT, unix.SIGTERM, unix.SIGUSR1, unix.SIGUSR2,
 	unix.SIGALRM, unix.SIGCONT, unix.SIGTSTP, unix.SIGTTIN, unix.SIGTTOU, unix.SIGPWR,
+}
+
+// wantsTerminal reads only process.terminal of bundle/config.json (create
+// reads and checks the whole document).
+func wantsTerminal(bundle string) bool {
+	data, err := os.ReadFile(filepath.Join(bundle, "config.json"))
+	if err != nil {
+		return false
+	}
+	var s struct {
+		Process *struct {
+			Terminal bool `json:"terminal"`
+		} `json:"process"`
+	}
+	return json.Unmarshal(data, &s) == nil && s.Process != nil && s.Process.Terminal
 }
