@@ -179,3 +179,18 @@ func TestUnifiedResources(t *testing.T) {
 	}
 	r.stop(id)
 }
+
+// TestIntelRdtWithoutResctrl: config-linux.md intelRdt: "If no mounted
+// resctrl pseudo-filesystem is available in the runtime mount namespace,
+// the runtime MUST generate an error."
+func TestIntelRdtWithoutResctrl(t *testing.T) {
+	for _, m := range parseMountinfo(readFile("/proc/self/mountinfo")) {
+		if m.fsType == "resctrl" {
+			t.Skip("this host has resctrl mounted: the error case cannot be shown here")
+		}
+	}
+	r := newRT(t)
+	b := testutil.NewBundle(t, "sh", "-c", "touch /ran")
+	b.Spec.Linux.IntelRdt = &specs.LinuxIntelRdt{ClosID: "hull-conformance"}
+	expectRefused(t, r, b)
+}
