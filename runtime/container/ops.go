@@ -216,6 +216,11 @@ func (h *Handle) killAll(sig unix.Signal) error {
 func Delete(ctx context.Context, root, id string, force bool) error {
 	h, err := Load(root, id)
 	if err != nil {
+		if errors.Is(err, ErrNotExist) && ValidateID(id) == nil {
+			// A create that died before saving any state leaves an
+			// empty directory: remove it (under the lock), as runc does.
+			removeHusk(filepath.Join(root, id))
+		}
 		return err
 	}
 	defer h.Close()
@@ -397,4 +402,16 @@ func Stats(root, id string) (*cgroups.Stats, error) {
 		return nil, fmt.Errorf("stats %s: no cgroup: %w", id, ErrNotSupported)
 	}
 	return mgr.Stats()
+}
+
+// removeHusk removes a container directory that has no state.json.
+func removeHusk(dir string) {
+	l, err := lockDir(dir)
+	if err != nil {
+		return
+	}
+	defer l.Close()
+	if _, err := os.Stat(filepath.Join(dir, stateFile)); os.IsNotExist(err) {
+		os.RemoveAll(dir)
+	}
 }
