@@ -17,13 +17,20 @@ package bench
 // tries TCG translation-cache sizes (-accel tcg,tb-size=MiB) on the minimal
 // kernel.
 //
-// Measured on the 2-core project machine under load from other jobs (10
-// boots each, 12:19 UTC 2026-11-28): QEMU start to power-off, cloud 2963 ms,
-// cloud+modules 3561 ms, minimal 1142 ms, minimal-gzip 979 ms, minimal-pvh
-// 910 ms (minimal/cloud 0.39, PVH 0.31); QEMU peak RSS 216 MiB (cloud) vs
-// 115 MiB (minimal). tb-size=8 takes QEMU's peak RSS from 115 to 98 MiB and
-// tb-size=16 to 106 MiB, with no boot-time cost seen; guest RAM size (96,
-// 128, 256 MiB) barely changes it (the boot touches the same pages). An idle
+// Measured on the 2-core project machine, shared with other jobs (10 boots
+// each; QEMU start to power-off, median):
+//
+//	            cloud  cloud+mods  minimal  min-gzip  min-pvh  min/cloud  RSS cloud/min
+//	12:19 UTC   2963   3561        1142     979       910      0.39       216/115 MiB
+//	12:27 UTC   2748   3107        885      1012      920      0.32       216/115 MiB
+//
+// Between runs the minimal-kernel variants swap places by ±150 ms: on this
+// loaded machine gzip vs plain initramfs and PVH vs bzImage show no clear
+// winner; the stock kernel is consistently ~3x slower and twice the RSS.
+// tb-size=8 takes QEMU's peak RSS from 115 to 98 MiB and tb-size=16 to
+// 106 MiB (32 and up change nothing for this boot); the time cost was within
+// noise in one run and +90..+280 ms in the other. Guest RAM size (96, 128,
+// 256 MiB) barely changes RSS (the boot touches the same pages). An idle
 // QEMU (-S, no guest run) is 37 MiB RSS / 35 MiB PSS by itself.
 
 import (
