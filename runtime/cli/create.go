@@ -26,7 +26,7 @@ func (c *createFlags) options(g *globals, id string) container.CreateOptions {
 	return container.CreateOptions{
 		Root: g.root, ID: id, Bundle: c.bundle, ConsoleSocket: c.consoleSocket,
 		PidFile: c.pidFile, NoPivot: c.noPivot, NoNewKeyring: c.noNewKeyring,
-		PreserveFDs: c.preserveFDs + listenFDs(),
+		PreserveFDs: c.preserveFDs + listenFDs(), ListenFDs: listenFDs(),
 	}
 }
 

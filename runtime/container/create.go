@@ -36,6 +36,9 @@ type CreateOptions struct {
 	NoPivot       bool
 	NoNewKeyring  bool
 	PreserveFDs   int
+	// ListenFDs: socket-activation fds ($LISTEN_FDS) among PreserveFDs;
+	// the process gets LISTEN_FDS and LISTEN_PID=1, as runc does.
+	ListenFDs int
 	// StartNow is `run`: the init does not wait on the exec fifo but
 	// execve's as soon as it is ready (create and start in one step).
 	StartNow bool
@@ -186,8 +189,14 @@ func Create(ctx context.Context, o CreateOptions) (_ *Process, retErr error) {
 	}
 	base := 3 + len(extra)
 	extra = append(extra, child, fifoF)
+	proc := spec.Process
+	if o.ListenFDs > 0 {
+		p := *proc
+		p.Env = append(append([]string(nil), p.Env...), "LISTEN_FDS="+strconv.Itoa(o.ListenFDs), "LISTEN_PID=1")
+		proc = &p
+	}
 	cfg := &initproc.Config{
-		Spec: spec, Process: spec.Process, Rootfs: rootfs, Bundle: bundle,
+		Spec: spec, Process: proc, Rootfs: rootfs, Bundle: bundle,
 		NoPivot: o.NoPivot, NoNewKeyring: o.NoNewKeyring,
 		NewMountNS: plan.has[specs.MountNamespace], NewUserNS: plan.newNS[specs.UserNamespace],
 		NewCgroupNS: plan.newNS[specs.CgroupNamespace], NewUTSNS: plan.newNS[specs.UTSNamespace],

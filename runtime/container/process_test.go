@@ -267,3 +267,39 @@ func TestForegroundTerminal(t *testing.T) {
 	}
 	r.must("delete", "-f", c.id)
 }
+
+// Socket activation: $LISTEN_FDS fds of the runtime (with LISTEN_PID its
+// own pid) reach the process from fd 3, with LISTEN_FDS=N, LISTEN_PID=1.
+func TestListenFDs(t *testing.T) {
+	r := newRT(t)
+	b := testutil.NewBundle(t, "sh", "-c", "echo $LISTEN_FDS $LISTEN_PID; cat <&3")
+	extra := filepath.Join(t.TempDir(), "activation")
+	os.WriteFile(extra, []byte("socket-activated\n"), 0o644)
+	script := fmt.Sprintf("exec 3<%s; export LISTEN_FDS=1 LISTEN_PID=$$; exec %s --root %s run --bundle %s %s",
+		extra, r.bin, r.root, b.Dir, r.newID())
+	out, err := execCommand("sh", "-c", script)
+	if err != nil || !strings.Contains(out, "1 1\nsocket-activated") {
+		t.Errorf("out %q, err %v", out, err)
+	}
+}
+
+// A new session keyring per container (named _ses.<id>), none with
+// --no-new-keyring.
+func TestSessionKeyring(t *testing.T) {
+	r := newRT(t)
+	for _, noNew := range []bool{false, true} {
+		b := testutil.NewBundle(t, "sh", "-c", "cat /proc/keys")
+		b.Spec.Linux.MaskedPaths = nil
+		b.Save()
+		var extra []string
+		if noNew {
+			extra = append(extra, "--no-new-keyring")
+		}
+		c := r.mustCreate(b, extra...)
+		out := r.output(c)
+		if has := strings.Contains(out, "_ses."+c.id); has == noNew {
+			t.Errorf("--no-new-keyring=%v: /proc/keys:\n%s", noNew, out)
+		}
+		r.must("delete", c.id)
+	}
+}
