@@ -79,6 +79,11 @@ func TestRestartShimGone(t *testing.T) {
 	killShimOf(t, d.Dir)
 	d.Start()
 	waitFor(t, "orphan stopped", func() bool { return strings.HasPrefix(taskStatus(d, "default", "orphan"), "stopped") })
+	for _, args := range [][]string{{"tasks", "start", "orphan"}, {"tasks", "pause", "orphan"}, {"exec", "orphan", "true"}} {
+		if _, errs, code := d.Hull(args...); code == 0 || errs == "" {
+			t.Fatalf("hull %v on a task whose shim is gone: code %d %q", args, code, errs)
+		}
+	}
 	d.MustHull("c", "rm", "-f", "orphan")
 }
 

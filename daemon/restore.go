@@ -63,11 +63,11 @@ func (ts *tasks) restoreOne(ctx context.Context, ns, id string) error {
 
 	if t.file.Exited {
 		// Already recorded before the restart.
-		t.dead = true
 		ts.exited(t, t.init, t.file.ExitStatus, t.file.ExitedAt, false)
-		if sc, err := connectShimOnce(ctx, ns, t.file.Address); err == nil {
-			t.shim, t.dead = sc, false
-		}
+		sc, err := connectShimOnce(ctx, ns, t.file.Address)
+		t.mu.Lock()
+		t.shim, t.dead = sc, err != nil
+		t.mu.Unlock()
 		return nil
 	}
 	sc, err := connectShimOnce(ctx, ns, t.file.Address)
@@ -77,7 +77,9 @@ func (ts *tasks) restoreOne(ctx context.Context, ns, id string) error {
 		ts.exited(t, t.init, status, at, true)
 		return nil
 	}
+	t.mu.Lock()
 	t.shim = sc
+	t.mu.Unlock()
 	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	r, err := sc.task.State(sc.ctx(sctx), &taskapi.StateRequest{ID: id})
 	cancel()

@@ -88,6 +88,23 @@ type task struct {
 	dead  bool // the shim is gone (cleaned up with `shim delete`)
 }
 
+// shimConn returns the task's shim connection, or an error when the shim
+// is gone.
+func (t *task) liveShim() (*shimConn, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.dead || t.shim == nil {
+		return nil, fmt.Errorf("task of container %q: its shim is gone: %w", t.id, errdefs.ErrFailedPrecondition)
+	}
+	return t.shim, nil
+}
+
+func (t *task) isDead() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.dead
+}
+
 func (t *task) save() error {
 	t.mu.Lock()
 	data, err := json.Marshal(t.file)
@@ -463,6 +480,9 @@ func (ts *tasks) start(ctx context.Context, ns, id, execID string) (*proc, error
 	if err != nil {
 		return nil, err
 	}
+	if _, err := t.liveShim(); err != nil {
+		return nil, err
+	}
 	r, err := t.shim.task.Start(t.shim.ctx(ctx), &taskapi.StartRequest{ID: id, ExecID: execID})
 	if err != nil {
 		return nil, fmt.Errorf("start %s: %w", procName(id, execID), errgrpc.ToNative(err))
@@ -497,7 +517,7 @@ func (ts *tasks) kill(ctx context.Context, ns, id, execID string, sig uint32, al
 	if _, err := t.proc(execID); err != nil {
 		return err
 	}
-	if t.dead {
+	if t.isDead() {
 		return fmt.Errorf("%s: not running: %w", procName(id, execID), errdefs.ErrNotFound)
 	}
 	if _, err := t.shim.task.Kill(t.shim.ctx(ctx), &taskapi.KillRequest{ID: id, ExecID: execID, Signal: sig, All: all}); err != nil {
@@ -535,6 +555,9 @@ func (ts *tasks) exec(ctx context.Context, ns, id, execID string, pc *hullv1.Pro
 	}
 	if _, st, _, _ := t.init.snapshot(); st != StatusRunning {
 		return fmt.Errorf("container %q is %s: %w", id, st, errdefs.ErrFailedPrecondition)
+	}
+	if _, err := t.liveShim(); err != nil {
+		return err
 	}
 	if len(pc.GetArgs()) == 0 {
 		return fmt.Errorf("exec: no command given: %w", errdefs.ErrInvalidArgument)
@@ -731,7 +754,7 @@ func (ts *tasks) delete(ctx context.Context, ns, id, execID string, force bool) 
 // state asks the shim for a process's live status (paused shows here).
 func (ts *tasks) state(ctx context.Context, t *task, p *proc) string {
 	_, st, _, _ := p.snapshot()
-	if st != StatusRunning || t.dead {
+	if st != StatusRunning || t.isDead() {
 		return st
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)

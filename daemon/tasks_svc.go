@@ -10,7 +10,6 @@ import (
 	"time"
 
 	taskapi "github.com/containerd/containerd/api/runtime/task/v2"
-	"github.com/containerd/errdefs"
 	"github.com/containerd/errdefs/pkg/errgrpc"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -253,8 +252,8 @@ func (s *tasksSvc) live(ctx context.Context, id string) (*task, error) {
 	if err != nil {
 		return nil, err
 	}
-	if t.dead || t.shim == nil {
-		return nil, fmt.Errorf("task of container %q: its shim is gone: %w", id, errdefs.ErrFailedPrecondition)
+	if _, err := t.liveShim(); err != nil {
+		return nil, err
 	}
 	return t, nil
 }
