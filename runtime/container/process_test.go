@@ -55,7 +55,7 @@ func consoleSocket(t *testing.T) (string, <-chan *os.File) {
 
 func TestTerminal(t *testing.T) {
 	r := newRT(t)
-	b := testutil.NewBundle(t, "sh", "-c", "tty; test -t 0 && echo stdin-is-tty; stty size")
+	b := testutil.NewBundle(t, "sh", "-c", "tty; test -t 0 && echo stdin-is-tty; echo console=$(stat -c %t:%T /dev/console); stty size")
 	b.Spec.Process.Terminal = true
 	b.Spec.Process.ConsoleSize = &specs.Box{Height: 40, Width: 100}
 	b.Save()
@@ -88,7 +88,8 @@ func TestTerminal(t *testing.T) {
 			break
 		}
 	}
-	for _, w := range []string{"/dev/pts/0", "stdin-is-tty", "40 100"} {
+	// /dev/console is the pty's slave, /dev/pts/0 (136:0).
+	for _, w := range []string{"/dev/pts/0", "stdin-is-tty", "console=88:0", "40 100"} {
 		if !strings.Contains(out.String(), w) {
 			t.Errorf("terminal output lacks %q: %q", w, out.String())
 		}
