@@ -5,7 +5,8 @@
 // As PID 1 it loads the kernel modules listed in the initramfs' load order
 // file (if any, for modular kernels such as Debian's cloud kernel), with
 // "hull.probe" on the kernel command line prints what the kernel offers
-// (probe.go), writes Marker to /dev/console, and powers the machine off with
+// (probe.go), writes Marker to /dev/console, stays idle for
+// "hull.idle=<duration>" if asked, and powers the machine off with
 // reboot(LINUX_REBOOT_CMD_POWER_OFF). Build it static (CGO_ENABLED=0).
 package main
 
@@ -72,6 +73,9 @@ func main() {
 	_ = unix.Uname(&uts)
 	fmt.Fprintf(console, "%s release=%s modules=%d time=%d\n", Marker, unix.ByteSliceToString(uts.Release[:]), n, time.Now().Unix())
 	console.Sync()
+	if d := idleFor(); d > 0 {
+		time.Sleep(d)
+	}
 	unix.Sync()
 	if err := unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF); err != nil {
 		fmt.Fprintf(console, "HULL-TESTINIT-FAIL power off: %v\n", err)

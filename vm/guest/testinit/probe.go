@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -13,18 +14,39 @@ import (
 // ProbeMarker starts the line that probe prints.
 const ProbeMarker = "HULL-PROBE"
 
-// wantsProbe reports whether the kernel command line holds "hull.probe".
-func wantsProbe() bool {
+// cmdlineParam returns the value of a "key" or "key=value" kernel
+// command-line parameter, and whether it is there.
+func cmdlineParam(key string) (string, bool) {
 	b, err := os.ReadFile("/proc/cmdline")
 	if err != nil {
-		return false
+		return "", false
 	}
 	for _, f := range strings.Fields(string(b)) {
-		if f == "hull.probe" {
-			return true
+		if k, v, _ := strings.Cut(f, "="); k == key {
+			return v, true
 		}
 	}
-	return false
+	return "", false
+}
+
+// wantsProbe reports whether the kernel command line holds "hull.probe".
+func wantsProbe() bool {
+	_, ok := cmdlineParam("hull.probe")
+	return ok
+}
+
+// idleFor returns how long "hull.idle=<duration>" asks init to stay idle
+// before powering off (to measure what an idle guest costs the host).
+func idleFor() time.Duration {
+	v, ok := cmdlineParam("hull.idle")
+	if !ok {
+		return 0
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		return 0
+	}
+	return d
 }
 
 // probe reports what the kernel offers the agent and containers, so tests
