@@ -155,6 +155,8 @@ func runContainer(ctx context.Context, g *globals, f *runFlags, img, id string, 
 	if err != nil {
 		return err
 	}
+	tr := newTracer()
+	defer tr.step("done")
 	if _, err := cc.Create(ctx, &hullv1.CreateContainerRequest{Id: id, Image: img, Runtime: f.runtime, Labels: labels, Config: cfg}); err != nil {
 		return err
 	}
@@ -169,9 +171,11 @@ func runContainer(ctx context.Context, g *globals, f *runFlags, img, id string, 
 			}
 		}
 	}()
+	tr.step("container created")
 	if _, err := tc.Create(ctx, &hullv1.TaskRequest{Id: id}); err != nil {
 		return err
 	}
+	tr.step("task created")
 	if f.detach {
 		if _, err := tc.Start(ctx, &hullv1.TaskRequest{Id: id}); err != nil {
 			return err
@@ -184,12 +188,15 @@ func runContainer(ctx context.Context, g *globals, f *runFlags, img, id string, 
 	if err != nil {
 		return err
 	}
+	tr.step("attached")
 	if _, err := tc.Start(ctx, &hullv1.TaskRequest{Id: id}); err != nil {
 		a.cancel()
 		return err
 	}
+	tr.step("started")
 	started = true
 	code, err := a.run(ctx, f.interactive, f.tty)
+	tr.step("exited")
 	if err != nil {
 		return err
 	}

@@ -2,11 +2,14 @@ package daemon
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/containerd/errdefs"
@@ -23,7 +26,16 @@ type containersSvc struct {
 	d *Daemon
 }
 
-func snapshotKey(ns, id string) string { return "ctr/" + ns + "/" + id }
+// snapshotKey names a container's rw snapshot: unique per container
+// incarnation, so the snapshot of a removed container can go in the
+// background while a new one of the same id is made.
+func snapshotKey(ns, id string) string {
+	b := make([]byte, 6)
+	rand.Read(b)
+	return snapshotPrefix + ns + "/" + id + "/" + hex.EncodeToString(b)
+}
+
+const snapshotPrefix = "ctr/"
 
 // specOpts turns a ContainerConfig into spec options, after the image's.
 func specOpts(c *hullv1.ContainerConfig) ([]oci.SpecOpt, error) {
@@ -121,8 +133,6 @@ func (d *Daemon) createContainer(ctx context.Context, ns string, r *hullv1.Creat
 	if _, _, err := d.tasks.runtime(rtName); err != nil {
 		return Container{}, err
 	}
-	d.ctrMu.Lock()
-	defer d.ctrMu.Unlock()
 	if _, err := d.store.get(ns, r.Id); err == nil {
 		return Container{}, fmt.Errorf("container %q in namespace %q: id already in use: %w", r.Id, ns, errdefs.ErrAlreadyExists)
 	}
@@ -244,19 +254,51 @@ func (s *containersSvc) Delete(ctx context.Context, r *hullv1.DeleteContainerReq
 			return nil, err
 		}
 	}
-	t0 := time.Now()
-	defer func() { slog.Debug("container delete", "id", r.Id, "records", time.Since(t0)) }()
-	s.d.ctrMu.Lock()
-	defer s.d.ctrMu.Unlock()
-	if err := s.d.removeSnapshot(ctx, ns, c.SnapshotKey); err != nil {
-		return nil, fmt.Errorf("container %q: remove snapshot: %w", r.Id, err)
-	}
 	if err := s.d.store.delete(ns, r.Id); err != nil {
 		return nil, err
 	}
 	if err := os.Remove(s.d.tasks.logPath(ns, r.Id)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, err
 	}
+	// The rw layer goes in the background (its key is this incarnation's
+	// own); what a crash interrupts is swept at the next start.
+	s.d.background(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		if err := s.d.removeSnapshot(ctx, ns, c.SnapshotKey); err != nil {
+			slog.Warn("remove container snapshot", "ns", ns, "id", r.Id, "key", c.SnapshotKey, "err", err)
+		}
+	})
 	s.d.events.publish(&hullv1.Event{Namespace: ns, Topic: "/containers/delete", ContainerId: r.Id})
 	return &hullv1.Empty{}, nil
+}
+
+// sweepSnapshots removes container rw snapshots no container record names
+// (a daemon that stopped while removing one).
+func (d *Daemon) sweepSnapshots(ctx context.Context) {
+	nss, err := d.meta.Namespaces()
+	if err != nil {
+		return
+	}
+	for _, ns := range nss {
+		refs, err := d.meta.ListSnapshots(ns)
+		if err != nil {
+			continue
+		}
+		cs, err := d.store.list(ns)
+		if err != nil {
+			continue
+		}
+		used := map[string]bool{}
+		for _, c := range cs {
+			used[c.SnapshotKey] = true
+		}
+		for _, r := range refs {
+			if r.Root && strings.HasPrefix(r.Key, snapshotPrefix) && !used[r.Key] {
+				if err := d.removeSnapshot(ctx, ns, r.Key); err != nil {
+					slog.Warn("sweep container snapshot", "ns", ns, "key", r.Key, "err", err)
+				}
+			}
+		}
+	}
 }

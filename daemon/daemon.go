@@ -37,8 +37,16 @@ type Daemon struct {
 	lock   *os.File
 	cancel context.CancelFunc
 
-	// ctrMu serializes container create/delete per daemon.
-	ctrMu sync.Mutex
+	// bg tracks background work (snapshot removal) Close waits for.
+	bg sync.WaitGroup
+}
+
+func (d *Daemon) background(fn func()) {
+	d.bg.Add(1)
+	go func() {
+		defer d.bg.Done()
+		fn()
+	}()
 }
 
 // Options tune New.
@@ -85,6 +93,7 @@ func New(ctx context.Context, cfg *config.Config, o Options) (_ *Daemon, err err
 	if d.store, err = openStore(filepath.Join(cfg.Root, "containers.db")); err != nil {
 		return nil, err
 	}
+	d.sweepSnapshots(ctx)
 	tctx, cancel := context.WithCancel(context.Background())
 	d.cancel = cancel
 	d.tasks = &tasks{d: d, ctx: tctx, m: map[string]*task{}, creating: map[string]bool{}, closing: map[string]chan struct{}{},
@@ -103,6 +112,7 @@ func (d *Daemon) Close() error {
 	if d.tasks != nil {
 		d.tasks.closeAll()
 	}
+	d.bg.Wait()
 	var errs []error
 	if d.store != nil {
 		errs = append(errs, d.store.close())

@@ -372,6 +372,12 @@ func TestParallelRuns(t *testing.T) {
 	if out := d.MustHull("c", "ls"); strings.Contains(out, "par-") {
 		t.Fatalf("left containers:\n%s", out)
 	}
+	// The containers' rw snapshots go too (in the background): only the
+	// image's one layer stays.
+	waitFor(t, "container snapshots to be removed", func() bool {
+		ents, err := os.ReadDir(filepath.Join(d.Root, "snapshots", "snapshots"))
+		return err == nil && len(ents) == 1
+	})
 }
 
 func TestEvents(t *testing.T) {
