@@ -246,11 +246,14 @@ func (s *containersSvc) Delete(ctx context.Context, r *hullv1.DeleteContainerReq
 	if err != nil {
 		return nil, err
 	}
+	var finishTask func()
 	if _, err := s.d.tasks.get(ns, r.Id); err == nil {
 		if !r.Force {
 			return nil, fmt.Errorf("container %q has a task: delete it first (hull tasks kill / hull stop), or force: %w", r.Id, errdefs.ErrFailedPrecondition)
 		}
-		if _, err := s.d.tasks.delete(ctx, ns, r.Id, "", true); err != nil {
+		// The task is stopped now; its shim, bundle and mounts go in the
+		// background, before the rw snapshot.
+		if finishTask, err = s.d.tasks.deleteLater(ctx, ns, r.Id); err != nil {
 			return nil, err
 		}
 	}
@@ -263,13 +266,16 @@ func (s *containersSvc) Delete(ctx context.Context, r *hullv1.DeleteContainerReq
 	// The rw layer goes in the background (its key is this incarnation's
 	// own); what a crash interrupts is swept at the next start.
 	s.d.background(func() {
+		if finishTask != nil {
+			finishTask()
+		}
+		s.d.events.publish(&hullv1.Event{Namespace: ns, Topic: "/containers/delete", ContainerId: r.Id})
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 		defer cancel()
 		if err := s.d.removeSnapshot(ctx, ns, c.SnapshotKey); err != nil {
 			slog.Warn("remove container snapshot", "ns", ns, "id", r.Id, "key", c.SnapshotKey, "err", err)
 		}
 	})
-	s.d.events.publish(&hullv1.Event{Namespace: ns, Topic: "/containers/delete", ContainerId: r.Id})
 	return &hullv1.Empty{}, nil
 }
 

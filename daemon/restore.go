@@ -60,6 +60,23 @@ func (ts *tasks) restoreOne(ctx context.Context, ns, id string) error {
 	ts.mu.Lock()
 	ts.m[taskKey(ns, id)] = t
 	ts.mu.Unlock()
+	if _, err := ts.d.store.get(ns, id); err != nil {
+		// Its container was removed while the task's cleanup ran: finish it.
+		sc, _ := connectShimOnce(ctx, ns, t.file.Address)
+		t.mu.Lock()
+		t.shim, t.dead = sc, sc == nil
+		t.mu.Unlock()
+		if t.dead {
+			ts.shimDied(t)
+		}
+		ts.exited(t, t.init, t.file.ExitStatus, t.file.ExitedAt, false)
+		finish, err := ts.deleteLater(ctx, ns, id)
+		if err != nil {
+			return err
+		}
+		finish()
+		return nil
+	}
 
 	if t.file.Exited {
 		// Already recorded before the restart.

@@ -805,3 +805,81 @@ func (ts *tasks) closeAll() {
 		}
 	}
 }
+
+// deleteLater takes a container's task out of the table, killing its
+// processes first if they run, and returns the rest of the delete (shim
+// Delete and Shutdown, stdio, bundle) to run in the background. A new
+// task of the same id waits until that is done.
+func (ts *tasks) deleteLater(ctx context.Context, ns, id string) (func(), error) {
+	t, err := ts.get(ns, id)
+	if err != nil {
+		return nil, err
+	}
+	p := t.init
+	if _, st, _, _ := p.snapshot(); st != StatusStopped && st != StatusCreated {
+		_ = ts.kill(ctx, ns, id, "", uint32(syscall.SIGKILL), true)
+		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		_, err := ts.wait(wctx, ns, id, "")
+		cancel()
+		if err != nil {
+			return nil, fmt.Errorf("%s did not stop after SIGKILL: %w", procName(id, ""), err)
+		}
+	}
+	_, st, _, _ := p.snapshot()
+	key := taskKey(ns, id)
+	gone := make(chan struct{})
+	ts.mu.Lock()
+	delete(ts.m, key)
+	ts.closing[key] = gone
+	ts.mu.Unlock()
+	return func() {
+		defer func() {
+			ts.mu.Lock()
+			if ts.closing[key] == gone {
+				delete(ts.closing, key)
+			}
+			ts.mu.Unlock()
+			close(gone)
+		}()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if sc, err := t.liveShim(); err == nil {
+			if st == StatusCreated {
+				_, _ = sc.task.Kill(sc.ctx(ctx), &taskapi.KillRequest{ID: id, Signal: uint32(syscall.SIGKILL), All: true})
+			}
+			if r, err := sc.task.Delete(sc.ctx(ctx), &taskapi.DeleteRequest{ID: id}); err != nil && !errdefs.IsNotFound(errgrpc.ToNative(err)) {
+				slog.Warn("shim delete", "ns", ns, "id", id, "err", err)
+			} else if err == nil && st == StatusCreated {
+				ts.exited(t, p, r.ExitStatus, r.ExitedAt.AsTime(), false)
+			}
+			sctx, scancel := context.WithTimeout(ctx, 5*time.Second)
+			_, _ = sc.task.Shutdown(sc.ctx(sctx), &taskapi.ShutdownRequest{ID: id})
+			scancel()
+			wctx, wcancel := context.WithTimeout(ctx, 3*time.Second)
+			if sc.client.UserOnCloseWait(wctx) == nil {
+				ts.launcher.removeSocket(sc.address)
+			} else {
+				// It did not go: make sure nothing of the container stays.
+				killShim(t.bundle)
+				_, _ = ts.launcher.cleanup(ctx, t.file.Shim, ns, id, t.bundle)
+				ts.launcher.removeSocket(sc.address)
+			}
+			wcancel()
+			sc.close()
+		}
+		t.mu.Lock()
+		execs := t.execs
+		t.execs = map[string]*proc{}
+		t.mu.Unlock()
+		for _, e := range execs {
+			e.pump.close()
+		}
+		p.pump.close()
+		if t.shimLog != nil {
+			t.shimLog.Close()
+		}
+		ts.removeBundle(t.bundle)
+		_, _, status, at := p.snapshot()
+		ts.d.events.publish(&hullv1.Event{Namespace: ns, Topic: "/tasks/delete", ContainerId: id, ExitStatus: status, Timestamp: timestamppb.New(at)})
+	}, nil
+}
