@@ -146,14 +146,22 @@ func BenchmarkDaemonRunRm(b *testing.B) {
 	runHull(-1)
 	runCtr(-1)
 	var hull, ctr []time.Duration
+	// hulld finishes a --rm (shim exit, rw snapshot removal) in the
+	// background after answering: a pause after each run keeps that work
+	// out of the other's measurement.
+	settle := func() { time.Sleep(150 * time.Millisecond) }
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		if i%2 == 0 {
 			hull = append(hull, runHull(i))
+			settle()
 			ctr = append(ctr, runCtr(i))
+			settle()
 		} else {
 			ctr = append(ctr, runCtr(i))
+			settle()
 			hull = append(hull, runHull(i))
+			settle()
 		}
 	}
 	b.StopTimer()
