@@ -1,11 +1,13 @@
 package cli
 
 import (
+	"encoding/json"
 	"fmt"
 	"sort"
 	"strings"
 
 	"github.com/spf13/cobra"
+	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
 	hullv1 "github.com/hullproject/hull/api/hull/v1"
@@ -73,7 +75,22 @@ func containersCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return g.printJSON(x)
+			// The spec is JSON already: show it as JSON, not base64.
+			spec := json.RawMessage(x.Spec)
+			if !json.Valid(spec) {
+				spec = json.RawMessage("null")
+			}
+			x.Spec = nil
+			rec, err := protojson.Marshal(x)
+			if err != nil {
+				return err
+			}
+			var m map[string]json.RawMessage
+			if err := json.Unmarshal(rec, &m); err != nil {
+				return err
+			}
+			m["spec"] = spec
+			return g.printJSON(m)
 		},
 	}
 	cmd.AddCommand(ls, rm, info)

@@ -1,14 +1,19 @@
 package daemon_test
 
 import (
+	"bufio"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	eventstypes "github.com/containerd/containerd/api/events"
 	"github.com/creack/pty"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/hullproject/hull/internal/hulltest"
 )
@@ -159,5 +164,51 @@ func TestPullProgressBarsOnTTY(t *testing.T) {
 	}
 	if strings.Contains(s, ": downloading\n") {
 		t.Fatalf("plain progress lines on a tty:\n%s", s)
+	}
+}
+
+// TestPublishBinary: `hull publish` (the shims' -publish-binary) forwards
+// an event to hulld's subscribers.
+func TestPublishBinary(t *testing.T) {
+	hulltest.RequireRoot(t)
+	d := hulltest.NewDaemon(t)
+	d.Start()
+	cmd := d.Command("events")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	a, _ := anypb.New(&eventstypes.TaskOOM{ContainerID: "oomer"})
+	a.TypeUrl = strings.TrimPrefix(a.TypeUrl, "type.googleapis.com/")
+	data, _ := proto.Marshal(a)
+	line := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			line <- sc.Text()
+			return
+		}
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		// Publish until the subscriber (started concurrently) sees it.
+		if _, errs, code := d.HullIn(data, "publish", "--topic", "/tasks/oom", "-n", "default"); code != 0 {
+			t.Fatalf("publish: %d %s", code, errs)
+		}
+		select {
+		case l := <-line:
+			if !strings.Contains(l, "/tasks/oom oomer") {
+				t.Fatalf("event line %q", l)
+			}
+			return
+		case <-time.After(200 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("published event never seen")
+		}
 	}
 }

@@ -74,6 +74,10 @@ func TestRestartShimGone(t *testing.T) {
 		t.Fatalf("ps: %v", pids)
 	}
 	d.Kill()
+	// The CLI says the daemon is down (its socket is left behind).
+	if _, errs, code := d.Hull("tasks", "ls"); code != 1 || !strings.Contains(errs, "hulld is not running") {
+		t.Fatalf("CLI with hulld killed: code %d, %q", code, errs)
+	}
 	// The shim dies too (as on a host reboot of the state tmpfs... here by
 	// hand): hulld must clean up and report the task stopped.
 	killShimOf(t, d.Dir)

@@ -57,7 +57,7 @@ func TestDetachedLifecycle(t *testing.T) {
 			if out := d.MustHull("c", "ls"); !strings.Contains(out, "app=web") || !strings.Contains(out, rt) {
 				t.Fatalf("c ls:\n%s", out)
 			}
-			if out := d.MustHull("c", "info", id); !strings.Contains(out, `"runtime": "`+rt+`"`) || !strings.Contains(out, `"spec":`) {
+			if out := d.MustHull("c", "info", id); !strings.Contains(out, `"runtime": "`+rt+`"`) || !strings.Contains(out, `"GREETING=hi"`) || !strings.Contains(out, `"ociVersion"`) {
 				t.Fatalf("c info:\n%s", out)
 			}
 
