@@ -319,7 +319,7 @@ func TestShimExecAndSignals(t *testing.T) {
 			parent := t.TempDir()
 			bundleDir := filepath.Join(parent, "bundle")
 			b := makeBundle(t, bundleDir, "sh", "-c", `trap "exit 3" TERM; while true; do sleep 0.1; done`)
-			b.Spec.Linux.CgroupsPath = "/hulltest/" + filepath.Base(parent)
+			b.Spec.Linux.CgroupsPath = fmt.Sprintf("/hulltest/%s-%d", name, time.Now().UnixNano())
 			if err := b.Save(); err != nil {
 				t.Fatal(err)
 			}
@@ -361,6 +361,44 @@ func TestShimExecAndSignals(t *testing.T) {
 			eio.wg.Wait()
 			if got := eio.out.String(); got != "in-exec\n" {
 				t.Errorf("exec stdout %q", got)
+			}
+
+			// An exec whose stdin writer is opened only after the Exec call
+			// returned (as a daemon may) still gets its input.
+			lateDir := filepath.Join(parent, "late")
+			if err := os.Mkdir(lateDir, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			lio := newStdioFifos(t, lateDir)
+			lio.in.Close() // this test opens stdin itself, late
+			lateIn := lio.stdin
+			spec.Args = []string{"cat"}
+			if _, err := s.task.Exec(ctx, &taskapi.ExecProcessRequest{ID: s.id, ExecID: "late", Stdin: lateIn, Stdout: lio.stdout, Stderr: lio.stderr, Spec: jsonAny(t, "x", spec)}); err != nil {
+				t.Fatalf("exec late: %v", err)
+			}
+			time.Sleep(200 * time.Millisecond)
+			// Non-blocking: with no reader left in the shim, fail, not hang.
+			var inW *os.File
+			waitFor(t, "the shim to hold the stdin fifo open", func() bool {
+				inW, err = os.OpenFile(lateIn, os.O_WRONLY|syscall.O_NONBLOCK, 0)
+				return err == nil
+			})
+			if _, err := s.task.Start(ctx, &taskapi.StartRequest{ID: s.id, ExecID: "late"}); err != nil {
+				t.Fatalf("start late: %v", err)
+			}
+			if _, err := inW.Write([]byte("ping\n")); err != nil {
+				t.Fatal(err)
+			}
+			inW.Close()
+			if w, err := s.task.Wait(ctx, &taskapi.WaitRequest{ID: s.id, ExecID: "late"}); err != nil || w.ExitStatus != 0 {
+				t.Fatalf("wait late: %v %v", w, err)
+			}
+			if _, err := s.task.Delete(ctx, &taskapi.DeleteRequest{ID: s.id, ExecID: "late"}); err != nil {
+				t.Fatalf("delete late: %v", err)
+			}
+			lio.wg.Wait()
+			if got := lio.out.String(); got != "ping\n" {
+				t.Errorf("late stdin: cat printed %q, want ping", got)
 			}
 
 			// An exec whose binary is missing fails to start, naming it, and
@@ -673,7 +711,7 @@ func TestShimFailedCreate(t *testing.T) {
 			if err := os.Rename(b.Rootfs(), lower); err != nil {
 				t.Fatal(err)
 			}
-			cgroup := "/hulltest/" + filepath.Base(parent)
+			cgroup := fmt.Sprintf("/hulltest/%s-%d", name, time.Now().UnixNano())
 			b.Spec.Linux.CgroupsPath = cgroup
 			b.Spec.Process.Cwd = "relative/cwd"
 			if err := b.Save(); err != nil {

@@ -83,7 +83,11 @@ func newProcIO(ctx context.Context, s Stdio, uid, gid int) (_ *procIO, err error
 		if err != nil {
 			return nil, err
 		}
-		if p.stdin, err = fifo.OpenFifo(ctx, path, syscall.O_RDONLY|syscall.O_NONBLOCK, 0); err != nil {
+		// Not the call's ctx: a non-blocking OpenFifo finishes opening in
+		// the background and gives up when its ctx ends, which is as soon
+		// as the Create or Exec call returns; the daemon may open its
+		// writing end only later.
+		if p.stdin, err = fifo.OpenFifo(context.WithoutCancel(ctx), path, syscall.O_RDONLY|syscall.O_NONBLOCK, 0); err != nil {
 			return nil, fmt.Errorf("open stdin %s: %w", s.Stdin, err)
 		}
 	}
