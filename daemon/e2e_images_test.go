@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -210,5 +211,56 @@ func TestPublishBinary(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatal("published event never seen")
 		}
+	}
+}
+
+// TestRunInteractiveTerminal: `hull run -it` from a real terminal: the
+// container gets a tty of the terminal's size, input typed goes in, the
+// exit status comes back.
+func TestRunInteractiveTerminal(t *testing.T) {
+	hulltest.RequireRoot(t)
+	ref := hulltest.Busybox(t)
+	d := hulltest.NewDaemon(t)
+	d.Start()
+	d.MustHull("images", "pull", ref)
+	for _, rt := range []string{"native", "runc"} {
+		t.Run(rt, func(t *testing.T) {
+			cmd := d.Command("run", "--rm", "-i", "-t", "--runtime", rt, ref, "it-"+rt, "sh")
+			f, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: 33, Cols: 111})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			var mu sync.Mutex
+			var out strings.Builder
+			go func() {
+				buf := make([]byte, 4096)
+				for {
+					n, err := f.Read(buf)
+					mu.Lock()
+					out.Write(buf[:n])
+					mu.Unlock()
+					if err != nil {
+						return
+					}
+				}
+			}()
+			time.Sleep(500 * time.Millisecond)
+			f.Write([]byte("stty size; exit 3\r"))
+			done := make(chan struct{})
+			go func() { cmd.Wait(); close(done) }()
+			select {
+			case <-done:
+			case <-time.After(15 * time.Second):
+				cmd.Process.Kill()
+				<-done
+			}
+			mu.Lock()
+			s := out.String()
+			mu.Unlock()
+			if code := cmd.ProcessState.ExitCode(); code != 3 || !strings.Contains(s, "33 111") {
+				t.Fatalf("exit %d (want 3), output %q (want the size 33 111)", code, s)
+			}
+		})
 	}
 }
