@@ -4,22 +4,39 @@
 //   - namespaces and images: metadata.DB and image.Service;
 //   - containers: records in their own bbolt file (<root>/containers.db:
 //     v1/<ns>/<id> → JSON), each with its image, runtime, OCI spec, labels
-//     and rw snapshot (prepared on the image's top layer, recorded as a GC
-//     root before it is made);
+//     and rw snapshot. The snapshot is prepared on the image's top layer
+//     and recorded as a GC root before it is made; its key is unique per
+//     container incarnation, so a removed container's layer can go in the
+//     background while a new container of the same id starts.
 //   - tasks: one runtime-v2 shim per container, started with the shim
 //     binary protocol (`containerd-shim-<name>-v2 -namespace N -id ID
 //     -address A -publish-binary B start` in the task's bundle directory
-//     <state>/tasks/<ns>/<id>), spoken to over ttrpc with containerd's
-//     task API. The shim's events come back on the daemon's ttrpc socket
-//     (<address>.ttrpc, given as $TTRPC_ADDRESS) or through `hull publish`.
+//     <state>/tasks/<ns>/<id>), spoken to over ttrpc with containerd's task
+//     API. Hull's own shim is started one exec shorter: hulld makes the
+//     listening socket (<state>/s/<hash>) and starts the long-lived shim
+//     with it, which is what that shim's `start` does. The shims' events
+//     come back on the daemon's ttrpc socket (<address>.ttrpc, given as
+//     $TTRPC_ADDRESS) or through `hull publish`.
 //   - stdio: the daemon makes fifos in the bundle and reads them into the
 //     container's log file (<root>/logs/<ns>/<id>.log) and into attached
-//     clients. Shims hold a read end of each output fifo themselves, so a
-//     container never gets EPIPE while hulld is down; its output waits in
-//     the pipe until hulld comes back and reopens the fifos.
+//     clients (Tasks.Attach, a gRPC stream, so a client survives nothing
+//     but needs nothing on disk). Shims hold a read end of each output
+//     fifo themselves, so a container never gets EPIPE while hulld is
+//     down; its output waits in the pipe until hulld comes back and
+//     reopens the fifos.
 //   - restarts: what a task needs to be found again (runtime, shim
-//     address, stdio) is written to task.json in its bundle. On start
-//     hulld reconnects to every shim; a process that exited meanwhile is
-//     reported (event /tasks/exit, and in the task's status) with its
-//     code; a shim that died is cleaned up with `shim delete`.
+//     address, stdio) is in task.json in its bundle. On start hulld
+//     reconnects to every shim; a process that exited meanwhile is
+//     reported (status and /tasks/exit) with its code; a shim that died is
+//     cleaned up with `shim delete`.
+//   - a forced container delete (hull run --rm, hull c rm -f) stops the
+//     task, removes the record and answers; the shim's Delete and
+//     Shutdown, the bundle and the rw snapshot go in the background
+//     (Close waits for them; what a crash interrupts is finished or swept
+//     at the next start).
+//
+// Known limits: exec processes are not reattached after a restart (their
+// shim still runs them); with containerd's runc shim, output a process
+// wrote and nobody read before it exited while hulld was down is lost
+// (that shim closes its fifos at exit, as under containerd).
 package daemon
