@@ -1,0 +1,80 @@
+// Command hull-agent is the agent of Hull's guests: PID 1 in the VM, it
+// serves the agent API (package agent) on the virtio-serial port and runs
+// containers with the native runtime code. It re-executes itself as
+// `hull-agent init` for each container's init, like hull-runtime.
+//
+// Built static with cgo (mk/vm.mk): runtime/nsenter's constructor and
+// libseccomp (runtime/seccomp compiles profiles in the guest) need it.
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/containerd/ttrpc"
+
+	"github.com/hullproject/hull/agent"
+	agentapi "github.com/hullproject/hull/agent/api"
+	"github.com/hullproject/hull/agent/server"
+	"github.com/hullproject/hull/runtime/initproc"
+	_ "github.com/hullproject/hull/runtime/nsenter" // joins namespaces before the Go runtime starts
+)
+
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == "init" {
+		initproc.Main()
+	}
+	console, err := os.OpenFile("/dev/console", os.O_WRONLY, 0)
+	if err != nil {
+		console = os.Stderr
+	}
+	log := slog.New(slog.NewTextHandler(console, nil)).With("component", "hull-agent")
+	if err := run(log); err != nil {
+		fmt.Fprintf(console, "hull-agent: %v\n", err)
+	}
+	if os.Getpid() == 1 {
+		// PID 1 must not exit: power off (panic=-1 ends the VM anyway).
+		_ = server.PowerOff()
+		select {}
+	}
+	os.Exit(1)
+}
+
+func run(log *slog.Logger) error {
+	if os.Getpid() == 1 {
+		n, err := server.LoadModules()
+		if err != nil {
+			return err
+		}
+		if err := server.MountKernelFS(); err != nil {
+			return err
+		}
+		log.Debug("pid 1 ready", "modules", n)
+	}
+	reaper := &server.Reaper{}
+	stop := make(chan struct{})
+	defer close(stop)
+	go reaper.Run(stop)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	port, err := server.FindPort(ctx, agent.PortName)
+	cancel()
+	if err != nil {
+		return err
+	}
+	srv, err := ttrpc.NewServer()
+	if err != nil {
+		return err
+	}
+	powerOff := func() {
+		if err := server.PowerOff(); err != nil {
+			log.Error("power off", "err", err)
+		}
+	}
+	agentapi.RegisterAgentService(srv, server.NewServer(reaper, powerOff, log))
+	log.Info("serving", "port", port)
+	return srv.Serve(context.Background(), server.NewSerialListener(port))
+}

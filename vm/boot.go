@@ -1,0 +1,104 @@
+package vm
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/hullproject/hull/agent"
+	agentapi "github.com/hullproject/hull/agent/api"
+)
+
+// DefaultAgentTimeout bounds the wait for the agent in Boot.
+const DefaultAgentTimeout = 30 * time.Second
+
+// Sandbox is a started VM with a connected agent.
+type Sandbox struct {
+	Hypervisor Hypervisor
+	Agent      *agent.Client
+	// Version is the agent's first answer.
+	Version *agentapi.VersionResponse
+	// StartedAt is when Boot began; Ready when the agent first answered.
+	StartedAt, Ready time.Time
+}
+
+// Boot starts the VM and waits up to timeout (DefaultAgentTimeout when 0)
+// for its agent to answer. On any failure the VM is stopped and the error
+// carries the console's tail. ctx bounds the VM's life (see
+// Hypervisor.Start).
+func Boot(ctx context.Context, h Hypervisor, cfg Config, timeout time.Duration) (*Sandbox, error) {
+	if timeout <= 0 {
+		timeout = DefaultAgentTimeout
+	}
+	sb := &Sandbox{Hypervisor: h, StartedAt: time.Now()}
+	if err := h.Start(ctx, cfg); err != nil {
+		return nil, err
+	}
+	fail := func(err error) (*Sandbox, error) {
+		_ = h.Stop(context.WithoutCancel(ctx))
+		return nil, fmt.Errorf("%w; console tail (%s):\n%s", err, h.ConsolePath(), ConsoleTail(h.ConsolePath(), 20))
+	}
+	actx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	c, err := agent.Dial(actx, h.AgentSocket())
+	if err != nil {
+		return fail(err)
+	}
+	type res struct {
+		v   *agentapi.VersionResponse
+		err error
+	}
+	ch := make(chan res, 1)
+	go func() { v, err := c.WaitReady(actx); ch <- res{v, err} }()
+	select {
+	case r := <-ch:
+		if r.err != nil {
+			c.Close()
+			if actx.Err() == context.DeadlineExceeded {
+				return fail(fmt.Errorf("%w after %s: %w", ErrAgentTimeout, timeout, r.err))
+			}
+			// The channel closes when QEMU ends: give it a moment to say why.
+			select {
+			case <-h.Done():
+				if werr := h.Wait(); werr != nil {
+					return nil, werr
+				}
+				return fail(fmt.Errorf("%w: the guest powered off before its agent answered", ErrVMExited))
+			case <-time.After(2 * time.Second):
+			}
+			return fail(r.err)
+		}
+		sb.Agent, sb.Version, sb.Ready = c, r.v, time.Now()
+		return sb, nil
+	case <-h.Done():
+		cancel()
+		c.Close()
+		if werr := h.Wait(); werr != nil {
+			return nil, werr
+		}
+		return fail(fmt.Errorf("%w: the guest powered off before its agent answered", ErrVMExited))
+	}
+}
+
+// Shutdown asks the agent to power the guest off (DestroySandbox), waits
+// up to grace for the VM to end, then stops it through the hypervisor.
+func (s *Sandbox) Shutdown(ctx context.Context, grace time.Duration) error {
+	if grace <= 0 {
+		grace = 5 * time.Second
+	}
+	cctx, cancel := context.WithTimeout(ctx, grace)
+	defer cancel()
+	_, aerr := s.Agent.DestroySandbox(cctx, &agentapi.Empty{})
+	s.Agent.Close()
+	if aerr == nil {
+		select {
+		case <-s.Hypervisor.Done():
+			return s.Hypervisor.Wait()
+		case <-cctx.Done():
+		}
+	}
+	if err := s.Hypervisor.Stop(ctx); err != nil {
+		return err
+	}
+	return nil
+}

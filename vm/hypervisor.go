@@ -1,0 +1,175 @@
+// Package vm is the seam between Hull's vm runtime and the hypervisors that
+// run its guests: the Hypervisor interface (one VM per value; the QEMU
+// driver is vm/qemu, Cloud Hypervisor and Firecracker drivers are to sit
+// beside it), the Config a VM is started from, sizing from a container's
+// limits, and Boot, which starts a VM and waits for its agent.
+package vm
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/containerd/errdefs"
+)
+
+var (
+	// ErrHypervisorMissing: the hypervisor binary (or virtiofsd) is not there.
+	ErrHypervisorMissing = fmt.Errorf("hypervisor: %w", errdefs.ErrNotFound)
+	// ErrKernelMissing: the guest kernel or initrd file is not there.
+	ErrKernelMissing = fmt.Errorf("guest kernel: %w", errdefs.ErrNotFound)
+	// ErrInvalidConfig: a Config field is wrong (named in the message).
+	ErrInvalidConfig = fmt.Errorf("vm config: %w", errdefs.ErrInvalidArgument)
+	// ErrVMExited: the VM ended when it was not asked to (killed from
+	// outside, a guest panic, a crash).
+	ErrVMExited = fmt.Errorf("vm exited: %w", errdefs.ErrUnavailable)
+	// ErrGuestPanic: the guest kernel panicked (a kind of ErrVMExited).
+	ErrGuestPanic = fmt.Errorf("guest kernel panic: %w", ErrVMExited)
+	// ErrAgentTimeout: the agent did not answer in time.
+	ErrAgentTimeout = fmt.Errorf("guest agent did not answer: %w", errdefs.ErrUnavailable)
+	// ErrNotStarted: the operation needs a started VM.
+	ErrNotStarted = fmt.Errorf("vm not started: %w", errdefs.ErrFailedPrecondition)
+)
+
+// Share is a host directory shared into the guest over virtio-fs.
+type Share struct {
+	// Tag is the virtio-fs tag the guest mounts (mount -t virtiofs Tag).
+	Tag string
+	// Source is the host directory.
+	Source string
+	// Cache is virtiofsd's cache mode: "always" (default), "auto", "none".
+	Cache string
+}
+
+// Config describes one VM.
+type Config struct {
+	// ID names the VM (logs, QEMU's -name).
+	ID string
+	// StateDir holds the VM's sockets and console log; it must exist.
+	StateDir string
+	// Kernel is a bzImage or an ELF vmlinux with a PVH note; Initrd the
+	// agent initramfs.
+	Kernel, Initrd string
+	// KernelParams are added to the driver's base command line.
+	KernelParams string
+	// VCPUs and MemoryMiB size the guest (see Size).
+	VCPUs     int
+	MemoryMiB int
+	// Shares are shared over virtio-fs (one virtiofsd each).
+	Shares []Share
+	// Hotplug asks for a machine that can hotplug devices (q35 on QEMU
+	// instead of microvm).
+	Hotplug bool
+}
+
+// Validate checks the fields every driver needs.
+func (c *Config) Validate() error {
+	if c.StateDir == "" {
+		return fmt.Errorf("%w: StateDir is empty", ErrInvalidConfig)
+	}
+	if st, err := os.Stat(c.StateDir); err != nil || !st.IsDir() {
+		return fmt.Errorf("%w: StateDir %s is not a directory", ErrInvalidConfig, c.StateDir)
+	}
+	if c.Kernel == "" {
+		return fmt.Errorf("no kernel given: %w", ErrKernelMissing)
+	}
+	for _, f := range []string{c.Kernel, c.Initrd} {
+		if f == "" {
+			continue
+		}
+		if _, err := os.Stat(f); err != nil {
+			return fmt.Errorf("%s: %w", f, ErrKernelMissing)
+		}
+	}
+	if c.VCPUs < 0 || c.MemoryMiB < 0 {
+		return fmt.Errorf("%w: negative VCPUs or MemoryMiB", ErrInvalidConfig)
+	}
+	tags := map[string]bool{}
+	for _, s := range c.Shares {
+		if s.Tag == "" || strings.ContainsAny(s.Tag, ", =") || tags[s.Tag] {
+			return fmt.Errorf("%w: share tag %q is empty, repeated or has ',', ' ' or '='", ErrInvalidConfig, s.Tag)
+		}
+		tags[s.Tag] = true
+		if st, err := os.Stat(s.Source); err != nil || !st.IsDir() {
+			return fmt.Errorf("%w: share %q: source %s is not a directory", ErrInvalidConfig, s.Tag, s.Source)
+		}
+		switch s.Cache {
+		case "", "always", "auto", "none":
+		default:
+			return fmt.Errorf("%w: share %q: cache %q (want always, auto or none)", ErrInvalidConfig, s.Tag, s.Cache)
+		}
+	}
+	return nil
+}
+
+// Capabilities say what a driver can do.
+type Capabilities struct {
+	// FileSystemSharing: virtio-fs shares.
+	FileSystemSharing bool
+	// BlockDevices: rootfs as a block image.
+	BlockDevices bool
+	// Hotplug: devices can be added to a running VM.
+	Hotplug bool
+	// Vsock: the agent channel can be vsock (else virtio-serial).
+	Vsock bool
+}
+
+// Hypervisor is one VM under one driver. A value starts at most once.
+type Hypervisor interface {
+	// Start launches the VM (and its helpers, such as virtiofsd) and
+	// returns once the hypervisor runs; it does not wait for the guest.
+	// When ctx ends, the VM is killed and cleaned up.
+	Start(ctx context.Context, cfg Config) error
+	// Stop ends the VM: cleanly if the hypervisor allows it, killing it
+	// after a timeout, and removes its sockets. No process is left. It is
+	// safe to call more than once and after the VM exited.
+	Stop(ctx context.Context) error
+	// Wait blocks until the VM has exited: nil when it powered off or was
+	// stopped, an ErrVMExited error (with the console tail) otherwise.
+	Wait() error
+	// Done is closed when the VM has exited.
+	Done() <-chan struct{}
+	// Pid is the hypervisor process's pid (0 before Start).
+	Pid() int
+	// ConsolePath is the guest console log.
+	ConsolePath() string
+	// AgentSocket is the host end of the agent channel (a unix socket).
+	AgentSocket() string
+	// Capabilities of the driver.
+	Capabilities() Capabilities
+}
+
+// ConsoleTail returns the last n lines of the console log at path.
+func ConsoleTail(path string, n int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// Assets are the default guest kernel and agent initramfs.
+type Assets struct {
+	Kernel, Initrd string
+}
+
+// DefaultAssets returns Hull's minimal kernel (its vmlinux, booted through
+// PVH, when present) and the agent initramfs in guestDir (build/guest);
+// cloud selects Debian's cloud kernel and its initramfs with modules.
+func DefaultAssets(guestDir string, cloud bool) Assets {
+	if cloud {
+		d := filepath.Join(guestDir, "cloud")
+		return Assets{Kernel: filepath.Join(d, "vmlinuz"), Initrd: filepath.Join(d, "agent.cpio")}
+	}
+	k := filepath.Join(guestDir, "vmlinux")
+	if _, err := os.Stat(k); err != nil {
+		k = filepath.Join(guestDir, "bzImage")
+	}
+	return Assets{Kernel: k, Initrd: filepath.Join(guestDir, "agent.cpio")}
+}

@@ -1,0 +1,114 @@
+package qemu
+
+import (
+	"fmt"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/hullproject/hull/vm"
+	"github.com/hullproject/hull/vm/guest/bootcheck"
+)
+
+// paths of one VM's files in its state directory.
+type paths struct {
+	qmp, agent, console string
+	fs                  map[string]string // tag → virtiofsd socket
+}
+
+func pathsFor(cfg *vm.Config) paths {
+	p := paths{
+		qmp:     filepath.Join(cfg.StateDir, "qmp.sock"),
+		agent:   filepath.Join(cfg.StateDir, "agent.sock"),
+		console: filepath.Join(cfg.StateDir, "console.log"),
+		fs:      map[string]string{},
+	}
+	for i, s := range cfg.Shares {
+		p.fs[s.Tag] = filepath.Join(cfg.StateDir, "fs"+strconv.Itoa(i)+".sock")
+	}
+	return p
+}
+
+// machine returns the machine type: microvm unless hotplug is needed.
+func machine(cfg *vm.Config) string {
+	if cfg.Hotplug {
+		return "q35"
+	}
+	return "microvm"
+}
+
+// kernelCmdline is the base command line plus cfg.KernelParams: the serial
+// console, reboot on panic (which -no-reboot turns into QEMU's exit) and the
+// host's TSC frequency, which spares TCG guests the calibration.
+func kernelCmdline(cfg *vm.Config) string {
+	parts := []string{"console=ttyS0", "panic=-1"}
+	if khz := bootcheck.HostTSCkHz(); khz > 0 {
+		parts = append(parts, "tsc_early_khz="+strconv.Itoa(khz))
+	}
+	if cfg.KernelParams != "" {
+		parts = append(parts, cfg.KernelParams)
+	}
+	return strings.Join(parts, " ")
+}
+
+// buildArgs returns QEMU's command line (without the binary).
+func buildArgs(cfg *vm.Config, accelArg string, p paths) []string {
+	m := machine(cfg)
+	mem := cfg.MemoryMiB
+	if mem <= 0 {
+		mem = 256
+	}
+	cpus := cfg.VCPUs
+	if cpus <= 0 {
+		cpus = 1
+	}
+	machineArg := m
+	if len(cfg.Shares) > 0 {
+		// virtio-fs needs the guest's memory shared with virtiofsd.
+		machineArg += ",memory-backend=mem"
+	}
+	name := cfg.ID
+	if name == "" {
+		name = "hull"
+	}
+	args := []string{
+		"-name", strings.ReplaceAll(name, ",", "_"),
+		"-M", machineArg, "-accel", accelArg,
+		"-m", strconv.Itoa(mem), "-smp", strconv.Itoa(cpus),
+		"-nodefaults", "-no-user-config", "-nographic", "-no-reboot",
+		"-chardev", "file,id=con0,path=" + p.console,
+		"-serial", "chardev:con0",
+		"-qmp", "unix:" + p.qmp + ",server=on,wait=off",
+		"-kernel", cfg.Kernel,
+		"-append", kernelCmdline(cfg),
+	}
+	if cfg.Initrd != "" {
+		args = append(args, "-initrd", cfg.Initrd)
+	}
+	if len(cfg.Shares) > 0 {
+		args = append(args, "-object", fmt.Sprintf("memory-backend-memfd,id=mem,size=%dM,share=on", mem))
+	}
+	dev := func(mmio, pci string) string {
+		if m == "microvm" {
+			return mmio
+		}
+		return pci
+	}
+	if m == "microvm" {
+		// Modern virtio-mmio: vhost-user-fs refuses legacy devices.
+		args = append(args, "-global", "virtio-mmio.force-legacy=false")
+	}
+	args = append(args,
+		"-chardev", "socket,id=agent,path="+p.agent+",server=on,wait=off",
+		"-device", dev("virtio-serial-device", "virtio-serial-pci")+",id=vser0",
+		"-device", "virtserialport,bus=vser0.0,chardev=agent,name="+agentPortName,
+	)
+	for i, s := range cfg.Shares {
+		id := "fs" + strconv.Itoa(i)
+		args = append(args,
+			"-chardev", "socket,id="+id+",path="+p.fs[s.Tag],
+			"-device", dev("vhost-user-fs-device", "vhost-user-fs-pci")+",chardev="+id+",tag="+s.Tag,
+		)
+	}
+	return args
+}

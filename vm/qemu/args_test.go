@@ -1,0 +1,43 @@
+package qemu
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/hullproject/hull/vm"
+)
+
+func TestBuildArgs(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		cfg       vm.Config
+		want, not []string
+	}{
+		{"microvm plain", vm.Config{StateDir: "/s", Kernel: "/k", Initrd: "/i", MemoryMiB: 128, VCPUs: 2},
+			[]string{"-M microvm -accel tcg", "-m 128 -smp 2", "-initrd /i", "virtio-serial-device,id=vser0",
+				"name=hull.agent", "-global virtio-mmio.force-legacy=false", "-serial chardev:con0",
+				"file,id=con0,path=/s/console.log", "-qmp unix:/s/qmp.sock,server=on,wait=off", "-no-reboot"},
+			[]string{"memory-backend", "vhost-user-fs"}},
+		{"microvm shares", vm.Config{StateDir: "/s", Kernel: "/k", Shares: []vm.Share{{Tag: "root", Source: "/r"}}},
+			[]string{"-M microvm,memory-backend=mem", "memory-backend-memfd,id=mem,size=256M,share=on",
+				"socket,id=fs0,path=/s/fs0.sock", "vhost-user-fs-device,chardev=fs0,tag=root"},
+			[]string{"-initrd"}},
+		{"q35 for hotplug", vm.Config{StateDir: "/s", Kernel: "/k", Hotplug: true, Shares: []vm.Share{{Tag: "root", Source: "/r"}}},
+			[]string{"-M q35,memory-backend=mem", "virtio-serial-pci,id=vser0", "vhost-user-fs-pci,chardev=fs0,tag=root"},
+			[]string{"force-legacy", "virtio-serial-device"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := strings.Join(buildArgs(&tc.cfg, "tcg", pathsFor(&tc.cfg)), " ")
+			for _, w := range tc.want {
+				if !strings.Contains(got, w) {
+					t.Errorf("args lack %q:\n%s", w, got)
+				}
+			}
+			for _, n := range tc.not {
+				if strings.Contains(got, n) {
+					t.Errorf("args have %q:\n%s", n, got)
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,426 @@
+// Package qemu is the QEMU driver of Hull's vm runtime (vm.Hypervisor).
+//
+// One QEMU value runs one VM: microvm (ACPI on, virtio-mmio devices) unless
+// the config asks for hotplug, then q35 (virtio-pci). Acceleration comes
+// from vm/accel (KVM only where a guest really boots on it, else TCG). The
+// guest console goes to console.log in the VM's state directory, whose tail
+// every error about the guest carries. The agent channel is a
+// virtio-serial port named "hull.agent", whose host end is agent.sock. Each
+// virtio-fs share gets its own virtiofsd, started before QEMU (QEMU
+// connects to it at start), with the guest RAM in a shared memfd. QMP
+// (qmp.sock) is used for control and the clean shutdown: system_powerdown,
+// then quit after a timeout, then SIGKILL. QEMU and virtiofsd run in their
+// own process groups, die with the driver's process (PDEATHSIG) and are
+// killed when the Start context ends; Stop leaves no process and no socket.
+package qemu
+
+import (
+	"bytes"
+	"context"
+
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/hullproject/hull/vm"
+	"github.com/hullproject/hull/vm/accel"
+)
+
+const (
+	// DefaultBinary is the QEMU binary.
+	DefaultBinary = "qemu-system-x86_64"
+	// DefaultVirtiofsd is QEMU's virtiofsd as Debian installs it.
+	DefaultVirtiofsd = "/usr/lib/qemu/virtiofsd"
+	// agentPortName must equal agent.PortName (checked by a test).
+	agentPortName    = "hull.agent"
+	consoleTailLines = 20
+)
+
+// Options configure the driver. Zero values take the defaults.
+type Options struct {
+	Binary    string // DefaultBinary
+	Virtiofsd string // DefaultVirtiofsd
+	// Accel is QEMU's -accel value ("kvm", "tcg", "tcg,tb-size=32"); empty
+	// means accel.Detect decides, and TBSizeMiB applies to TCG.
+	Accel     string
+	TBSizeMiB int
+	// PowerdownTimeout is how long Stop waits after system_powerdown before
+	// quit (1 s); QuitTimeout after quit before SIGKILL (2 s).
+	PowerdownTimeout time.Duration
+	QuitTimeout      time.Duration
+	Logger           *slog.Logger
+}
+
+// QEMU is one VM run by QEMU.
+type QEMU struct {
+	opts Options
+
+	mu       sync.Mutex
+	cfg      vm.Config
+	paths    paths
+	cmd      *exec.Cmd
+	fsds     []*exec.Cmd
+	qmp      *qmpClient
+	stderr   bytes.Buffer
+	started  bool
+	stopping bool
+	done     chan struct{}
+	waitErr  error
+	cleaned  sync.Once
+	// Args is QEMU's command line of the last Start (for logs and tests).
+	args []string
+}
+
+var _ vm.Hypervisor = (*QEMU)(nil)
+
+// New returns a driver for one VM.
+func New(o Options) *QEMU {
+	if o.Binary == "" {
+		o.Binary = DefaultBinary
+	}
+	if o.Virtiofsd == "" {
+		o.Virtiofsd = DefaultVirtiofsd
+	}
+	if o.PowerdownTimeout <= 0 {
+		o.PowerdownTimeout = time.Second
+	}
+	if o.QuitTimeout <= 0 {
+		o.QuitTimeout = 2 * time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	return &QEMU{opts: o, done: make(chan struct{})}
+}
+
+// Capabilities implements vm.Hypervisor.
+func (q *QEMU) Capabilities() vm.Capabilities {
+	return vm.Capabilities{FileSystemSharing: true, BlockDevices: true, Hotplug: true}
+}
+
+// Args returns QEMU's command line of the last Start.
+func (q *QEMU) Args() []string {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return append([]string(nil), q.args...)
+}
+
+func (q *QEMU) accelArg(ctx context.Context) string {
+	a := q.opts.Accel
+	if a == "" {
+		r := accel.Detect(ctx, accel.Options{Logger: q.opts.Logger})
+		a = r.Accel
+		q.opts.Logger.Debug("acceleration", "accel", r.Accel, "reason", r.Reason)
+	}
+	if a == accel.TCG && q.opts.TBSizeMiB > 0 {
+		a += fmt.Sprintf(",tb-size=%d", q.opts.TBSizeMiB)
+	}
+	return a
+}
+
+func procAttr() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+}
+
+// Start implements vm.Hypervisor.
+func (q *QEMU) Start(ctx context.Context, cfg vm.Config) (retErr error) {
+	q.mu.Lock()
+	if q.started {
+		q.mu.Unlock()
+		return fmt.Errorf("%w: already started", vm.ErrInvalidConfig)
+	}
+	q.started = true
+	q.mu.Unlock()
+	bin, err := exec.LookPath(q.opts.Binary)
+	if err != nil {
+		return fmt.Errorf("%s: %w (install qemu-system-x86)", q.opts.Binary, vm.ErrHypervisorMissing)
+	}
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	if len(cfg.Shares) > 0 {
+		if _, err := os.Stat(q.opts.Virtiofsd); err != nil {
+			return fmt.Errorf("virtiofsd %s: %w", q.opts.Virtiofsd, vm.ErrHypervisorMissing)
+		}
+	}
+	p := pathsFor(&cfg)
+	q.cfg, q.paths = cfg, p
+	defer func() {
+		if retErr != nil {
+			q.kill()
+			q.cleanup()
+		}
+	}()
+	// Stale files from an earlier run would make QEMU fail or mislead.
+	for _, f := range append([]string{p.qmp, p.agent, p.console}, mapValues(p.fs)...) {
+		_ = os.Remove(f)
+	}
+	for _, s := range cfg.Shares {
+		if err := q.startVirtiofsd(ctx, s, p.fs[s.Tag]); err != nil {
+			return err
+		}
+	}
+	args := buildArgs(&cfg, q.accelArg(ctx), p)
+	cmd := exec.Command(bin, args...)
+	cmd.SysProcAttr = procAttr()
+	cmd.Stderr = &q.stderr
+	q.mu.Lock()
+	q.args = args
+	q.mu.Unlock()
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start %s: %w", bin, err)
+	}
+	q.mu.Lock()
+	q.cmd = cmd
+	q.mu.Unlock()
+	go q.wait()
+	qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	type res struct {
+		c   *qmpClient
+		err error
+	}
+	ch := make(chan res, 1)
+	go func() { c, err := dialQMP(qctx, p.qmp); ch <- res{c, err} }()
+	select {
+	case r := <-ch:
+		if r.err != nil {
+			return fmt.Errorf("qemu %s: %w", q.stderrTail(), r.err)
+		}
+		q.mu.Lock()
+		q.qmp = r.c
+		q.mu.Unlock()
+	case <-q.done:
+		cancel()
+		if r := <-ch; r.c != nil {
+			r.c.close()
+		}
+		return q.Wait()
+	}
+	go func() {
+		select {
+		case <-ctx.Done():
+			q.opts.Logger.Debug("context ended: killing the vm", "id", cfg.ID)
+			q.kill()
+			<-q.done
+		case <-q.done:
+		}
+	}()
+	return nil
+}
+
+func mapValues(m map[string]string) []string {
+	var out []string
+	for _, v := range m {
+		out = append(out, v)
+	}
+	return out
+}
+
+func (q *QEMU) startVirtiofsd(ctx context.Context, s vm.Share, sock string) error {
+	cache := s.Cache
+	if cache == "" {
+		cache = "always"
+	}
+	cmd := exec.Command(q.opts.Virtiofsd, "--socket-path="+sock,
+		"-o", "source="+s.Source, "-o", "cache="+cache, "-o", "log_level=warn")
+	cmd.SysProcAttr = procAttr()
+	var errb bytes.Buffer
+	cmd.Stderr = &errb
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start virtiofsd for %q: %w", s.Tag, err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	q.mu.Lock()
+	q.fsds = append(q.fsds, cmd)
+	q.mu.Unlock()
+	// QEMU must find the socket listening.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if _, err := os.Stat(sock); err == nil {
+			return nil
+		}
+		select {
+		case err := <-exited:
+			return fmt.Errorf("virtiofsd for %q (%s) exited: %v: %s", s.Tag, s.Source, err, strings.TrimSpace(errb.String()))
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(2 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("virtiofsd for %q: no socket %s after 5 s", s.Tag, sock)
+		}
+	}
+}
+
+func (q *QEMU) stderrTail() string {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	s := strings.TrimSpace(q.stderr.String())
+	if len(s) > 2000 {
+		s = s[len(s)-2000:]
+	}
+	if s == "" {
+		return ""
+	}
+	return "(stderr: " + s + ")"
+}
+
+// wait reaps QEMU, classifies its end, then reaps virtiofsd and cleans up.
+func (q *QEMU) wait() {
+	err := q.cmd.Wait()
+	q.mu.Lock()
+	stopping := q.stopping
+	q.mu.Unlock()
+	var werr error
+	tail := vm.ConsoleTail(q.paths.console, consoleTailLines)
+	switch {
+	case stopping:
+	case strings.Contains(tail, "Kernel panic"):
+		werr = fmt.Errorf("%w; console tail:\n%s", vm.ErrGuestPanic, tail)
+	case err != nil:
+		werr = fmt.Errorf("%w: qemu: %v %s; console tail:\n%s", vm.ErrVMExited, err, q.stderrTail(), tail)
+	}
+	q.killHelpers()
+	q.cleanup()
+	q.mu.Lock()
+	q.waitErr = werr
+	q.mu.Unlock()
+	close(q.done)
+}
+
+// killHelpers ends the virtiofsd processes (each exits by itself when QEMU
+// disconnects; this is for the ones that do not) and reaps them.
+func (q *QEMU) killHelpers() {
+	q.mu.Lock()
+	fsds := q.fsds
+	q.mu.Unlock()
+	for _, c := range fsds {
+		if c.Process != nil {
+			_ = syscall.Kill(-c.Process.Pid, syscall.SIGKILL)
+		}
+	}
+	// cmd.Wait runs in startVirtiofsd's goroutine; wait until the group is
+	// gone.
+	for _, c := range fsds {
+		if c.Process == nil {
+			continue
+		}
+		for i := 0; i < 500 && syscall.Kill(-c.Process.Pid, 0) == nil; i++ {
+			time.Sleep(2 * time.Millisecond)
+		}
+	}
+}
+
+// kill SIGKILLs QEMU and the helpers.
+func (q *QEMU) kill() {
+	q.mu.Lock()
+	q.stopping = true
+	cmd := q.cmd
+	q.mu.Unlock()
+	if cmd != nil && cmd.Process != nil {
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	}
+	if cmd == nil || cmd.Process == nil {
+		q.killHelpers()
+	}
+}
+
+func (q *QEMU) cleanup() {
+	q.cleaned.Do(func() {
+		q.mu.Lock()
+		if q.qmp != nil {
+			q.qmp.close()
+		}
+		q.mu.Unlock()
+		for _, f := range append([]string{q.paths.qmp, q.paths.agent}, mapValues(q.paths.fs)...) {
+			if f != "" {
+				_ = os.Remove(f)
+			}
+		}
+	})
+}
+
+// Stop implements vm.Hypervisor: system_powerdown, quit after
+// PowerdownTimeout, SIGKILL after QuitTimeout.
+func (q *QEMU) Stop(ctx context.Context) error {
+	q.mu.Lock()
+	cmd, qmp := q.cmd, q.qmp
+	if cmd == nil {
+		q.mu.Unlock()
+		return nil
+	}
+	q.stopping = true
+	q.mu.Unlock()
+	select {
+	case <-q.done:
+		return nil
+	default:
+	}
+	if qmp != nil {
+		if _, err := qmp.execute(ctx, "system_powerdown", nil); err == nil {
+			if q.waitDone(ctx, q.opts.PowerdownTimeout) {
+				return nil
+			}
+		}
+		_, _ = qmp.execute(ctx, "quit", nil)
+		if q.waitDone(ctx, q.opts.QuitTimeout) {
+			return nil
+		}
+	}
+	q.kill()
+	<-q.done
+	return nil
+}
+
+func (q *QEMU) waitDone(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-q.done:
+		return true
+	case <-t.C:
+		return false
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// Wait implements vm.Hypervisor.
+func (q *QEMU) Wait() error {
+	q.mu.Lock()
+	started := q.cmd != nil
+	q.mu.Unlock()
+	if !started {
+		return vm.ErrNotStarted
+	}
+	<-q.done
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.waitErr
+}
+
+// Done implements vm.Hypervisor.
+func (q *QEMU) Done() <-chan struct{} { return q.done }
+
+// Pid implements vm.Hypervisor.
+func (q *QEMU) Pid() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.cmd == nil || q.cmd.Process == nil {
+		return 0
+	}
+	return q.cmd.Process.Pid
+}
+
+// ConsolePath implements vm.Hypervisor.
+func (q *QEMU) ConsolePath() string { return q.paths.console }
+
+// AgentSocket implements vm.Hypervisor.
+func (q *QEMU) AgentSocket() string { return q.paths.agent }
