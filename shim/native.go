@@ -451,7 +451,7 @@ func (n *Native) CloseStdin(ctx context.Context, execID string) error {
 	if err != nil {
 		return err
 	}
-	p.io.closeStdin()
+	p.io.endStdin()
 	return nil
 }
 

@@ -401,6 +401,39 @@ func TestShimExecAndSignals(t *testing.T) {
 				t.Errorf("late stdin: cat printed %q, want ping", got)
 			}
 
+			// CloseIO right after a write that the process has not read yet
+			// (it fits the fifo, the shim's buffer and the pipe), with the
+			// writer still open: the process still gets every byte.
+			bigDir := filepath.Join(parent, "big")
+			if err := os.Mkdir(bigDir, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			bio := newStdioFifos(t, bigDir)
+			spec.Args = []string{"sh", "-c", "sleep 0.5; wc -c"}
+			if _, err := s.task.Exec(ctx, &taskapi.ExecProcessRequest{ID: s.id, ExecID: "big", Stdin: bio.stdin, Stdout: bio.stdout, Stderr: bio.stderr, Spec: jsonAny(t, "x", spec)}); err != nil {
+				t.Fatalf("exec big: %v", err)
+			}
+			if _, err := s.task.Start(ctx, &taskapi.StartRequest{ID: s.id, ExecID: "big"}); err != nil {
+				t.Fatalf("start big: %v", err)
+			}
+			const size = 150 << 10
+			if _, err := bio.in.Write(bytes.Repeat([]byte("x"), size)); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.task.CloseIO(ctx, &taskapi.CloseIORequest{ID: s.id, ExecID: "big", Stdin: true}); err != nil {
+				t.Fatalf("closeio big: %v", err)
+			}
+			if w, err := s.task.Wait(ctx, &taskapi.WaitRequest{ID: s.id, ExecID: "big"}); err != nil || w.ExitStatus != 0 {
+				t.Fatalf("wait big: %v %v", w, err)
+			}
+			if _, err := s.task.Delete(ctx, &taskapi.DeleteRequest{ID: s.id, ExecID: "big"}); err != nil {
+				t.Fatalf("delete big: %v", err)
+			}
+			bio.wg.Wait()
+			if got := strings.TrimSpace(bio.out.String()); got != strconv.Itoa(size) {
+				t.Errorf("wc -c after CloseIO read %s bytes, want %d", got, size)
+			}
+
 			// An exec whose binary is missing fails to start, naming it, and
 			// can still be deleted.
 			spec.Args = []string{"/no/such/binary"}

@@ -14,6 +14,7 @@ import (
 	"github.com/containerd/errdefs"
 	"github.com/containerd/fifo"
 	runc "github.com/containerd/go-runc"
+	"golang.org/x/sys/unix"
 )
 
 // procIO joins one process's stdio to the paths containerd gave: fifos
@@ -35,6 +36,7 @@ type procIO struct {
 
 	outputs   sync.WaitGroup
 	stdinOnce sync.Once
+	stdinDone chan struct{} // closed when the stdin copy ends
 }
 
 // fileURI turns a file:// URI or plain path into a path. Other URI schemes
@@ -168,7 +170,9 @@ func (p *procIO) copyIn(dst io.WriteCloser, closeDst bool) {
 		return
 	}
 	p.stdinW = dst
+	p.stdinDone = make(chan struct{})
 	go func() {
+		defer close(p.stdinDone)
 		buf := copyBufs.Get().(*[]byte)
 		defer copyBufs.Put(buf)
 		_, _ = io.CopyBuffer(dst, p.stdin, *buf)
@@ -214,8 +218,67 @@ func (p *procIO) resize(w, h uint32) error {
 	return p.console.Resize(console.WinSize{Width: uint16(w), Height: uint16(h)})
 }
 
-// closeStdin ends the stdin copy: the process reads EOF (without a
-// terminal; with one the line discipline decides).
+// endStdin is CloseIO: the daemon has written all it will. The process
+// gets what is still in the fifo, then EOF (without a terminal; with one
+// the line discipline decides). It returns at once; the copy drains in the
+// background, and ends by itself if the daemon closed its end too.
+func (p *procIO) endStdin() {
+	if p.stdin == nil {
+		return
+	}
+	done := p.stdinDone
+	if done == nil {
+		p.closeStdin()
+		return
+	}
+	go func() {
+		wait := time.Millisecond
+		for {
+			select {
+			case <-done:
+				return
+			case <-time.After(wait):
+			}
+			if pendingBytes(p.stdin) <= 0 {
+				p.closeStdin()
+				return
+			}
+			wait = min(2*wait, 100*time.Millisecond)
+		}
+	}()
+}
+
+// pendingBytes is how much unread data a fifo holds (FIONREAD, alias TIOCINQ); -1 when it
+// cannot tell (not open yet, closed).
+func pendingBytes(f io.Reader) int {
+	sc, ok := f.(syscall.Conn)
+	if !ok {
+		return -1
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return -1
+	}
+	n := -1
+	ctl := make(chan struct{})
+	go func() {
+		defer close(ctl)
+		_ = rc.Control(func(fd uintptr) {
+			if v, err := unix.IoctlGetInt(int(fd), unix.TIOCINQ); err == nil {
+				n = v
+			}
+		})
+	}()
+	select {
+	case <-ctl:
+		return n
+	case <-time.After(50 * time.Millisecond):
+		// Never opened: nothing was written.
+		return -1
+	}
+}
+
+// closeStdin ends the stdin copy at once.
 func (p *procIO) closeStdin() {
 	p.stdinOnce.Do(func() {
 		if p.stdin != nil {
