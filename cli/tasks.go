@@ -130,6 +130,19 @@ func tasksCmd(g *globals) *cobra.Command {
 		_, err := tc.Start(cmd.Context(), &hullv1.TaskRequest{Id: id})
 		return err
 	})
-	cmd.AddCommand(ls, kill, ps, pause, resume, metrics, rm, start)
+	var waitExec string
+	wait := one("wait", "Wait for a task's process to exit and print its status", func(tc hullv1.TasksClient, cmd *cobra.Command, id string) error {
+		t, err := tc.Wait(cmd.Context(), &hullv1.TaskRequest{Id: id, ExecId: waitExec})
+		if err != nil {
+			return err
+		}
+		if g.json() {
+			return g.printJSON(t)
+		}
+		fmt.Fprintf(g.stdout, "exit %d\n", t.ExitStatus)
+		return nil
+	})
+	wait.Flags().StringVar(&waitExec, "exec-id", "", "wait for this exec instead of init")
+	cmd.AddCommand(ls, kill, ps, pause, resume, metrics, rm, start, wait)
 	return cmd
 }

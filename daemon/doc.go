@@ -35,8 +35,10 @@
 //     (Close waits for them; what a crash interrupts is finished or swept
 //     at the next start).
 //
-// Known limits: exec processes are not reattached after a restart (their
-// shim still runs them); with containerd's runc shim, output a process
+// Exec processes are reattached after a restart too (task.json lists
+// them); a client attached to one across the restart loses its stream.
+//
+// Known limits: with containerd's runc shim, output a process
 // wrote and nobody read before it exited while hulld was down is lost
 // (that shim closes its fifos at exit, as under containerd).
 package daemon

@@ -15,8 +15,13 @@ func TestRestart(t *testing.T) {
 		t.Run(how, func(t *testing.T) {
 			d := d.For(t)
 			for _, rt := range runtimes {
-				d.MustHull("run", "-d", "--runtime", rt, ref, "long-"+how+"-"+rt, "sh", "-c", "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.1; done")
+				long := "long-" + how + "-" + rt
+				d.MustHull("run", "-d", "--runtime", rt, ref, long, "sh", "-c", "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.1; done")
 				d.MustHull("run", "-d", "--runtime", rt, ref, "short-"+how+"-"+rt, "sh", "-c", "read x < /dev/null; sleep 1; echo bye; exit 23")
+				// Exec processes: one that outlives the restart, one that
+				// ends while hulld is down.
+				d.MustHull("exec", "-d", "--exec-id", "xlong", long, "sleep", "1000")
+				d.MustHull("exec", "-d", "--exec-id", "xshort", long, "sh", "-c", "sleep 1; exit 17")
 			}
 			if how == "stop" {
 				d.Stop()
@@ -54,6 +59,15 @@ func TestRestart(t *testing.T) {
 				}
 				if out := d.MustHull("exec", long, "echo", "still here"); out != "still here\n" {
 					t.Fatalf("exec after restart: %q", out)
+				}
+				// The exec that ended while hulld was down has its code; the
+				// one still running can be signalled and reaped.
+				if out := d.MustHull("--format", "json", "tasks", "wait", "--exec-id", "xshort", long); !strings.Contains(out, `"exitStatus": 17`) {
+					t.Fatalf("exec xshort after restart: %s", out)
+				}
+				d.MustHull("tasks", "kill", "-s", "KILL", "--exec-id", "xlong", long)
+				if out := d.MustHull("--format", "json", "tasks", "wait", "--exec-id", "xlong", long); !strings.Contains(out, `"exitStatus": 137`) {
+					t.Fatalf("exec xlong after kill: %s", out)
 				}
 				d.MustHull("tasks", "kill", "-s", "KILL", long)
 				waitFor(t, long+" exit", func() bool { return taskStatus(d, "default", long) == "stopped (exit 137)" })

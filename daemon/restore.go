@@ -115,7 +115,49 @@ func (ts *tasks) restoreOne(ctx context.Context, ns, id string) error {
 		t.init.mu.Unlock()
 		go ts.watch(t, t.init)
 	}
+	ts.restoreExecs(ctx, t)
 	return nil
+}
+
+// restoreExecs reattaches the exec processes of a task whose shim answers.
+func (ts *tasks) restoreExecs(ctx context.Context, t *task) {
+	t.mu.Lock()
+	execs := make(map[string]execFile, len(t.file.Execs))
+	for k, v := range t.file.Execs {
+		execs[k] = v
+	}
+	t.mu.Unlock()
+	for execID, e := range execs {
+		p := &proc{execID: execID, terminal: e.Terminal, exited: make(chan struct{}), status: StatusCreated}
+		out, errp, in := stdioPaths(t.bundle, execID, e.Terminal, e.Stdin)
+		pp, err := openPump(out, errp, in, nil)
+		if err != nil {
+			slog.Warn("restore exec", "id", t.id, "exec", execID, "err", err)
+			continue
+		}
+		p.pump = pp
+		t.mu.Lock()
+		t.execs[execID] = p
+		t.mu.Unlock()
+		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		r, err := t.shim.task.State(t.shim.ctx(sctx), &taskapi.StateRequest{ID: t.id, ExecID: execID})
+		cancel()
+		switch {
+		case err != nil:
+			// The shim no longer knows it.
+			ts.exited(t, p, 128+9, time.Now(), false)
+		case r.Status == tasktypes.Status_STOPPED:
+			p.pid = r.Pid
+			ts.exited(t, p, r.ExitStatus, r.ExitedAt.AsTime(), true)
+		case r.Status == tasktypes.Status_CREATED:
+			go ts.watchWhenStarted(t, p)
+		default:
+			p.mu.Lock()
+			p.status, p.pid = StatusRunning, r.Pid
+			p.mu.Unlock()
+			go ts.watch(t, p)
+		}
+	}
 }
 
 // connectShimOnce dials a shim without retrying.

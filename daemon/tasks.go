@@ -41,17 +41,25 @@ const (
 // taskFile is what a task needs to be found again after a restart
 // (<bundle>/task.json).
 type taskFile struct {
-	Runtime    string    `json:"runtime"`
-	Type       string    `json:"type"`
-	Shim       string    `json:"shim"`
-	Address    string    `json:"address"`
-	Terminal   bool      `json:"terminal,omitempty"`
-	Stdin      bool      `json:"stdin,omitempty"`
-	Pid        uint32    `json:"pid,omitempty"`
-	Started    bool      `json:"started,omitempty"`
-	Exited     bool      `json:"exited,omitempty"`
-	ExitStatus uint32    `json:"exitStatus,omitempty"`
-	ExitedAt   time.Time `json:"exitedAt,omitzero"`
+	Runtime    string              `json:"runtime"`
+	Type       string              `json:"type"`
+	Shim       string              `json:"shim"`
+	Address    string              `json:"address"`
+	Terminal   bool                `json:"terminal,omitempty"`
+	Stdin      bool                `json:"stdin,omitempty"`
+	Pid        uint32              `json:"pid,omitempty"`
+	Started    bool                `json:"started,omitempty"`
+	Execs      map[string]execFile `json:"execs,omitempty"`
+	Exited     bool                `json:"exited,omitempty"`
+	ExitStatus uint32              `json:"exitStatus,omitempty"`
+	ExitedAt   time.Time           `json:"exitedAt,omitzero"`
+}
+
+// execFile is what task.json keeps of an exec process.
+type execFile struct {
+	Terminal bool `json:"terminal,omitempty"`
+	Stdin    bool `json:"stdin,omitempty"`
+	Started  bool `json:"started,omitempty"`
 }
 
 // proc is one process of a task: init ("") or an exec.
@@ -493,12 +501,15 @@ func (ts *tasks) start(ctx context.Context, ns, id, execID string) (*proc, error
 		p.status = StatusRunning
 	}
 	p.mu.Unlock()
+	t.mu.Lock()
 	if execID == "" {
-		t.mu.Lock()
 		t.file.Started, t.file.Pid = true, r.Pid
-		t.mu.Unlock()
-		_ = t.save()
+	} else if e, ok := t.file.Execs[execID]; ok {
+		e.Started = true
+		t.file.Execs[execID] = e
 	}
+	t.mu.Unlock()
+	_ = t.save()
 	return p, nil
 }
 
@@ -624,6 +635,13 @@ func (ts *tasks) exec(ctx context.Context, ns, id, execID string, pc *hullv1.Pro
 	if err != nil {
 		return fmt.Errorf("exec %q in container %q: %w", execID, id, errgrpc.ToNative(err))
 	}
+	t.mu.Lock()
+	if t.file.Execs == nil {
+		t.file.Execs = map[string]execFile{}
+	}
+	t.file.Execs[execID] = execFile{Terminal: pc.Tty, Stdin: pc.Stdin}
+	t.mu.Unlock()
+	_ = t.save()
 	go ts.watchWhenStarted(t, p)
 	return nil
 }
@@ -680,7 +698,9 @@ func (ts *tasks) delete(ctx context.Context, ns, id, execID string, force bool) 
 		}
 		t.mu.Lock()
 		delete(t.execs, execID)
+		delete(t.file.Execs, execID)
 		t.mu.Unlock()
+		_ = t.save()
 		p.pump.close()
 		out, errp, in := stdioPaths(t.bundle, execID, p.terminal, true)
 		for _, f := range []string{out, errp, in} {
