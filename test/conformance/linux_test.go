@@ -182,6 +182,17 @@ func TestRootfs(t *testing.T) {
 			},
 		},
 		{
+			// A read-only root still gets the mounts of the config, even
+			// where their destinations must first be made in the rootfs.
+			name: "readonly-root-new-mountpoint",
+			edit: func(s *specs.Spec) {
+				s.Root.Readonly = true
+				s.Mounts = append(s.Mounts, specs.Mount{Destination: "/newdir/sub", Type: "tmpfs", Source: "tmpfs", Options: []string{"size=1m"}})
+			},
+			script: "touch /newdir/sub/x && echo tmpfs-rw; touch /y 2>/dev/null || echo root-ro",
+			want:   "tmpfs-rw\nroot-ro",
+		},
+		{
 			name:   "writable-root",
 			edit:   func(s *specs.Spec) { s.Root.Readonly = false },
 			script: "touch /new && echo writable", want: "writable",
