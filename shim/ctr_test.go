@@ -507,3 +507,26 @@ func TestCtrBadInput(t *testing.T) {
 		c.assertNothingLeft(t, id)
 	})
 }
+
+// TestCtrStdin: `ctr run` (its stdin always attached) feeds the container its stdin to the last
+// byte, then EOF (ctr closes its end and calls CloseIO).
+func TestCtrStdin(t *testing.T) {
+	c := startContainerd(t)
+	for name, bin := range runtimes(t) {
+		t.Run(name, func(t *testing.T) {
+			cfg := c.runtimeConfig(t, bin)
+			id := c.newID(t)
+			cmd := c.ctrCmd("run", "--rm", "--runtime", runtimeType, "--runtime-config-path", cfg, imageRef, id, "sh", "-c", "sleep 0.3; wc -c")
+			const size = 200 << 10
+			cmd.Stdin = strings.NewReader(strings.Repeat("y", size))
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				t.Fatalf("run -i: %v %s", err, out)
+			}
+			if got := strings.TrimSpace(string(out)); got != strconv.Itoa(size) {
+				t.Fatalf("wc -c read %q bytes, want %d", got, size)
+			}
+			c.assertNothingLeft(t, id)
+		})
+	}
+}
