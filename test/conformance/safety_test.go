@@ -91,3 +91,32 @@ func withScript(b *testutil.Bundle, script string) *testutil.Bundle {
 	b.Spec.Process.Args = []string{"sh", "-c", script}
 	return b
 }
+
+// TestMountDotDot: a mount destination climbing out with ".." stays in the
+// rootfs: "/../../x" is "/x" of the container.
+func TestMountDotDot(t *testing.T) {
+	r := newRT(t)
+	b := testutil.NewBundle(t)
+	hostDir := t.TempDir()
+	dest := "/../../../../../../.." + hostDir + "/escape"
+	b.Spec.Mounts = append(b.Spec.Mounts, specs.Mount{Destination: dest, Type: "tmpfs", Source: "tmpfs", Options: []string{"size=1m"}})
+	res, err := r.tryRun(withScript(b, "grep -c ' "+hostDir+"/escape ' /proc/self/mountinfo"))
+	if err != nil || res.code != 0 {
+		t.Logf("refused (fine): %v %s", err, res.stderr)
+	} else if strings.TrimSpace(res.stdout) != "1" {
+		t.Errorf("the tmpfs for %s is not at %s/escape inside the rootfs: %q", dest, hostDir, res.stdout)
+	}
+	if ents, _ := os.ReadDir(hostDir); len(ents) > 0 {
+		t.Errorf("the host directory got %v", ents)
+	}
+}
+
+// TestMissingBindSource: a bind mount whose source does not exist cannot
+// be set up; runtime.md lifecycle 2: "If the runtime is unable to create
+// the environment specified in the config.json, it MUST generate an error."
+func TestMissingBindSource(t *testing.T) {
+	r := newRT(t)
+	b := testutil.NewBundle(t, "sh", "-c", "touch /ran")
+	b.Spec.Mounts = append(b.Spec.Mounts, specs.Mount{Destination: "/mnt/x", Type: "bind", Source: "/no/such/source/dir", Options: []string{"bind"}})
+	expectRefused(t, r, b)
+}
