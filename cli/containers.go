@@ -49,7 +49,7 @@ func containersCmd(g *globals) *cobra.Command {
 	}
 	var force bool
 	rm := &cobra.Command{
-		Use: "rm ID...", Aliases: []string{"remove", "delete"}, Short: "Remove containers", Args: cobra.MinimumNArgs(1),
+		Use: "rm ID...", Aliases: []string{"remove", "delete"}, Short: "Remove containers", Args: cobra.MinimumNArgs(1), ValidArgsFunction: completeContainers(g, false),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := containers(g)
 			if err != nil {
@@ -65,7 +65,7 @@ func containersCmd(g *globals) *cobra.Command {
 	}
 	rm.Flags().BoolVarP(&force, "force", "f", false, "kill and delete a running task first")
 	info := &cobra.Command{
-		Use: "info ID", Short: "Show a container's record and spec (JSON)", Args: cobra.ExactArgs(1),
+		Use: "info ID", Short: "Show a container's record and spec (JSON)", Args: cobra.ExactArgs(1), ValidArgsFunction: completeContainers(g, true),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := containers(g)
 			if err != nil {

@@ -16,9 +16,10 @@ func execCmd(g *globals) *cobra.Command {
 	var user, cwd, execID string
 	var env []string
 	cmd := &cobra.Command{
-		Use:   "exec [flags] ID CMD [ARG...]",
-		Short: "Run a process in a running container; the exit status is the process's",
-		Args:  cobra.MinimumNArgs(2),
+		Use:               "exec [flags] ID CMD [ARG...]",
+		Short:             "Run a process in a running container; the exit status is the process's",
+		Args:              cobra.MinimumNArgs(2),
+		ValidArgsFunction: completeContainers(g, true),
 		RunE: func(cmd *cobra.Command, args []string) (err error) {
 			ctx := cmd.Context()
 			tc, err := tasks(g)

@@ -11,7 +11,7 @@ import (
 func logsCmd(g *globals) *cobra.Command {
 	var follow bool
 	cmd := &cobra.Command{
-		Use: "logs [-f] ID", Short: "Print a container's output (stdout and stderr of its init process)", Args: cobra.ExactArgs(1),
+		Use: "logs [-f] ID", Short: "Print a container's output (stdout and stderr of its init process)", Args: cobra.ExactArgs(1), ValidArgsFunction: completeContainers(g, true),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			tc, err := tasks(g)
 			if err != nil {

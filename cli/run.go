@@ -87,9 +87,10 @@ func parseLabels(list []string) (map[string]string, error) {
 func runCmd(g *globals) *cobra.Command {
 	var f runFlags
 	cmd := &cobra.Command{
-		Use:   "run [flags] IMAGE ID [CMD [ARG...]]",
-		Short: "Create and run a container; the exit status is the container's",
-		Args:  cobra.MinimumNArgs(2),
+		Use:               "run [flags] IMAGE ID [CMD [ARG...]]",
+		Short:             "Create and run a container; the exit status is the container's",
+		Args:              cobra.MinimumNArgs(2),
+		ValidArgsFunction: completeImages(g),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runContainer(cmd.Context(), g, &f, args[0], args[1], args[2:])
 		},

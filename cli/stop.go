@@ -16,7 +16,7 @@ func stopCmd(g *globals) *cobra.Command {
 	var timeout time.Duration
 	var sigName string
 	cmd := &cobra.Command{
-		Use: "stop ID...", Short: "Stop containers: signal (SIGTERM), SIGKILL after --timeout, delete the task", Args: cobra.MinimumNArgs(1),
+		Use: "stop ID...", Short: "Stop containers: signal (SIGTERM), SIGKILL after --timeout, delete the task", Args: cobra.MinimumNArgs(1), ValidArgsFunction: completeContainers(g, false),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			tc, err := tasks(g)
 			if err != nil {

@@ -31,7 +31,7 @@ func parseSignal(s string) (syscall.Signal, error) {
 func tasksCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "tasks", Aliases: []string{"t", "task"}, Short: "Manage tasks (running containers)"}
 	one := func(use, short string, fn func(tc hullv1.TasksClient, cmd *cobra.Command, id string) error) *cobra.Command {
-		return &cobra.Command{Use: use + " ID", Short: short, Args: cobra.ExactArgs(1),
+		return &cobra.Command{Use: use + " ID", Short: short, Args: cobra.ExactArgs(1), ValidArgsFunction: completeContainers(g, true),
 			RunE: func(cmd *cobra.Command, args []string) error {
 				tc, err := tasks(g)
 				if err != nil {

@@ -337,6 +337,15 @@ func TestNamespaceIsolation(t *testing.T) {
 		b, _, _ := d.Hull("-n", "ns2", "logs", "same")
 		return a == "one\n" && b == "two\n"
 	})
+	// Shell completion offers the namespace's containers.
+	d.MustHull("run", "-d", ref, "only-default", "sleep", "1000")
+	if out := d.MustHull("__complete", "c", "rm", ""); !strings.Contains(out, "same\n") || !strings.Contains(out, "only-default\n") {
+		t.Fatalf("completion in default:\n%s", out)
+	}
+	if out := d.MustHull("-n", "ns2", "__complete", "tasks", "kill", ""); !strings.Contains(out, "same\n") || strings.Contains(out, "only-default") {
+		t.Fatalf("completion in ns2:\n%s", out)
+	}
+	d.MustHull("c", "rm", "-f", "only-default")
 	d.MustHull("-n", "ns2", "c", "rm", "-f", "same")
 	if st := taskStatus(d, "default", "same"); st != "running" {
 		t.Fatalf("removing ns2/same touched default/same: %q", st)
