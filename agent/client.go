@@ -6,7 +6,10 @@ import (
 	"net"
 
 	"github.com/containerd/errdefs"
+	"github.com/containerd/errdefs/pkg/errgrpc"
 	"github.com/containerd/ttrpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	agentapi "github.com/hullproject/hull/agent/api"
 )
@@ -23,7 +26,20 @@ type Client struct {
 
 // NewClient speaks the agent API over conn.
 func NewClient(conn net.Conn) *Client {
-	tc := ttrpc.NewClient(conn)
+	// Errors come back as gRPC statuses (see server.NewTTRPCServer):
+	// turn them into errdefs kinds again.
+	tc := ttrpc.NewClient(conn, ttrpc.WithUnaryClientInterceptor(
+		func(ctx context.Context, req *ttrpc.Request, resp *ttrpc.Response, _ *ttrpc.UnaryClientInfo, invoke ttrpc.Invoker) error {
+			if err := invoke(ctx, req, resp); err != nil {
+				return errgrpc.ToNative(err)
+			}
+			// ttrpc turns resp.Status into an error only after the
+			// interceptors: do it here, as errdefs.
+			if st := resp.Status; st != nil && st.Code != int32(codes.OK) {
+				return errgrpc.ToNative(status.ErrorProto(st))
+			}
+			return nil
+		}))
 	return &Client{AgentService: agentapi.NewAgentClient(tc), tc: tc}
 }
 

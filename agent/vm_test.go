@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
@@ -149,3 +151,158 @@ func TestContainerInGuest(t *testing.T) {
 }
 
 var _ = agent.PortName
+
+func execReq(t *testing.T, cid, eid string, p specs.Process) *agentapi.ExecProcessRequest {
+	t.Helper()
+	js, err := json.Marshal(&p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &agentapi.ExecProcessRequest{ContainerId: cid, ExecId: eid, Process: js}
+}
+
+// TestExecSignalStdinStats: in one running container, exec'd processes
+// see the container's pid namespace, get stdin (and EOF on CloseStdin)
+// and return their exit codes; stats come from the guest's cgroup v2; a
+// signal ends the init with the status its trap chose; unknown ids are
+// errdefs.ErrNotFound on the host.
+func TestExecSignalStdinStats(t *testing.T) {
+	testutil.RequireRoot(t)
+	b := testutil.NewBundle(t, "sh", "-c", `trap "exit 42" TERM; echo ready; while true; do sleep 0.1; done`)
+	sb := bootWithBundle(t, b)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	c := sb.Agent
+	if _, err := c.CreateContainer(ctx, createReq(t, "c1", b)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.StartContainer(ctx, &agentapi.ContainerRequest{ContainerId: "c1"}); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := c.ReadStdout(ctx, &agentapi.ReadStreamRequest{ContainerId: "c1"}); err != nil || string(r.Data) != "ready\n" {
+		t.Fatalf("init stdout %q, %v", r.GetData(), err)
+	}
+	proc := *b.Spec.Process
+
+	t.Run("exec stdin", func(t *testing.T) {
+		p := proc
+		p.Args = []string{"cat"}
+		if _, err := c.ExecProcess(ctx, execReq(t, "c1", "cat", p)); err != nil {
+			t.Fatal(err)
+		}
+		out, wg := collect(ctx, c.ReadStdout, "c1", "cat")
+		if _, err := c.WriteStdin(ctx, &agentapi.WriteStreamRequest{ContainerId: "c1", ExecId: "cat", Data: []byte("hello\n")}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.CloseStdin(ctx, &agentapi.ProcessRequest{ContainerId: "c1", ExecId: "cat"}); err != nil {
+			t.Fatal(err)
+		}
+		w, err := c.WaitProcess(ctx, &agentapi.ProcessRequest{ContainerId: "c1", ExecId: "cat"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		wg.Wait()
+		if w.Status != 0 || out.String() != "hello\n" {
+			t.Fatalf("cat: status %d, stdout %q", w.Status, out.String())
+		}
+	})
+	t.Run("exec joins the pid namespace", func(t *testing.T) {
+		p := proc
+		p.Args = []string{"sh", "-c", "cat /proc/1/cmdline | tr '\\0' ' '; exit 3"}
+		if _, err := c.ExecProcess(ctx, execReq(t, "c1", "e2", p)); err != nil {
+			t.Fatal(err)
+		}
+		out, wg := collect(ctx, c.ReadStdout, "c1", "e2")
+		w, err := c.WaitProcess(ctx, &agentapi.ProcessRequest{ContainerId: "c1", ExecId: "e2"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		wg.Wait()
+		if w.Status != 3 || !strings.HasPrefix(out.String(), "sh -c trap") {
+			t.Fatalf("status %d, pid 1 is %q", w.Status, out.String())
+		}
+	})
+	t.Run("stats", func(t *testing.T) {
+		st, err := c.StatsContainer(ctx, &agentapi.ContainerRequest{ContainerId: "c1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m map[string]any
+		if err := json.Unmarshal(st.CgroupStats, &m); err != nil {
+			t.Fatal(err)
+		}
+		pids, _ := m["pids"].(map[string]any)
+		if cur, _ := pids["current"].(float64); cur < 1 {
+			t.Fatalf("stats without pids.current >= 1: %s", st.CgroupStats)
+		}
+		if _, ok := m["memory"]; !ok {
+			t.Fatalf("stats without memory: %s", st.CgroupStats)
+		}
+	})
+	t.Run("unknown ids", func(t *testing.T) {
+		_, err := c.WaitProcess(ctx, &agentapi.ProcessRequest{ContainerId: "nope"})
+		if !errors.Is(err, errdefs.ErrNotFound) {
+			t.Errorf("unknown container: %v, want ErrNotFound", err)
+		}
+		_, err = c.SignalProcess(ctx, &agentapi.SignalProcessRequest{ContainerId: "c1", ExecId: "nope", Signal: 9})
+		if !errors.Is(err, errdefs.ErrNotFound) {
+			t.Errorf("unknown exec: %v, want ErrNotFound", err)
+		}
+		_, err = c.CreateContainer(ctx, createReq(t, "c1", b))
+		if !errors.Is(err, errdefs.ErrAlreadyExists) {
+			t.Errorf("duplicate container: %v, want ErrAlreadyExists", err)
+		}
+	})
+	t.Run("signal", func(t *testing.T) {
+		if _, err := c.SignalProcess(ctx, &agentapi.SignalProcessRequest{ContainerId: "c1", Signal: uint32(unix.SIGTERM)}); err != nil {
+			t.Fatal(err)
+		}
+		w, err := c.WaitProcess(ctx, &agentapi.ProcessRequest{ContainerId: "c1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if w.Status != 42 {
+			t.Fatalf("status after SIGTERM %d, want 42 (the trap's)", w.Status)
+		}
+	})
+	if _, err := c.RemoveContainer(ctx, &agentapi.ContainerRequest{ContainerId: "c1"}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestTerminal: a container with process.terminal gets a pty in the
+// guest: it is a tty, TtyWinResize changes its size, output comes back.
+func TestTerminal(t *testing.T) {
+	testutil.RequireRoot(t)
+	b := testutil.NewBundle(t, "sh", "-c", `read x; stty size; tty -s && echo is-a-tty`)
+	b.Spec.Process.Terminal = true
+	sb := bootWithBundle(t, b)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	c := sb.Agent
+	if _, err := c.CreateContainer(ctx, createReq(t, "t1", b)); err != nil {
+		t.Fatal(err)
+	}
+	out, wg := collect(ctx, c.ReadStdout, "t1", "")
+	if _, err := c.StartContainer(ctx, &agentapi.ContainerRequest{ContainerId: "t1"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.TtyWinResize(ctx, &agentapi.TtyWinResizeRequest{ContainerId: "t1", Rows: 33, Cols: 111}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.WriteStdin(ctx, &agentapi.WriteStreamRequest{ContainerId: "t1", Data: []byte("go\n")}); err != nil {
+		t.Fatal(err)
+	}
+	w, err := c.WaitProcess(ctx, &agentapi.ProcessRequest{ContainerId: "t1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	got := strings.ReplaceAll(out.String(), "\r", "")
+	if w.Status != 0 || !strings.Contains(got, "33 111\n") || !strings.Contains(got, "is-a-tty") {
+		t.Fatalf("status %d, output %q", w.Status, got)
+	}
+	if _, err := c.TtyWinResize(ctx, &agentapi.TtyWinResizeRequest{ContainerId: "t1", ExecId: "none"}); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Errorf("resize of an unknown exec: %v", err)
+	}
+}

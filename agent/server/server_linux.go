@@ -9,11 +9,14 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/containerd/console"
 	"github.com/containerd/errdefs"
+	runc "github.com/containerd/go-runc"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
@@ -48,12 +51,14 @@ type ctr struct {
 
 type proc struct {
 	pid    int
-	stdin  *os.File // write end; nil once closed
-	stdout *os.File // read ends
-	stderr *os.File
-	exited chan struct{}
-	status int
-	inMu   sync.Mutex
+	stdin  io.WriteCloser // write end; nil once closed
+	stdout io.ReadCloser  // read ends (stdout is the pty master with a terminal)
+	stderr io.ReadCloser  // nil with a terminal
+	// console is the pty master when the process has a terminal.
+	console console.Console
+	exited  chan struct{}
+	status  int
+	inMu    sync.Mutex
 }
 
 // NewServer returns a Server with the default guest paths.
@@ -140,12 +145,49 @@ func newStdio() (p *proc, child [3]*os.File, err error) {
 	return p, [3]*os.File{inR, outW, errW}, nil
 }
 
-func closeAll(fs ...*os.File) {
+func closeAll(fs ...io.Closer) {
+	for _, f := range fs {
+		if f != nil && !reflect.ValueOf(f).IsNil() {
+			f.Close()
+		}
+	}
+}
+
+func closeFiles(fs ...*os.File) {
 	for _, f := range fs {
 		if f != nil {
 			f.Close()
 		}
 	}
+}
+
+// ttyIO prepares a console socket for a process with a terminal; get
+// returns the pty master the runtime sent, once the process is created.
+func ttyIO() (path string, get func() (console.Console, error), closeSock func(), err error) {
+	sock, err := runc.NewTempConsoleSocket()
+	if err != nil {
+		return "", nil, nil, err
+	}
+	ch := make(chan struct {
+		c   console.Console
+		err error
+	}, 1)
+	go func() {
+		c, err := sock.ReceiveMaster()
+		ch <- struct {
+			c   console.Console
+			err error
+		}{c, err}
+	}()
+	get = func() (console.Console, error) {
+		select {
+		case r := <-ch:
+			return r.c, r.err
+		case <-time.After(10 * time.Second):
+			return nil, fmt.Errorf("no pty master from the runtime")
+		}
+	}
+	return sock.Path(), get, func() { sock.Close() }, nil
 }
 
 // mountStorage mounts one Storage in the guest.
@@ -186,9 +228,6 @@ func (s *Server) CreateContainer(ctx context.Context, r *agentapi.CreateContaine
 	if err := json.Unmarshal(r.OciSpec, &spec); err != nil {
 		return nil, fmt.Errorf("oci spec: %w: %w", errdefs.ErrInvalidArgument, err)
 	}
-	if spec.Process != nil && spec.Process.Terminal {
-		return nil, fmt.Errorf("process.terminal: %w in the guest yet", errdefs.ErrNotImplemented)
-	}
 	s.mu.Lock()
 	if _, ok := s.containers[r.ContainerId]; ok {
 		s.mu.Unlock()
@@ -220,35 +259,72 @@ func (s *Server) CreateContainer(ctx context.Context, r *agentapi.CreateContaine
 	if err := os.WriteFile(filepath.Join(bundle, "config.json"), r.OciSpec, 0o600); err != nil {
 		return nil, err
 	}
-	p, child, err := newStdio()
-	if err != nil {
-		return nil, err
-	}
-	s.Reaper.Spawn.RLock()
-	cp, err := container.Create(ctx, container.CreateOptions{
-		Root: s.Root, ID: c.id, Bundle: bundle,
-		// The guest's root is the initramfs (rootfs), which pivot_root
-		// cannot leave.
-		NoPivot: true,
-		Stdin:   child[0], Stdout: child[1], Stderr: child[2],
+	terminal := spec.Process != nil && spec.Process.Terminal
+	p, err := s.spawn(terminal, func(stdio [3]*os.File, consoleSocket string) (*container.Process, error) {
+		return container.Create(ctx, container.CreateOptions{
+			Root: s.Root, ID: c.id, Bundle: bundle,
+			// The guest's root is the initramfs (rootfs), which pivot_root
+			// cannot leave.
+			NoPivot:       true,
+			ConsoleSocket: consoleSocket,
+			Stdin:         stdio[0], Stdout: stdio[1], Stderr: stdio[2],
+		})
 	})
-	if err == nil {
-		s.Reaper.Track(cp.Pid)
-	}
-	s.Reaper.Spawn.RUnlock()
-	closeAll(child[:]...)
 	if err != nil {
-		closeAll(p.stdin, p.stdout, p.stderr)
 		_ = os.RemoveAll(bundle)
 		return nil, fmt.Errorf("create container %q: %w", c.id, err)
 	}
-	p.pid = cp.Pid
-	go s.wait(cp, p)
 	s.mu.Lock()
 	c.init = p
 	c.creating = false
 	s.mu.Unlock()
 	return &agentapi.Empty{}, nil
+}
+
+// spawn starts one process (create or exec) with pipes, or with a
+// terminal through a console socket, tracks it for the reaper and waits
+// for it in the background.
+func (s *Server) spawn(terminal bool, start func(stdio [3]*os.File, consoleSocket string) (*container.Process, error)) (*proc, error) {
+	var (
+		p        *proc
+		child    [3]*os.File
+		sockPath string
+		getTTY   func() (console.Console, error)
+		closeTTY = func() {}
+		err      error
+	)
+	if terminal {
+		p = &proc{exited: make(chan struct{})}
+		if sockPath, getTTY, closeTTY, err = ttyIO(); err != nil {
+			return nil, err
+		}
+		defer closeTTY()
+	} else if p, child, err = newStdio(); err != nil {
+		return nil, err
+	}
+	s.Reaper.Spawn.RLock()
+	cp, err := start(child, sockPath)
+	if err == nil {
+		s.Reaper.Track(cp.Pid)
+	}
+	s.Reaper.Spawn.RUnlock()
+	closeFiles(child[:]...)
+	if err == nil && terminal {
+		var con console.Console
+		if con, err = getTTY(); err == nil {
+			p.console, p.stdin, p.stdout = con, con, con
+		} else {
+			_ = unix.Kill(cp.Pid, unix.SIGKILL)
+			go s.wait(cp, p)
+		}
+	}
+	if err != nil {
+		closeAll(p.stdin, p.stdout, p.stderr)
+		return nil, err
+	}
+	p.pid = cp.Pid
+	go s.wait(cp, p)
+	return p, nil
 }
 
 func (s *Server) wait(cp *container.Process, p *proc) {
@@ -289,39 +365,25 @@ func (s *Server) ExecProcess(ctx context.Context, r *agentapi.ExecProcessRequest
 	if err := json.Unmarshal(r.Process, &sp); err != nil {
 		return nil, fmt.Errorf("exec process: %w: %w", errdefs.ErrInvalidArgument, err)
 	}
-	if sp.Terminal {
-		return nil, fmt.Errorf("process.terminal: %w in the guest yet", errdefs.ErrNotImplemented)
-	}
 	s.mu.Lock()
 	if _, ok := c.execs[r.ExecId]; ok {
 		s.mu.Unlock()
 		return nil, fmt.Errorf("exec %q: %w", r.ExecId, errdefs.ErrAlreadyExists)
 	}
 	s.mu.Unlock()
-	p, child, err := newStdio()
-	if err != nil {
-		return nil, err
-	}
-	s.Reaper.Spawn.RLock()
-	cp, err := container.Exec(ctx, container.ExecOptions{
-		Root: s.Root, ID: c.id, Process: &sp,
-		Stdin: child[0], Stdout: child[1], Stderr: child[2],
+	p, err := s.spawn(sp.Terminal, func(stdio [3]*os.File, consoleSocket string) (*container.Process, error) {
+		return container.Exec(ctx, container.ExecOptions{
+			Root: s.Root, ID: c.id, Process: &sp, ConsoleSocket: consoleSocket,
+			Stdin: stdio[0], Stdout: stdio[1], Stderr: stdio[2],
+		})
 	})
-	if err == nil {
-		s.Reaper.Track(cp.Pid)
-	}
-	s.Reaper.Spawn.RUnlock()
-	closeAll(child[:]...)
 	if err != nil {
-		closeAll(p.stdin, p.stdout, p.stderr)
 		return nil, fmt.Errorf("exec in container %q: %w", c.id, err)
 	}
-	p.pid = cp.Pid
-	go s.wait(cp, p)
 	s.mu.Lock()
 	c.execs[r.ExecId] = p
 	s.mu.Unlock()
-	return &agentapi.StartResponse{Pid: uint32(cp.Pid)}, nil
+	return &agentapi.StartResponse{Pid: uint32(p.pid)}, nil
 }
 
 // SignalProcess sends a signal to the init or an exec'd process.
@@ -382,6 +444,14 @@ func (s *Server) CloseStdin(ctx context.Context, r *agentapi.ProcessRequest) (*a
 	}
 	p.inMu.Lock()
 	defer p.inMu.Unlock()
+	if p.console != nil {
+		// The master is the output too: send the terminal's EOF instead.
+		if p.stdin != nil {
+			_, _ = p.console.Write([]byte{4})
+			p.stdin = nil
+		}
+		return &agentapi.Empty{}, nil
+	}
 	if p.stdin != nil {
 		p.stdin.Close()
 		p.stdin = nil
@@ -391,7 +461,10 @@ func (s *Server) CloseStdin(ctx context.Context, r *agentapi.ProcessRequest) (*a
 
 const maxRead = 64 << 10
 
-func readStream(f *os.File, n uint32) (*agentapi.ReadStreamResponse, error) {
+func readStream(f io.Reader, n uint32) (*agentapi.ReadStreamResponse, error) {
+	if f == nil {
+		return &agentapi.ReadStreamResponse{}, nil
+	}
 	if n == 0 || n > maxRead {
 		n = maxRead
 	}
@@ -400,7 +473,8 @@ func readStream(f *os.File, n uint32) (*agentapi.ReadStreamResponse, error) {
 	if k > 0 {
 		return &agentapi.ReadStreamResponse{Data: buf[:k]}, nil
 	}
-	if err == nil || errors.Is(err, io.EOF) || errors.Is(err, os.ErrClosed) {
+	// A pty master reads EIO once the terminal's last process ended.
+	if err == nil || errors.Is(err, io.EOF) || errors.Is(err, os.ErrClosed) || errors.Is(err, unix.EIO) {
 		return &agentapi.ReadStreamResponse{}, nil
 	}
 	return nil, err
@@ -425,9 +499,19 @@ func (s *Server) ReadStderr(ctx context.Context, r *agentapi.ReadStreamRequest) 
 	return readStream(p.stderr, r.Len)
 }
 
-// TtyWinResize is not implemented: terminals are refused at create.
+// TtyWinResize sets the window size of a process's terminal.
 func (s *Server) TtyWinResize(ctx context.Context, r *agentapi.TtyWinResizeRequest) (*agentapi.Empty, error) {
-	return nil, fmt.Errorf("tty resize: %w", errdefs.ErrNotImplemented)
+	p, err := s.proc(r.ContainerId, r.ExecId)
+	if err != nil {
+		return nil, err
+	}
+	if p.console == nil {
+		return nil, fmt.Errorf("process %d has no terminal: %w", p.pid, errdefs.ErrFailedPrecondition)
+	}
+	if err := p.console.Resize(console.WinSize{Height: uint16(r.Rows), Width: uint16(r.Cols)}); err != nil {
+		return nil, fmt.Errorf("resize terminal: %w", err)
+	}
+	return &agentapi.Empty{}, nil
 }
 
 // StatsContainer returns the container's cgroup statistics.

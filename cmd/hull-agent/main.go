@@ -14,10 +14,7 @@ import (
 	"os"
 	"time"
 
-	"github.com/containerd/ttrpc"
-
 	"github.com/hullproject/hull/agent"
-	agentapi "github.com/hullproject/hull/agent/api"
 	"github.com/hullproject/hull/agent/server"
 	"github.com/hullproject/hull/runtime/initproc"
 	_ "github.com/hullproject/hull/runtime/nsenter" // joins namespaces before the Go runtime starts
@@ -65,16 +62,15 @@ func run(log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	srv, err := ttrpc.NewServer()
-	if err != nil {
-		return err
-	}
 	powerOff := func() {
 		if err := server.PowerOff(); err != nil {
 			log.Error("power off", "err", err)
 		}
 	}
-	agentapi.RegisterAgentService(srv, server.NewServer(reaper, powerOff, log))
+	srv, err := server.NewTTRPCServer(server.NewServer(reaper, powerOff, log))
+	if err != nil {
+		return err
+	}
 	log.Info("serving", "port", port)
 	return srv.Serve(context.Background(), server.NewSerialListener(port))
 }
