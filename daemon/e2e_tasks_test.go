@@ -264,14 +264,27 @@ func TestBadInput(t *testing.T) {
 // TestFailedCreateLeavesNothing: a task whose create fails in the runtime
 // leaves no record, bundle, mount, cgroup or shim.
 func TestFailedCreateLeavesNothing(t *testing.T) {
-	d, ref := start(t)
-	for _, rt := range runtimes {
+	hulltest.RequireRoot(t)
+	ref := hulltest.Busybox(t)
+	d := hulltest.NewDaemon(t)
+	// Runtimes whose OCI runtime binary does not exist, under each shim.
+	d.Config = "[runtimes.nobin]\ntype = \"io.containerd.hull.v2\"\noptions = { binary_name = \"/no/such-runtime\" }\n" +
+		"[runtimes.runc-nobin]\ntype = \"io.containerd.runc.v2\"\noptions = { BinaryName = \"/no/such-runtime\" }\n"
+	d.Start()
+	d.MustHull("images", "pull", ref)
+	for _, tc := range []struct{ rt, cmd, want string }{
+		{"native", "/no/such/bin", "/no/such/bin"},
+		{"runc", "/no/such/bin", "/no/such/bin"},
+		{"nobin", "true", "/no/such-runtime"},
+		{"runc-nobin", "true", "/no/such-runtime"},
+	} {
+		rt := tc.rt
 		t.Run(rt, func(t *testing.T) {
 			d := d.For(t)
 			id := "fail-" + rt
 			shimsBefore := countShims(t)
-			_, errs, code := d.Hull("run", "--rm", "--runtime", rt, ref, id, "/no/such/bin")
-			if code == 0 || !strings.Contains(errs, "/no/such/bin") {
+			_, errs, code := d.Hull("run", "--rm", "--runtime", rt, ref, id, tc.cmd)
+			if code == 0 || !strings.Contains(errs, tc.want) {
 				t.Fatalf("code %d stderr %q", code, errs)
 			}
 			if out := d.MustHull("c", "ls"); strings.Contains(out, id) {
@@ -287,6 +300,11 @@ func TestFailedCreateLeavesNothing(t *testing.T) {
 			for _, cg := range []string{"/sys/fs/cgroup/memory/default/" + id, "/sys/fs/cgroup/pids/default/" + id, "/sys/fs/cgroup/unified/default/" + id} {
 				if _, err := os.Stat(cg); err == nil {
 					t.Fatalf("cgroup left: %s", cg)
+				}
+			}
+			for _, st := range []string{"/run/hull/runtime/default/" + id, "/run/hull/runc/default/" + id} {
+				if _, err := os.Stat(st); err == nil {
+					t.Fatalf("runtime state left: %s", st)
 				}
 			}
 			waitFor(t, "shims to exit", func() bool { return countShims(t) <= shimsBefore })
