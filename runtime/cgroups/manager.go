@@ -46,6 +46,12 @@ type Manager interface {
 	Apply(pid int) error
 	// Join moves pid into the existing cgroup(s), for exec.
 	Join(pid int) error
+	// Prepare is Apply without moving a process in: it creates the
+	// cgroup(s) (with the settings v1 needs before a process joins) and
+	// returns the files through which a single-threaded process moves
+	// itself in by writing "0" (see SelfJoinFiles). It returns nil files
+	// when this layout offers no such files; the caller then uses Apply.
+	Prepare() ([]string, error)
 	// Set applies limits. r is merged into what was applied before (see
 	// Merge), so `update` passes only what changes.
 	Set(r *specs.LinuxResources) error
@@ -349,6 +355,50 @@ func (m *manager) Apply(pid int) error {
 		}
 	}
 	return nil
+}
+
+// Prepare: see Manager. On cgroup v1, a thread that writes "0" to a
+// hierarchy's "tasks" file moves only itself and the kernel skips the
+// global cgroup_threadgroup_rwsem that a cgroup.procs write takes: taking
+// that lock for writing waits for an RCU grace period, several
+// milliseconds per create on a busy host. A process that is still
+// single-threaded (the init's C constructor, before the Go runtime
+// starts) is wholly moved that way, and the threads it makes afterwards
+// inherit the cgroup. cgroup v2 has no such file (its cgroup.threads
+// needs threaded mode), so Prepare returns no files when a v2 group is
+// involved.
+func (m *manager) Prepare() ([]string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.v1 == nil || m.v2Path != "" {
+		return nil, nil
+	}
+	if err := m.checkFresh(); err != nil {
+		return nil, err
+	}
+	if err := m.v1.Apply(-1); err != nil {
+		if ferr := m.explainV1(m.cg.Resources); ferr != nil {
+			return nil, fmt.Errorf("%w (%v)", ferr, err)
+		}
+		return nil, fmt.Errorf("creating cgroup v1 %s: %w", m.cg.Path, err)
+	}
+	return SelfJoinFiles(m.v1Paths), nil
+}
+
+// SelfJoinFiles lists the "tasks" file of every distinct v1 directory in
+// paths (controller -> directory), sorted.
+func SelfJoinFiles(paths map[string]string) []string {
+	seen := map[string]bool{}
+	var files []string
+	for _, dir := range paths {
+		if dir == "" || seen[dir] {
+			continue
+		}
+		seen[dir] = true
+		files = append(files, filepath.Join(dir, "tasks"))
+	}
+	slices.Sort(files)
+	return files
 }
 
 // checkFresh refuses a cgroup that already holds processes or is frozen.

@@ -1,7 +1,10 @@
 package cgroups
 
 import (
+	"bufio"
+	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -241,4 +244,63 @@ func firstBlockDevice(t *testing.T) specs.LinuxBlockIODevice {
 		return specs.LinuxBlockIODevice{Major: a, Minor: b2}
 	}
 	return specs.LinuxBlockIODevice{Major: -1, Minor: -1}
+}
+
+// TestPrepareSelfJoin: on v1, Prepare makes the directories without moving
+// anyone in and names the "tasks" files through which a single-threaded
+// process (here a shell) moves itself in by writing "0". The manager is
+// made for the v1 hierarchies alone (a hybrid host whose cgroup2 tree has
+// controllers gets no files: Apply is used there).
+func TestPrepareSelfJoin(t *testing.T) {
+	needRoot(t)
+	needLayout(t, Legacy, Hybrid)
+	parent := testParent(t)
+	m, err := newManager(Legacy, "", parent+"/c1", "c1", &specs.LinuxResources{CPU: &specs.LinuxCPU{Cpus: "0"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cleanupManager(t, m) })
+	files, err := m.Prepare()
+	if err != nil {
+		t.Fatalf("Prepare: %v", err)
+	}
+	if len(files) == 0 {
+		t.Fatalf("Prepare named no files on v1 (paths %v)", m.Paths())
+	}
+	for ctrl, dir := range m.Paths() {
+		if got := readFile(t, dir, "cgroup.procs"); got != "" {
+			t.Errorf("%s: cgroup.procs = %q after Prepare, want empty", ctrl, got)
+		}
+		if !slices.Contains(files, filepath.Join(dir, "tasks")) {
+			t.Errorf("files %v lack %s/tasks", files, dir)
+		}
+	}
+	// cpuset got its cpus before anyone joins (else joining fails)
+	if got := readFile(t, m.Paths()["cpuset"], "cpuset.cpus"); got == "" {
+		t.Error("cpuset.cpus empty after Prepare")
+	}
+	// a shell is single-threaded: it moves itself, then stays
+	sh := exec.Command("sh", "-c", `for f; do echo 0 > "$f" || exit 1; done; echo joined; exec sleep 60`, "sh")
+	sh.Args = append(sh.Args, files...)
+	out, err := sh.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sh.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sh.Process.Kill(); sh.Wait() })
+	if line, _ := bufio.NewReader(out).ReadString('\n'); line != "joined\n" {
+		t.Fatalf("the shell could not join itself (said %q)", line)
+	}
+	p := sh.Process
+	for _, dir := range m.Paths() {
+		if procs := readFile(t, dir, "cgroup.procs"); !slices.Contains(strings.Fields(procs), itoa(p.Pid)) {
+			t.Errorf("%s/cgroup.procs = %q, want pid %d", dir, procs, p.Pid)
+		}
+	}
+	// a second Prepare on a cgroup holding processes is refused, as Apply is
+	if _, err := m.Prepare(); !errors.Is(err, ErrNotEmpty) {
+		t.Errorf("Prepare on a busy cgroup: %v, want ErrNotEmpty", err)
+	}
 }

@@ -2,6 +2,7 @@ package container
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -270,6 +271,14 @@ func Create(ctx context.Context, o CreateOptions) (_ *Process, retErr error) {
 	if plan.joinPid {
 		cmd.Env = append(cmd.Env, initproc.EnvSetsid+"=1")
 	}
+	// The init joins its cgroup itself, from nsenter's C constructor
+	// while single-threaded (see cgroups.Manager.Prepare), unless
+	// nsenter has namespaces to enter first or a new user namespace may
+	// lack the rights on the host's cgroup files.
+	selfJoin := len(plan.joins) == 0 && plan.unshare == 0 && !plan.joinPid && !plan.newNS[specs.UserNamespace]
+	if selfJoin {
+		cmd.Env = append(cmd.Env, initproc.EnvCgroupJoin+"=1")
+	}
 	if plan.newNS[specs.UserNamespace] {
 		cmd.SysProcAttr.UidMappings = idMaps(spec.Linux.UIDMappings)
 		cmd.SysProcAttr.GidMappings = idMaps(spec.Linux.GIDMappings)
@@ -294,6 +303,16 @@ func Create(ctx context.Context, o CreateOptions) (_ *Process, retErr error) {
 		return nil, fmt.Errorf("linux.cgroupsPath %q: %w", cgPath, err)
 	}
 	h.Record.CgroupPath = cgPath
+	if selfJoin {
+		var files []string
+		if files, err = mgr.Prepare(); err != nil {
+			return nil, fmt.Errorf("linux.cgroupsPath: %w", err)
+		}
+		if err := sendJoinFiles(sync, files); err != nil {
+			return nil, fmt.Errorf("container init: %w", initExitErr(cmd, err))
+		}
+		selfJoin = len(files) > 0
+	}
 	dec := json.NewDecoder(sync)
 	pid = cmd.Process.Pid
 	if plan.joinPid {
@@ -324,14 +343,34 @@ func Create(ctx context.Context, o CreateOptions) (_ *Process, retErr error) {
 	if err := sendMsg(sync, initproc.Message{Type: initproc.MsgConfig, Config: cfg}); err != nil {
 		return nil, fmt.Errorf("send config to init: %w", err)
 	}
-	if err := mgr.Apply(pid); err != nil {
-		return nil, fmt.Errorf("linux.cgroupsPath: join cgroup: %w", err)
+	if !selfJoin {
+		if err := mgr.Apply(pid); err != nil {
+			return nil, fmt.Errorf("linux.cgroupsPath: join cgroup: %w", err)
+		}
+		trace.Mark("cgroup applied")
 	}
-	trace.Mark("cgroup applied")
 	if err := mgr.Set(res); err != nil {
 		return nil, fmt.Errorf("linux.resources: %w", err)
 	}
-	trace.Mark("cgroup applied+set")
+	trace.Mark("cgroup set")
+	if selfJoin {
+		var m initproc.Message
+		if err := dec.Decode(&m); err != nil {
+			return nil, fmt.Errorf("container init: %w", initExitErr(cmd, err))
+		}
+		if m.Type != initproc.MsgCgroupJoined {
+			return nil, fmt.Errorf("container init sent %q, want %q", m.Type, initproc.MsgCgroupJoined)
+		}
+		if m.Msg != "" {
+			// e.g. a named hierarchy that refuses: Apply knows what
+			// may be ignored.
+			slog.Debug("init could not join its cgroup itself", "err", m.Msg)
+			if err := mgr.Apply(pid); err != nil {
+				return nil, fmt.Errorf("linux.cgroupsPath: join cgroup: %w", err)
+			}
+		}
+		trace.Mark("cgroup joined by init")
+	}
 	if h.Record.Cgroup, err = json.Marshal(cgState{Paths: mgr.Paths(), Resources: mgr.Resources()}); err != nil {
 		return nil, err
 	}
@@ -427,6 +466,19 @@ func idMaps(m []specs.LinuxIDMapping) []syscall.SysProcIDMap {
 		out[i] = syscall.SysProcIDMap{ContainerID: int(v.ContainerID), HostID: int(v.HostID), Size: int(v.Size)}
 	}
 	return out
+}
+
+// sendJoinFiles answers the init's C constructor (nsenter), which waits
+// for the cgroup files to join itself into: a native-endian uint32 length,
+// then the files, one a line. No files (length 0): it joins nothing.
+func sendJoinFiles(w io.Writer, files []string) error {
+	var list []byte
+	for _, f := range files {
+		list = append(append(list, f...), '\n')
+	}
+	msg := binary.NativeEndian.AppendUint32(nil, uint32(len(list)))
+	_, err := w.Write(append(msg, list...))
+	return err
 }
 
 func sendMsg(w io.Writer, m initproc.Message) error {

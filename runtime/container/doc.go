@@ -23,8 +23,10 @@
 // create re-executes the runtime binary as `hull-runtime init` (see
 // runtime/initproc) in new namespaces made by clone flags; namespaces
 // joined by path are entered by the C constructor of runtime/nsenter
-// before the Go runtime starts. The runtime moves the init into its
-// cgroup (runtime/cgroups), sends it the spec over a socketpair and
+// before the Go runtime starts. The init joins its cgroup v1 hierarchies
+// itself from that C constructor while single-threaded (the runtime makes
+// the directories meanwhile: cgroups.Manager.Prepare), else the runtime
+// moves it (runtime/cgroups); the runtime sends it the spec over a socketpair and
 // reads back either an error naming the failing field or "ready".
 // Prestart and createRuntime hooks run in the runtime when the init asks
 // (mounts made, before pivot_root). start opens the exec fifo; the init

@@ -11,6 +11,9 @@ const (
 	EnvSyncFD  = "_HULL_SYNCFD" // the sync socket
 	EnvNsEnter = "_HULL_NSENTER"
 	EnvSetsid  = "_HULL_SETSID"
+	// EnvCgroupJoin: nsenter's constructor waits for the cgroup files
+	// and joins them itself (runtime/nsenter).
+	EnvCgroupJoin = "_HULL_CGROUP_JOIN"
 )
 
 // Message types on the sync socket (newline-delimited JSON).
@@ -24,6 +27,9 @@ const (
 	// after the config, so that the init builds the rootfs meanwhile).
 	MsgCgroupDone = "cgroup-done"
 	MsgError      = "error" // init -> runtime: Msg says what failed
+	// MsgCgroupJoined: nsenter -> runtime: the init moved itself into
+	// its cgroups; Msg names the first file it could not write.
+	MsgCgroupJoined = "cgroup-joined"
 	// MsgSeccomp: init -> runtime: a listener fd follows (after the
 	// runtime's MsgSeccompAck) as one byte with SCM_RIGHTS; the runtime
 	// answers MsgSeccompDone once it has handed it to listenerPath.
