@@ -116,6 +116,7 @@ func BenchmarkDaemonRunRm(b *testing.B) {
 		b.Skip("containerd is not installed")
 	}
 	ref := hulltest.Busybox(b)
+	b.Cleanup(hulltest.Cleanup) // registered first: runs after the daemon's cleanup
 	hd := hulltest.NewDaemon(b)
 	hd.Start()
 	hd.MustHull("images", "pull", ref)

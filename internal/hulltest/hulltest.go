@@ -333,3 +333,11 @@ func jsonIDs(s string) []string {
 	}
 	return ids
 }
+
+// Cleanup removes the binaries Binaries built (call it from TestMain, or
+// b.Cleanup, once the daemons are gone).
+func Cleanup() {
+	if binDir != "" {
+		_ = os.RemoveAll(binDir)
+	}
+}
