@@ -55,12 +55,14 @@ func bootWithBundle(t *testing.T, b *testutil.Bundle) *vm.Sandbox {
 	return sb
 }
 
-func createReq(t *testing.T, id string, b *testutil.Bundle) *agentapi.CreateContainerRequest {
+func createReq(t testing.TB, id string, b *testutil.Bundle) *agentapi.CreateContainerRequest {
 	t.Helper()
 	spec := *b.Spec
 	// The guest is a cgroup v2 host: give the container its own cgroup
 	// namespace, as engines do by default on v2.
-	spec.Linux.Namespaces = append(spec.Linux.Namespaces, specs.LinuxNamespace{Type: specs.CgroupNamespace})
+	linux := *spec.Linux
+	linux.Namespaces = append(append([]specs.LinuxNamespace(nil), linux.Namespaces...), specs.LinuxNamespace{Type: specs.CgroupNamespace})
+	spec.Linux = &linux
 	root := *spec.Root
 	root.Path = guestShare + "/rootfs"
 	spec.Root = &root
@@ -152,7 +154,7 @@ func TestContainerInGuest(t *testing.T) {
 
 var _ = agent.PortName
 
-func execReq(t *testing.T, cid, eid string, p specs.Process) *agentapi.ExecProcessRequest {
+func execReq(t testing.TB, cid, eid string, p specs.Process) *agentapi.ExecProcessRequest {
 	t.Helper()
 	js, err := json.Marshal(&p)
 	if err != nil {

@@ -28,3 +28,10 @@ agent-api:
 
 test-vm: guest-initramfs
 	$(GO) test -p 1 -count=1 ./vm/... ./agent/...
+
+# Boot-to-agent and /bin/true-in-a-VM times against the bare boot floor, and
+# the idle VM's PSS (QEMU + virtiofsd). HULL_VM_TB_SIZE / HULL_VM_APPEND try
+# TCG's translation-cache size and extra kernel parameters.
+.PHONY: bench-vm
+bench-vm:
+	$(GO) test -p 1 -count=1 -run '^$$' -bench VMRunTrue -benchtime $${BENCHTIME:-5x} ./agent/

@@ -142,3 +142,47 @@ func NoStrays(tb testing.TB) {
 	}
 	tb.Errorf("stray hypervisor processes left: %v", left)
 }
+
+// PSSKiB returns the summed proportional set size (smaps_rollup Pss) of
+// every process in the process groups led by pids (QEMU and virtiofsd run
+// in their own groups; virtiofsd forks a sandboxed child into its group).
+func PSSKiB(pids ...int) (int64, error) {
+	groups := map[string]bool{}
+	for _, p := range pids {
+		groups[strconv.Itoa(p)] = true
+	}
+	var total int64
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0, err
+	}
+	for _, e := range ents {
+		if _, err := strconv.Atoi(e.Name()); err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+		// state ppid pgrp
+		if len(f) < 3 || !groups[f[2]] {
+			continue
+		}
+		r, err := os.ReadFile("/proc/" + e.Name() + "/smaps_rollup")
+		if err != nil {
+			continue
+		}
+		for _, l := range strings.Split(string(r), "\n") {
+			if strings.HasPrefix(l, "Pss:") {
+				v := strings.Fields(l)
+				if len(v) >= 2 {
+					n, _ := strconv.ParseInt(v[1], 10, 64)
+					total += n
+				}
+			}
+		}
+	}
+	return total, nil
+}
