@@ -336,8 +336,10 @@ func jsonIDs(s string) []string {
 
 // Cleanup removes the binaries Binaries built (call it from TestMain, or
 // b.Cleanup, once the daemons are gone).
+// A later Binaries builds them again.
 func Cleanup() {
 	if binDir != "" {
 		_ = os.RemoveAll(binDir)
 	}
+	buildOnce, binDir, buildErr = sync.Once{}, "", nil
 }
