@@ -174,6 +174,7 @@ func (d *Daemon) createContainer(ctx context.Context, ns string, r *hullv1.Creat
 		}
 	}
 	key := snapshotKey(ns, r.Id)
+	t0 := time.Now()
 	d.meta.GCLock.RLock()
 	err = d.meta.AddSnapshot(ns, metadata.SnapshotRef{Key: key, Parent: top, Root: true})
 	if err == nil {
@@ -188,10 +189,12 @@ func (d *Daemon) createContainer(ctx context.Context, ns string, r *hullv1.Creat
 	}
 	c := Container{ID: r.Id, Image: img.Name, Runtime: rtName, Labels: r.Labels, Spec: specJSON, SnapshotKey: key,
 		Snapshotter: d.images.SnapshotterName, Stdin: r.GetConfig().GetProcess().GetStdin(), CreatedAt: time.Now().UTC()}
+	t1 := time.Now()
 	if err := d.store.create(ns, c); err != nil {
 		d.removeSnapshot(ctx, ns, key)
 		return Container{}, err
 	}
+	slog.Debug("container create", "id", r.Id, "snapshot", t1.Sub(t0), "record", time.Since(t1))
 	d.events.publish(&hullv1.Event{Namespace: ns, Topic: "/containers/create", ContainerId: r.Id})
 	return c, nil
 }
