@@ -263,9 +263,6 @@ func (s *Server) CreateContainer(ctx context.Context, r *agentapi.CreateContaine
 	p, err := s.spawn(terminal, func(stdio [3]*os.File, consoleSocket string) (*container.Process, error) {
 		return container.Create(ctx, container.CreateOptions{
 			Root: s.Root, ID: c.id, Bundle: bundle,
-			// The guest's root is the initramfs (rootfs), which pivot_root
-			// cannot leave.
-			NoPivot:       true,
 			ConsoleSocket: consoleSocket,
 			Stdin:         stdio[0], Stdout: stdio[1], Stderr: stdio[2],
 		})

@@ -46,6 +46,11 @@ func run(log *slog.Logger) error {
 		if err != nil {
 			return err
 		}
+		// Modules are loaded from the initramfs, then it is left for a
+		// tmpfs root that pivot_root can leave (this re-executes the agent).
+		if err := server.SwitchRoot(); err != nil {
+			return fmt.Errorf("switch root: %w", err)
+		}
 		if err := server.MountKernelFS(); err != nil {
 			return err
 		}
