@@ -47,7 +47,7 @@ func run(log *slog.Logger) error {
 			return err
 		}
 		// Modules are loaded from the initramfs, then it is left for a
-		// tmpfs root that pivot_root can leave (this re-executes the agent).
+		// tmpfs root that pivot_root can leave.
 		if err := server.SwitchRoot(); err != nil {
 			return fmt.Errorf("switch root: %w", err)
 		}
