@@ -10,6 +10,8 @@ import (
 	"syscall"
 
 	"github.com/containerd/console"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	hullv1 "github.com/hullproject/hull/api/hull/v1"
 )
@@ -107,6 +109,9 @@ func (a *attachment) run(ctx context.Context, interactive, tty bool) (int, error
 			return 0, errors.New("attach: the daemon ended the stream before the process exited")
 		}
 		if err != nil {
+			if ctx.Err() == nil && status.Code(err) == codes.Unavailable {
+				return 0, fmt.Errorf("lost the connection to hulld while attached to %s (it keeps running: hull tasks ls, hull logs %s): %w", a.id, a.id, fromRPC(err))
+			}
 			return 0, fromRPC(err)
 		}
 		if len(m.Stdout) > 0 {

@@ -120,3 +120,30 @@ func fmtInt(i int) string {
 	}
 	return string(b)
 }
+
+// TestAttachedClientWhenDaemonStops: a foreground `hull run` whose daemon
+// goes away says so; the container keeps running and is found again.
+func TestAttachedClientWhenDaemonStops(t *testing.T) {
+	d, ref := start(t)
+	cmd := d.Command("run", ref, "fg", "sh", "-c", "echo up; sleep 1000")
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 3)
+	if _, err := out.Read(buf); err != nil || string(buf) != "up\n" {
+		t.Fatalf("first output %q %v", buf, err)
+	}
+	d.Stop()
+	err := cmd.Wait()
+	if err == nil || !strings.Contains(stderr.String(), "lost the connection to hulld while attached to fg") {
+		t.Fatalf("CLI after hulld stopped: %v, stderr %q", err, stderr.String())
+	}
+	d.Start()
+	if st := taskStatus(d, "default", "fg"); st != "running" {
+		t.Fatalf("after restart: %q", st)
+	}
+	d.MustHull("c", "rm", "-f", "fg")
+}
