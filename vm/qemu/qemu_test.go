@@ -203,3 +203,29 @@ func TestContextCancelKills(t *testing.T) {
 		t.Fatal("the VM outlived its context")
 	}
 }
+
+// TestBootCloudKernel boots Debian's cloud kernel (the fallback) with the
+// agent and its modules in the initramfs: the agent loads them (virtio_mmio,
+// virtio_console, ...) from load.order and answers.
+func TestBootCloudKernel(t *testing.T) {
+	defer vmtest.NoStrays(t)
+	guesttest.RequireQEMU(t)
+	m := guesttest.CloudKernel(t)
+	rd := filepath.Join(t.TempDir(), "agent.cpio")
+	if err := initramfs.WriteFile(rd, initramfs.Spec{Init: vmtest.Agent(t), Modules: guesttest.CloudModules(m), Compression: initramfs.Gzip}); err != nil {
+		t.Fatal(err)
+	}
+	cfg := vm.Config{ID: "cloud", StateDir: t.TempDir(), Kernel: m.Path(m.BzImage.Path), Initrd: rd, MemoryMiB: 256}
+	q := newTCG()
+	sb, err := vm.Boot(context.Background(), q, cfg, 90*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("agent answered after %v", sb.Ready.Sub(sb.StartedAt))
+	if sb.Version.KernelRelease != m.Release {
+		t.Errorf("guest kernel %q, want the cloud kernel %q", sb.Version.KernelRelease, m.Release)
+	}
+	if err := sb.Shutdown(context.Background(), 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+}
