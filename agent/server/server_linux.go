@@ -222,7 +222,7 @@ func mountStorage(st *agentapi.Storage) error {
 // container with the native runtime; its init waits for StartContainer.
 func (s *Server) CreateContainer(ctx context.Context, r *agentapi.CreateContainerRequest) (_ *agentapi.Empty, retErr error) {
 	if err := container.ValidateID(r.ContainerId); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: %w", errdefs.ErrInvalidArgument, err)
 	}
 	var spec specs.Spec
 	if err := json.Unmarshal(r.OciSpec, &spec); err != nil {
