@@ -190,24 +190,27 @@ func TestRunOptions(t *testing.T) {
 		{"read-only", []string{"--read-only", "--", "sh", "-c", "touch /x 2>/dev/null && echo writable || echo read-only"}, "read-only\n"},
 		{"mount", []string{"--mount", "type=bind,src=" + mnt + ",dst=/m,options=rbind:ro", "--", "cat", "/m/f"}, "from host"},
 		{"memory", []string{"--memory", "64m", "--", "sh", "-c", "cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max"}, "67108864\n"},
+		{"cpus", []string{"--cpus", "0.5", "--", "sh", "-c", "cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us 2>/dev/null || cat /sys/fs/cgroup/cpu,cpuacct/cpu.cfs_quota_us 2>/dev/null || cut -d' ' -f1 /sys/fs/cgroup/cpu.max"}, "50000\n"},
 		{"pids", []string{"--pids-limit", "20", "--", "sh", "-c", "cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max"}, "20\n"},
 		{"cap-drop", []string{"--cap-drop", "CAP_CHOWN", "--", "sh", "-c", "touch /f; chown 5 /f 2>/dev/null && echo chowned || echo denied"}, "denied\n"},
 		{"privileged", []string{"--privileged", "--", "sh", "-c", "grep CapEff /proc/self/status"}, "CapEff:\t000001ffffffffff\n"},
 		{"env", []string{"--env", "A=1", "--env", "B=2", "--", "sh", "-c", "echo $A$B"}, "12\n"},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			d := d.For(t)
-			args := append([]string{"run", "--rm"}, tc.args[:len(tc.args)-len(after(tc.args))-1]...)
-			args = append(args, ref, "opt-"+tc.name)
-			args = append(args, after(tc.args)...)
-			out, errs, code := d.Hull(args...)
-			if code != 0 || out != tc.want {
-				if tc.name == "privileged" && code == 0 && strings.HasPrefix(out, "CapEff:\t0000") {
-					return // the full set depends on the kernel's last cap
+		for _, rt := range runtimes {
+			t.Run(rt+"/"+tc.name, func(t *testing.T) {
+				d := d.For(t)
+				args := append([]string{"run", "--rm", "--runtime", rt}, tc.args[:len(tc.args)-len(after(tc.args))-1]...)
+				args = append(args, ref, "opt-"+rt+"-"+tc.name)
+				args = append(args, after(tc.args)...)
+				out, errs, code := d.Hull(args...)
+				if code != 0 || out != tc.want {
+					if tc.name == "privileged" && code == 0 && strings.HasPrefix(out, "CapEff:\t0000") {
+						return // the full set depends on the kernel's last cap
+					}
+					t.Fatalf("hull %v: code %d out %q (want %q) stderr %s", args, code, out, tc.want, errs)
 				}
-				t.Fatalf("hull %v: code %d out %q (want %q) stderr %s", args, code, out, tc.want, errs)
-			}
-		})
+			})
+		}
 	}
 }
 
