@@ -252,9 +252,7 @@ func Create(ctx context.Context, o CreateOptions) (_ *Process, retErr error) {
 	if cmd.Stderr == nil {
 		cmd.Stderr = os.Stderr
 	}
-	if os.Getenv("HULL_TRACE") == "1" {
-		cmd.Env = append(cmd.Env, "HULL_TRACE=1")
-	}
+	cmd.Env = append(cmd.Env, trace.Env()...)
 	if len(plan.joins) > 0 {
 		cmd.Env = append(cmd.Env, initproc.EnvNsEnter+"="+joinList(plan.joins))
 	}
@@ -294,10 +292,8 @@ func Create(ctx context.Context, o CreateOptions) (_ *Process, retErr error) {
 	pid = cmd.Process.Pid // killed by the deferred cleanup on error
 	child.Close()
 	// While the init execs and its Go runtime starts (on the other
-	// CPU), save the state and resolve the cgroup.
-	if err := h.Save(); err != nil {
-		return nil, err
-	}
+	// CPU), resolve and make the cgroup (the init's constructor waits for
+	// it), then save the state.
 	mgr, err = cgroups.New(cgPath, o.ID, res)
 	if err != nil {
 		return nil, fmt.Errorf("linux.cgroupsPath %q: %w", cgPath, err)
@@ -312,6 +308,9 @@ func Create(ctx context.Context, o CreateOptions) (_ *Process, retErr error) {
 			return nil, fmt.Errorf("container init: %w", initExitErr(cmd, err))
 		}
 		selfJoin = len(files) > 0
+	}
+	if err := h.Save(); err != nil {
+		return nil, err
 	}
 	dec := json.NewDecoder(sync)
 	pid = cmd.Process.Pid

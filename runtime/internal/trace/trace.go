@@ -5,14 +5,35 @@ package trace
 import (
 	"fmt"
 	"os"
+	"strconv"
 	"time"
 )
 
+// EnvT0 carries the runtime's start (Unix nanoseconds) to the init, whose
+// marks are then on the runtime's clock.
+const EnvT0 = "HULL_TRACE_T0"
+
 var (
 	on    = os.Getenv("HULL_TRACE") == "1"
-	start = time.Now()
-	last  = start
+	start = startTime()
+	last  = time.Now()
 )
+
+func startTime() time.Time {
+	if ns, err := strconv.ParseInt(os.Getenv(EnvT0), 10, 64); err == nil {
+		return time.Unix(0, ns)
+	}
+	return time.Now()
+}
+
+// Env is what a child started with HULL_TRACE=1 gets to share the clock:
+// nil when tracing is off.
+func Env() []string {
+	if !on {
+		return nil
+	}
+	return []string{"HULL_TRACE=1", EnvT0 + "=" + strconv.FormatInt(start.UnixNano(), 10)}
+}
 
 // Mark prints the time since the previous mark and since start.
 func Mark(what string) {
