@@ -35,11 +35,18 @@ const guestShare = "/run/hull-agent/shared"
 // bootWithBundle boots a guest sharing the bundle's directory over virtio-fs.
 func bootWithBundle(t *testing.T, b *testutil.Bundle) *vm.Sandbox {
 	t.Helper()
+	return bootOn(t, b, false)
+}
+
+// bootOn is bootWithBundle on microvm, or on q35 when hotplug is set.
+func bootOn(t *testing.T, b *testutil.Bundle, hotplug bool) *vm.Sandbox {
+	t.Helper()
 	cfg := vm.Config{
 		ID: strings.ReplaceAll(t.Name(), "/", "-"), StateDir: t.TempDir(),
 		Kernel: vmtest.Kernel(t), Initrd: vmtest.Initramfs(t),
 		VCPUs: 1, MemoryMiB: 256,
-		Shares: []vm.Share{{Tag: shareTag, Source: b.Dir}},
+		Shares:  []vm.Share{{Tag: shareTag, Source: b.Dir}},
+		Hotplug: hotplug,
 	}
 	q := qemu.New(qemu.Options{Accel: "tcg"})
 	sb, err := vm.Boot(context.Background(), q, cfg, 60*time.Second)
@@ -107,8 +114,14 @@ func hostRelease(t *testing.T) string {
 // mounts are invisible, stdout/stderr and the exit code come back.
 func TestContainerInGuest(t *testing.T) {
 	testutil.RequireRoot(t)
+	for _, machine := range []string{"microvm", "q35"} {
+		t.Run(machine, func(t *testing.T) { testContainerInGuest(t, machine == "q35") })
+	}
+}
+
+func testContainerInGuest(t *testing.T, hotplug bool) {
 	b := testutil.NewBundle(t, "sh", "-c", "uname -r; echo procs: $(cat /proc/[0-9]*/comm | sort -u); cat /proc/mounts; echo oops >&2; exit 7")
-	sb := bootWithBundle(t, b)
+	sb := bootOn(t, b, hotplug)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	c := sb.Agent
@@ -306,5 +319,40 @@ func TestTerminal(t *testing.T) {
 	}
 	if _, err := c.TtyWinResize(ctx, &agentapi.TtyWinResizeRequest{ContainerId: "t1", ExecId: "none"}); !errors.Is(err, errdefs.ErrNotFound) {
 		t.Errorf("resize of an unknown exec: %v", err)
+	}
+}
+
+// TestEnvUserLimits: the process's env and user, and the container's
+// memory and pids limits, as seen from inside the guest (cgroup v2 there).
+func TestEnvUserLimits(t *testing.T) {
+	testutil.RequireRoot(t)
+	b := testutil.NewBundle(t, "sh", "-c", "echo $FOO; id -u; id -g; cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/pids.max")
+	b.Spec.Process.Env = append(b.Spec.Process.Env, "FOO=bar")
+	b.Spec.Process.User = specs.User{UID: 1000, GID: 1001}
+	mem, pids := int64(32<<20), int64(20)
+	b.Spec.Linux.Resources = &specs.LinuxResources{
+		Memory: &specs.LinuxMemory{Limit: &mem},
+		Pids:   &specs.LinuxPids{Limit: &pids},
+	}
+	sb := bootWithBundle(t, b)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	c := sb.Agent
+	if _, err := c.CreateContainer(ctx, createReq(t, "u1", b)); err != nil {
+		t.Fatal(err)
+	}
+	out, wg := collect(ctx, c.ReadStdout, "u1", "")
+	errb, ewg := collect(ctx, c.ReadStderr, "u1", "")
+	if _, err := c.StartContainer(ctx, &agentapi.ContainerRequest{ContainerId: "u1"}); err != nil {
+		t.Fatal(err)
+	}
+	w, err := c.WaitProcess(ctx, &agentapi.ProcessRequest{ContainerId: "u1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	ewg.Wait()
+	if want := "bar\n1000\n1001\n33554432\n20\n"; w.Status != 0 || out.String() != want {
+		t.Fatalf("status %d, stdout %q (want %q), stderr %q", w.Status, out.String(), want, errb.String())
 	}
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/hullproject/hull/agent"
 	"github.com/hullproject/hull/vm"
+	"github.com/hullproject/hull/vm/accel"
 	"github.com/hullproject/hull/vm/guest"
 	"github.com/hullproject/hull/vm/guest/guesttest"
 	"github.com/hullproject/hull/vm/initramfs"
@@ -227,5 +228,28 @@ func TestBootCloudKernel(t *testing.T) {
 	}
 	if err := sb.Shutdown(context.Background(), 10*time.Second); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestAutoAccel: with no Accel set, the driver uses what vm/accel decided
+// for this host (a real probe boot, cached): on a host whose KVM cannot
+// boot a guest (PVM here), TCG.
+func TestAutoAccel(t *testing.T) {
+	defer vmtest.NoStrays(t)
+	cfg := baseConfig(t)
+	r := accel.Detect(context.Background(), accel.Options{})
+	t.Logf("accel %s: %s", r.Accel, r.Reason)
+	q := New(Options{TBSizeMiB: 64})
+	sb, err := vm.Boot(context.Background(), q, cfg, 60*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sb.Shutdown(context.Background(), 10*time.Second)
+	want := "-accel " + r.Accel
+	if r.Accel == accel.TCG {
+		want += ",tb-size=64"
+	}
+	if args := strings.Join(q.Args(), " "); !strings.Contains(args, want) {
+		t.Errorf("args lack %q: %s", want, args)
 	}
 }
