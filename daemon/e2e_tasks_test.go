@@ -11,7 +11,10 @@ import (
 	"testing"
 	"time"
 
+	eventstypes "github.com/containerd/containerd/api/events"
 	"golang.org/x/sys/unix"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/hullproject/hull/internal/hulltest"
 )
@@ -418,21 +421,45 @@ func TestEvents(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cmd.Process.Kill()
-	time.Sleep(300 * time.Millisecond) // subscribed
+	sc := bufio.NewScanner(out)
+	// Publish a probe until the subscriber shows it: then it is subscribed.
+	probe, _ := anypb.New(&eventstypes.TaskOOM{ContainerID: "probe"})
+	probeData, _ := proto.Marshal(probe)
+	lines := make(chan string, 100)
+	go func() {
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	subscribed := false
+	for i := 0; i < 50 && !subscribed; i++ {
+		d.HullIn(probeData, "publish", "--topic", "/tasks/oom")
+		select {
+		case l := <-lines:
+			subscribed = strings.Contains(l, "probe")
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	if !subscribed {
+		t.Fatal("hull events never showed the probe event")
+	}
 	if _, errs, code := d.Hull("run", "--rm", ref, "ev", "sh", "-c", "exit 9"); code != 9 {
 		t.Fatalf("run: code %d %s", code, errs)
 	}
-	sc := bufio.NewScanner(out)
 	var seen []string
 	want := []string{"/containers/create ev", "/tasks/create ev", "/tasks/start ev", "/tasks/exit ev", "/tasks/delete ev", "/containers/delete ev"}
 	deadline := time.AfterFunc(10*time.Second, func() { cmd.Process.Kill() })
 	defer deadline.Stop()
-	for sc.Scan() {
-		f := strings.Fields(sc.Text())
+	for text := range lines {
+		if strings.Contains(text, "probe") {
+			continue
+		}
+		f := strings.Fields(text)
 		if len(f) >= 3 {
 			seen = append(seen, f[1]+" "+f[2])
-			if f[1] == "/tasks/exit" && !strings.Contains(sc.Text(), "status=9") {
-				t.Errorf("exit event without the code: %s", sc.Text())
+			if f[1] == "/tasks/exit" && !strings.Contains(text, "status=9") {
+				t.Errorf("exit event without the code: %s", text)
 			}
 		}
 		if len(seen) >= len(want) && seen[len(seen)-1] == want[len(want)-1] {
