@@ -140,6 +140,9 @@ func TestMain(m *testing.M) {
 	}
 	// The runtime root of the direct tests' namespace, once empty.
 	_ = os.Remove(filepath.Join(shim.DefaultRoot, "hulltest"))
+	if shimBin != "" {
+		_ = os.RemoveAll(filepath.Dir(shimBin))
+	}
 	if raceDir != "" {
 		logs, _ := filepath.Glob(filepath.Join(raceDir, "race*"))
 		for _, l := range logs {
