@@ -90,7 +90,7 @@ func Create(ctx context.Context, o CreateOptions) (_ *Process, retErr error) {
 		return nil, err
 	}
 	trace.Mark("create: begin")
-	spec, err := LoadSpec(bundle)
+	spec, specJSON, err := loadSpec(bundle)
 	if err != nil {
 		return nil, err
 	}
@@ -150,6 +150,7 @@ func Create(ctx context.Context, o CreateOptions) (_ *Process, retErr error) {
 	h.Record.Created = time.Now().UTC()
 	h.Record.Annotations = spec.Annotations
 	h.Record.Spec = spec
+	h.Record.RawSpec = specJSON
 	fifo := filepath.Join(h.Dir, fifoFile)
 	if !o.StartNow {
 		old := unix.Umask(0)
@@ -190,14 +191,14 @@ func Create(ctx context.Context, o CreateOptions) (_ *Process, retErr error) {
 	}
 	base := 3 + len(extra)
 	extra = append(extra, child, fifoF)
-	proc := spec.Process
+	var proc *specs.Process // nil: the spec's, decoded by the init
 	if o.ListenFDs > 0 {
-		p := *proc
+		p := *spec.Process
 		p.Env = append(append([]string(nil), p.Env...), "LISTEN_FDS="+strconv.Itoa(o.ListenFDs), "LISTEN_PID=1")
 		proc = &p
 	}
 	cfg := &initproc.Config{
-		Spec: spec, Process: proc, Rootfs: rootfs, Bundle: bundle,
+		SpecJSON: specJSON, Process: proc, Rootfs: rootfs, Bundle: bundle,
 		NoPivot: o.NoPivot, NoNewKeyring: o.NoNewKeyring,
 		NewMountNS: plan.has[specs.MountNamespace], NewUserNS: plan.newNS[specs.UserNamespace],
 		NewCgroupNS: plan.newNS[specs.CgroupNamespace], NewUTSNS: plan.newNS[specs.UTSNamespace],
@@ -481,6 +482,11 @@ func sendJoinFiles(w io.Writer, files []string) error {
 }
 
 func sendMsg(w io.Writer, m initproc.Message) error {
+	if m.Config != nil {
+		if err := m.Config.EncodeSpec(); err != nil {
+			return err
+		}
+	}
 	data, err := json.Marshal(&m)
 	if err != nil {
 		return err

@@ -20,19 +20,26 @@ import (
 
 // LoadSpec reads bundle/config.json.
 func LoadSpec(bundle string) (*specs.Spec, error) {
+	s, _, err := loadSpec(bundle)
+	return s, err
+}
+
+// loadSpec is LoadSpec that also returns the file's bytes, which the
+// state and the init get as they are instead of re-encoded.
+func loadSpec(bundle string) (*specs.Spec, []byte, error) {
 	path := filepath.Join(bundle, "config.json")
 	data, err := os.ReadFile(path)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("%w: %s: no config.json in the bundle", ErrInvalidSpec, path)
+			return nil, nil, fmt.Errorf("%w: %s: no config.json in the bundle", ErrInvalidSpec, path)
 		}
-		return nil, fmt.Errorf("%w: %w", ErrInvalidSpec, err)
+		return nil, nil, fmt.Errorf("%w: %w", ErrInvalidSpec, err)
 	}
 	var s specs.Spec
 	if err := json.Unmarshal(data, &s); err != nil {
-		return nil, fmt.Errorf("%w: %s: %w", ErrInvalidSpec, path, err)
+		return nil, nil, fmt.Errorf("%w: %s: %w", ErrInvalidSpec, path, err)
 	}
-	return &s, nil
+	return &s, data, nil
 }
 
 var nsTypes = map[specs.LinuxNamespaceType]struct {

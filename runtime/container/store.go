@@ -51,7 +51,11 @@ type Record struct {
 	CgroupPath string `json:"cgroupPath,omitempty"`
 	// Cgroup is the cgroup manager's own saved state.
 	Cgroup json.RawMessage `json:"cgroup,omitempty"`
-	Spec   *specs.Spec     `json:"spec"`
+	// Spec is saved as RawSpec ("spec"): the bundle's config.json bytes
+	// at create, encoded once otherwise. Spec does not change after
+	// create.
+	Spec    *specs.Spec     `json:"-"`
+	RawSpec json.RawMessage `json:"spec"`
 }
 
 // Handle is one container's state directory, locked (flock) for as long
@@ -142,11 +146,25 @@ func Load(root, id string) (*Handle, error) {
 		l.Close()
 		return nil, fmt.Errorf("container %q: corrupt state: %w", id, err)
 	}
+	if len(h.Record.RawSpec) > 0 && string(h.Record.RawSpec) != "null" {
+		h.Record.Spec = new(specs.Spec)
+		if err := json.Unmarshal(h.Record.RawSpec, h.Record.Spec); err != nil {
+			l.Close()
+			return nil, fmt.Errorf("container %q: corrupt state: spec: %w", id, err)
+		}
+	}
 	return h, nil
 }
 
 // Save writes the record atomically.
 func (h *Handle) Save() error {
+	if h.Record.RawSpec == nil && h.Record.Spec != nil {
+		b, err := json.Marshal(h.Record.Spec)
+		if err != nil {
+			return err
+		}
+		h.Record.RawSpec = b
+	}
 	data, err := json.Marshal(&h.Record)
 	if err != nil {
 		return err

@@ -92,6 +92,11 @@ func (i *initp) run() error {
 	}
 	trace.Mark("init: config read")
 	cfg := m.Config
+	if cfg != nil {
+		if err := cfg.DecodeSpec(); err != nil {
+			return fmt.Errorf("runtime sent a bad spec: %w", err)
+		}
+	}
 	if cfg == nil || cfg.Process == nil || (!cfg.Exec && cfg.Spec == nil) {
 		return errors.New("runtime sent no config")
 	}

@@ -1,6 +1,8 @@
 package initproc
 
 import (
+	"encoding/json"
+
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/hullproject/hull/runtime/seccomp"
@@ -50,9 +52,15 @@ type Message struct {
 type Config struct {
 	// Exec: join a running container (namespaces were joined by nsenter)
 	// and run Process there; no rootfs setup and no exec fifo.
-	Exec    bool           `json:"exec,omitempty"`
-	Spec    *specs.Spec    `json:"spec"`
-	Process *specs.Process `json:"process"`
+	Exec bool `json:"exec,omitempty"`
+	// Spec travels as SpecJSON: the bundle's config.json bytes when the
+	// runtime has them, so that nothing re-encodes the whole spec (cold
+	// encoders cost a short-lived process more than the bytes); the
+	// init decodes it (DecodeSpec).
+	Spec     *specs.Spec     `json:"-"`
+	SpecJSON json.RawMessage `json:"spec,omitempty"`
+	// Process defaults to Spec.Process when nil.
+	Process *specs.Process `json:"process,omitempty"`
 	Rootfs  string         `json:"rootfs"`
 	Bundle  string         `json:"bundle"`
 	// State is given to createContainer and startContainer hooks.
@@ -73,4 +81,28 @@ type Config struct {
 	Seccomp *seccomp.Program `json:"seccomp,omitempty"`
 	// PreserveFDs extra fds (3..3+N-1) are passed on to the process.
 	PreserveFDs int `json:"preserveFDs,omitempty"`
+}
+
+// EncodeSpec fills SpecJSON from Spec when the sender has no bytes yet.
+func (c *Config) EncodeSpec() error {
+	if c.SpecJSON != nil || c.Spec == nil {
+		return nil
+	}
+	b, err := json.Marshal(c.Spec)
+	c.SpecJSON = b
+	return err
+}
+
+// DecodeSpec fills Spec from SpecJSON, and Process from Spec when unset.
+func (c *Config) DecodeSpec() error {
+	if c.Spec == nil && len(c.SpecJSON) > 0 {
+		c.Spec = new(specs.Spec)
+		if err := json.Unmarshal(c.SpecJSON, c.Spec); err != nil {
+			return err
+		}
+	}
+	if c.Process == nil && c.Spec != nil {
+		c.Process = c.Spec.Process
+	}
+	return nil
 }
