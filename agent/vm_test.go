@@ -58,6 +58,13 @@ func bootOn(t *testing.T, b *testutil.Bundle, hotplug bool) *vm.Sandbox {
 			t.Errorf("shutdown: %v", err)
 		}
 		vmtest.NoStrays(t)
+		// Only the console log stays: no QMP, agent or virtiofsd socket.
+		ents, _ := os.ReadDir(cfg.StateDir)
+		for _, e := range ents {
+			if e.Name() != "console.log" {
+				t.Errorf("left in the state dir: %s", e.Name())
+			}
+		}
 	})
 	return sb
 }
