@@ -8,7 +8,7 @@ export GOFLAGS ?= -buildvcs=false
 
 # Binaries built from cmd/<name>. Static ones are listed in STATIC_CMDS.
 CMDS        := $(notdir $(wildcard cmd/*))
-STATIC_CMDS ?=
+STATIC_CMDS ?= containerd-shim-hull-v2
 
 .PHONY: all build deps test test-unit bench demo clean fmt vet lint
 all: build
@@ -19,8 +19,9 @@ deps:
 build:
 	@mkdir -p $(BIN)
 	@for c in $(CMDS); do \
+		cgo=1; case " $(STATIC_CMDS) " in *" $$c "*) cgo=0;; esac; \
 		echo "  GO    bin/$$c"; \
-		$(GO) build -trimpath -ldflags "$(GOFLAGS_LD)" -o $(BIN)/$$c ./cmd/$$c || exit 1; \
+		CGO_ENABLED=$$cgo $(GO) build -trimpath -ldflags "$(GOFLAGS_LD)" -o $(BIN)/$$c ./cmd/$$c || exit 1; \
 	done
 
 fmt:
