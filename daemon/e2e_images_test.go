@@ -264,3 +264,22 @@ func TestRunInteractiveTerminal(t *testing.T) {
 		})
 	}
 }
+
+// TestRegistryConfig: the [registry] table of hulld's config reaches
+// pulls: a mirror serves an image named after a registry that does not
+// exist.
+func TestRegistryConfig(t *testing.T) {
+	hulltest.RequireRoot(t)
+	ref := hulltest.Busybox(t) // registry/repo:tag
+	reg, repo, _ := strings.Cut(ref, "/")
+	d := hulltest.NewDaemon(t)
+	d.Config = "[registry.mirrors]\n\"registry.invalid\" = [\"http://" + reg + "\"]\n"
+	d.Start()
+	out := d.MustHull("images", "pull", "registry.invalid/"+repo)
+	if !strings.Contains(out, "registry.invalid/"+repo+": sha256:") {
+		t.Fatalf("pull through the mirror:\n%s", out)
+	}
+	if out := d.MustHull("run", "--rm", "registry.invalid/"+repo, "m1", "echo", "mirrored"); out != "mirrored\n" {
+		t.Fatalf("run: %q", out)
+	}
+}
