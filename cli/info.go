@@ -34,6 +34,9 @@ func infoCmd(g *globals) *cobra.Command {
 				detail := rt.Reason
 				if rt.Usable && detail == "" {
 					detail = rt.Shim + " → " + rt.Binary
+					if rt.Version != "" {
+						detail += " (" + rt.Version + ")"
+					}
 				}
 				usable := "yes"
 				if !rt.Usable {

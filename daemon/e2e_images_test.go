@@ -120,10 +120,12 @@ func TestNamespacesAndImages(t *testing.T) {
 func TestInfo(t *testing.T) {
 	hulltest.RequireRoot(t)
 	d := hulltest.NewDaemon(t)
-	d.Config = "[runtimes.broken]\ntype = \"io.containerd.nothere.v2\"\n[runtimes.nobin]\ntype = \"io.containerd.hull.v2\"\noptions = { binary_name = \"no-such-runtime\" }\n"
+	d.Config = "[runtimes.broken]\ntype = \"io.containerd.nothere.v2\"\n[runtimes.nobin]\ntype = \"io.containerd.hull.v2\"\noptions = { binary_name = \"no-such-runtime\" }\n" +
+		"[runtimes.norun]\ntype = \"io.containerd.hull.v2\"\noptions = { binary_name = \"/bin/false\" }\n"
 	d.Start()
 	out := d.MustHull("info")
-	for _, want := range []string{"native (default)", "io.containerd.runc.v2", "containerd-shim-nothere-v2: not found", "OCI runtime no-such-runtime: not found"} {
+	for _, want := range []string{"native (default)", "io.containerd.runc.v2", "containerd-shim-nothere-v2: not found", "OCI runtime no-such-runtime: not found",
+		"OCI runtime /bin/false --version: exit status 1", "runc version"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("info lacks %q:\n%s", want, out)
 		}

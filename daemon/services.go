@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/containerd/containerd/api/types"
 	"github.com/containerd/errdefs"
@@ -275,6 +276,15 @@ func runtimeInfo(name string, rt config.Runtime, def bool) *hullv1.RuntimeInfo {
 		return ri
 	}
 	ri.Binary = p
+	// It must run, not only exist.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, p, "--version").Output()
+	if err != nil {
+		ri.Reason = fmt.Sprintf("OCI runtime %s --version: %v", p, err)
+		return ri
+	}
+	ri.Version, _, _ = strings.Cut(strings.TrimSpace(string(out)), "\n")
 	ri.Usable = true
 	return ri
 }

@@ -2301,6 +2301,7 @@ type RuntimeInfo struct {
 	Shim          string                 `protobuf:"bytes,5,opt,name=shim,proto3" json:"shim,omitempty"`
 	Binary        string                 `protobuf:"bytes,6,opt,name=binary,proto3" json:"binary,omitempty"`
 	Default       bool                   `protobuf:"varint,7,opt,name=default,proto3" json:"default,omitempty"`
+	Version       string                 `protobuf:"bytes,8,opt,name=version,proto3" json:"version,omitempty"` // first line of the OCI runtime's --version
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2382,6 +2383,13 @@ func (x *RuntimeInfo) GetDefault() bool {
 		return x.Default
 	}
 	return false
+}
+
+func (x *RuntimeInfo) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
 }
 
 type InfoResponse struct {
@@ -2652,7 +2660,7 @@ const file_hull_v1_hull_proto_rawDesc = "" +
 	"\x0ePublishRequest\x12\x1c\n" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x14\n" +
 	"\x05topic\x18\x02 \x01(\tR\x05topic\x12\x14\n" +
-	"\x05event\x18\x03 \x01(\fR\x05event\"\xab\x01\n" +
+	"\x05event\x18\x03 \x01(\fR\x05event\"\xc5\x01\n" +
 	"\vRuntimeInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04type\x18\x02 \x01(\tR\x04type\x12\x16\n" +
@@ -2660,7 +2668,8 @@ const file_hull_v1_hull_proto_rawDesc = "" +
 	"\x06reason\x18\x04 \x01(\tR\x06reason\x12\x12\n" +
 	"\x04shim\x18\x05 \x01(\tR\x04shim\x12\x16\n" +
 	"\x06binary\x18\x06 \x01(\tR\x06binary\x12\x18\n" +
-	"\adefault\x18\a \x01(\bR\adefault\"\xc0\x01\n" +
+	"\adefault\x18\a \x01(\bR\adefault\x12\x18\n" +
+	"\aversion\x18\b \x01(\tR\aversion\"\xc0\x01\n" +
 	"\fInfoResponse\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\tR\aversion\x12\x12\n" +
 	"\x04root\x18\x02 \x01(\tR\x04root\x12\x14\n" +
