@@ -66,7 +66,7 @@ type QEMU struct {
 	cmd      *exec.Cmd
 	fsds     []*exec.Cmd
 	qmp      *qmpClient
-	stderr   bytes.Buffer
+	stderr   syncBuffer
 	started  bool
 	stopping bool
 	done     chan struct{}
@@ -259,9 +259,26 @@ func (q *QEMU) startVirtiofsd(ctx context.Context, s vm.Share, sock string) erro
 	}
 }
 
+// syncBuffer is QEMU's stderr, written by exec's copier and read by
+// error paths.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
 func (q *QEMU) stderrTail() string {
-	q.mu.Lock()
-	defer q.mu.Unlock()
 	s := strings.TrimSpace(q.stderr.String())
 	if len(s) > 2000 {
 		s = s[len(s)-2000:]
