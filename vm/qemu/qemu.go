@@ -9,7 +9,10 @@
 // virtio-fs share gets its own virtiofsd, started before QEMU (QEMU
 // connects to it at start), with the guest RAM in a shared memfd. QMP
 // (qmp.sock) is used for control and the clean shutdown: system_powerdown,
-// then quit after a timeout, then SIGKILL. QEMU and virtiofsd run in their
+// then quit after a timeout, then SIGKILL. (hull-agent does not act on the
+// ACPI power button yet, so with it system_powerdown costs the timeout; the
+// clean path for an agent guest is vm.Sandbox.Shutdown, which asks the
+// agent to power off and only then falls back to Stop.) QEMU and virtiofsd run in their
 // own process groups, die with the driver's process (PDEATHSIG) and are
 // killed when the Start context ends; Stop leaves no process and no socket.
 package qemu
