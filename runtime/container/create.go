@@ -310,6 +310,12 @@ func Create(ctx context.Context, o CreateOptions) (_ *Process, retErr error) {
 		}
 		selfJoin = len(files) > 0
 	}
+	// Saved once here (with the cgroup paths, all a delete after a
+	// crash needs) and once when ready (with the resources): other CLI
+	// calls wait on the lock until then.
+	if h.Record.Cgroup, err = json.Marshal(cgState{Paths: mgr.Paths()}); err != nil {
+		return nil, err
+	}
 	if err := h.Save(); err != nil {
 		return nil, err
 	}
@@ -372,9 +378,6 @@ func Create(ctx context.Context, o CreateOptions) (_ *Process, retErr error) {
 		trace.Mark("cgroup joined by init")
 	}
 	if h.Record.Cgroup, err = json.Marshal(cgState{Paths: mgr.Paths(), Resources: mgr.Resources()}); err != nil {
-		return nil, err
-	}
-	if err := h.Save(); err != nil {
 		return nil, err
 	}
 	if spec.Linux != nil && len(spec.Linux.NetDevices) > 0 {
