@@ -363,3 +363,37 @@ func TestEnvUserLimits(t *testing.T) {
 		t.Fatalf("status %d, stdout %q (want %q), stderr %q", w.Status, out.String(), want, errb.String())
 	}
 }
+
+// TestSeccompInGuest: the agent (static, with libseccomp) compiles and
+// loads a container's seccomp profile in the guest.
+func TestSeccompInGuest(t *testing.T) {
+	testutil.RequireRoot(t)
+	b := testutil.NewBundle(t, "sh", "-c", "mkdir /tmp/x && echo made; echo after")
+	b.Spec.Linux.Seccomp = &specs.LinuxSeccomp{
+		DefaultAction: specs.ActAllow,
+		Architectures: []specs.Arch{specs.ArchX86_64},
+		Syscalls: []specs.LinuxSyscall{{
+			Names: []string{"mkdir", "mkdirat"}, Action: specs.ActErrno,
+		}},
+	}
+	sb := bootWithBundle(t, b)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	c := sb.Agent
+	if _, err := c.CreateContainer(ctx, createReq(t, "s1", b)); err != nil {
+		t.Fatal(err)
+	}
+	out, wg := collect(ctx, c.ReadStdout, "s1", "")
+	errb, ewg := collect(ctx, c.ReadStderr, "s1", "")
+	if _, err := c.StartContainer(ctx, &agentapi.ContainerRequest{ContainerId: "s1"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.WaitProcess(ctx, &agentapi.ProcessRequest{ContainerId: "s1"}); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	ewg.Wait()
+	if out.String() != "after\n" || !strings.Contains(errb.String(), "Operation not permitted") {
+		t.Fatalf("mkdir was not refused by the filter: stdout %q, stderr %q", out.String(), errb.String())
+	}
+}
