@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/hullproject/hull/agent"
 	agentapi "github.com/hullproject/hull/agent/api"
+	"github.com/hullproject/hull/blockimage"
 	"github.com/hullproject/hull/internal/testutil"
 	"github.com/hullproject/hull/vm"
 	"github.com/hullproject/hull/vm/qemu"
@@ -395,5 +397,57 @@ func TestSeccompInGuest(t *testing.T) {
 	ewg.Wait()
 	if out.String() != "after\n" || !strings.Contains(errb.String(), "Operation not permitted") {
 		t.Fatalf("mkdir was not refused by the filter: stdout %q, stderr %q", out.String(), errb.String())
+	}
+}
+
+// TestBlockRootfs: the rootfs reaches the guest as an ext4 or erofs image
+// on virtio-blk (the way Firecracker needs), read-only.
+func TestBlockRootfs(t *testing.T) {
+	testutil.RequireRoot(t)
+	for _, fs := range []string{"ext4", "erofs"} {
+		t.Run(fs, func(t *testing.T) {
+			b := testutil.NewBundle(t, "sh", "-c", "cat /proc/mounts | head -1; touch /x 2>/dev/null || echo read-only")
+			root := *b.Spec.Root
+			root.Readonly = true
+			b.Spec.Root = &root
+			img := filepath.Join(t.TempDir(), "rootfs."+fs)
+			if err := blockimage.Build(context.Background(), b.Rootfs(), img, fs, 0); err != nil {
+				t.Fatal(err)
+			}
+			cfg := vm.Config{
+				ID: fs, StateDir: t.TempDir(), Kernel: vmtest.Kernel(t), Initrd: vmtest.Initramfs(t),
+				Disks: []vm.Disk{{Path: img, ReadOnly: true}},
+			}
+			q := qemu.New(qemu.Options{Accel: "tcg"})
+			sb, err := vm.Boot(context.Background(), q, cfg, 60*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer func() {
+				if err := sb.Shutdown(context.Background(), 10*time.Second); err != nil {
+					t.Error(err)
+				}
+				vmtest.NoStrays(t)
+			}()
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			c := sb.Agent
+			req := createReq(t, "b1", b)
+			req.Storages = []*agentapi.Storage{{Source: "/dev/vda", Fstype: fs, Options: []string{"ro"}, MountPoint: guestShare + "/rootfs"}}
+			if _, err := c.CreateContainer(ctx, req); err != nil {
+				t.Fatal(err)
+			}
+			out, wg := collect(ctx, c.ReadStdout, "b1", "")
+			if _, err := c.StartContainer(ctx, &agentapi.ContainerRequest{ContainerId: "b1"}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := c.WaitProcess(ctx, &agentapi.ProcessRequest{ContainerId: "b1"}); err != nil {
+				t.Fatal(err)
+			}
+			wg.Wait()
+			if !strings.HasPrefix(out.String(), "/dev/vda / "+fs+" ro") || !strings.Contains(out.String(), "read-only") {
+				t.Fatalf("stdout %q", out.String())
+			}
+		})
 	}
 }

@@ -43,6 +43,13 @@ type Share struct {
 	Cache string
 }
 
+// Disk is a host file attached as a virtio-blk device. Disks appear in the
+// guest in order as /dev/vda, /dev/vdb, ...
+type Disk struct {
+	Path     string
+	ReadOnly bool
+}
+
 // Config describes one VM.
 type Config struct {
 	// ID names the VM (logs, QEMU's -name).
@@ -59,6 +66,8 @@ type Config struct {
 	MemoryMiB int
 	// Shares are shared over virtio-fs (one virtiofsd each).
 	Shares []Share
+	// Disks are attached over virtio-blk (a rootfs image, volumes).
+	Disks []Disk
 	// Hotplug asks for a machine that can hotplug devices (q35 on QEMU
 	// instead of microvm).
 	Hotplug bool
@@ -85,6 +94,14 @@ func (c *Config) Validate() error {
 	}
 	if c.VCPUs < 0 || c.MemoryMiB < 0 {
 		return fmt.Errorf("%w: negative VCPUs or MemoryMiB", ErrInvalidConfig)
+	}
+	for i, d := range c.Disks {
+		if st, err := os.Stat(d.Path); err != nil || !st.Mode().IsRegular() {
+			return fmt.Errorf("%w: disk %d: %s is not a regular file", ErrInvalidConfig, i, d.Path)
+		}
+		if strings.Contains(d.Path, ",") {
+			return fmt.Errorf("%w: disk %d: path %s has a ','", ErrInvalidConfig, i, d.Path)
+		}
 	}
 	tags := map[string]bool{}
 	for _, s := range c.Shares {

@@ -103,6 +103,15 @@ func buildArgs(cfg *vm.Config, accelArg string, p paths) []string {
 		"-device", dev("virtio-serial-device", "virtio-serial-pci")+",id=vser0",
 		"-device", "virtserialport,bus=vser0.0,chardev=agent,name="+agentPortName,
 	)
+	for i, d := range cfg.Disks {
+		id := "disk" + strconv.Itoa(i)
+		drive := "file=" + d.Path + ",if=none,id=" + id + ",format=raw,cache=none,aio=threads"
+		if d.ReadOnly {
+			drive += ",readonly=on"
+		}
+		args = append(args, "-drive", drive,
+			"-device", dev("virtio-blk-device", "virtio-blk-pci")+",drive="+id)
+	}
 	for i, s := range cfg.Shares {
 		id := "fs" + strconv.Itoa(i)
 		args = append(args,
