@@ -105,7 +105,7 @@ func buildArgs(cfg *vm.Config, accelArg string, p paths) []string {
 	)
 	for i, d := range cfg.Disks {
 		id := "disk" + strconv.Itoa(i)
-		drive := "file=" + d.Path + ",if=none,id=" + id + ",format=raw,cache=none,aio=threads"
+		drive := "file=" + d.Path + ",if=none,id=" + id + ",format=raw"
 		if d.ReadOnly {
 			drive += ",readonly=on"
 		}
