@@ -451,3 +451,48 @@ func TestBlockRootfs(t *testing.T) {
 		})
 	}
 }
+
+// TestExecTerminal: an exec'd process with process.terminal gets its own
+// pty, resizable with TtyWinResize.
+func TestExecTerminal(t *testing.T) {
+	testutil.RequireRoot(t)
+	b := testutil.NewBundle(t, "sleep", "100")
+	sb := bootWithBundle(t, b)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	c := sb.Agent
+	if _, err := c.CreateContainer(ctx, createReq(t, "x1", b)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.StartContainer(ctx, &agentapi.ContainerRequest{ContainerId: "x1"}); err != nil {
+		t.Fatal(err)
+	}
+	p := *b.Spec.Process
+	p.Terminal = true
+	p.Args = []string{"sh", "-c", "read x; stty size; tty -s && echo is-a-tty"}
+	if _, err := c.ExecProcess(ctx, execReq(t, "x1", "tty", p)); err != nil {
+		t.Fatal(err)
+	}
+	out, wg := collect(ctx, c.ReadStdout, "x1", "tty")
+	if _, err := c.TtyWinResize(ctx, &agentapi.TtyWinResizeRequest{ContainerId: "x1", ExecId: "tty", Rows: 44, Cols: 99}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.WriteStdin(ctx, &agentapi.WriteStreamRequest{ContainerId: "x1", ExecId: "tty", Data: []byte("go\n")}); err != nil {
+		t.Fatal(err)
+	}
+	w, err := c.WaitProcess(ctx, &agentapi.ProcessRequest{ContainerId: "x1", ExecId: "tty"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	got := strings.ReplaceAll(out.String(), "\r", "")
+	if w.Status != 0 || !strings.Contains(got, "44 99\n") || !strings.Contains(got, "is-a-tty") {
+		t.Fatalf("status %d, output %q", w.Status, got)
+	}
+	if _, err := c.SignalProcess(ctx, &agentapi.SignalProcessRequest{ContainerId: "x1", Signal: uint32(unix.SIGKILL)}); err != nil {
+		t.Fatal(err)
+	}
+	if w, err := c.WaitProcess(ctx, &agentapi.ProcessRequest{ContainerId: "x1"}); err != nil || w.Status != 128+9 {
+		t.Fatalf("init after SIGKILL: %v, status %d", err, w.GetStatus())
+	}
+}
