@@ -79,6 +79,14 @@ func TestDetachedLifecycle(t *testing.T) {
 			if out := d.MustHull("exec", "--user", "1000:1000", id, "id", "-u"); out != "1000\n" {
 				t.Fatalf("exec --user: %q", out)
 			}
+			// A user name is looked up in the container's /etc/passwd.
+			d.MustHull("exec", id, "sh", "-c", "echo 'app:x:4242:4343::/:/bin/sh' >> /etc/passwd")
+			if out := d.MustHull("exec", "--user", "app", id, "sh", "-c", "echo $(id -u):$(id -g)"); out != "4242:4343\n" {
+				t.Fatalf("exec --user app: %q", out)
+			}
+			if _, errs, code := d.Hull("exec", "--user", "nobody-here", id, "true"); code == 0 || !strings.Contains(errs, "nobody-here") {
+				t.Fatalf("exec --user of an unknown name: code %d %q", code, errs)
+			}
 			if _, errs, code := d.Hull("exec", id, "/no/such/binary"); code == 0 || errs == "" {
 				t.Fatalf("exec of a missing binary: code %d, stderr %q", code, errs)
 			}

@@ -589,7 +589,9 @@ func (ts *tasks) exec(ctx context.Context, ns, id, execID string, pc *hullv1.Pro
 		proc0.Cwd = pc.Cwd
 	}
 	if pc.User != "" {
-		s := &specs.Spec{Root: spec.Root, Process: &proc0}
+		// The rootfs is mounted in the bundle while the task runs: names
+		// are looked up in its /etc/passwd and /etc/group.
+		s := &specs.Spec{Root: &specs.Root{Path: filepath.Join(t.bundle, "rootfs")}, Process: &proc0}
 		if err := applyUser(s, pc.User); err != nil {
 			return err
 		}
