@@ -15,8 +15,8 @@ guest-agent:
 	@CGO_ENABLED=1 $(GO) build -trimpath -tags netgo,osusergo -ldflags '$(AGENT_LDFLAGS)' -o $(GUEST_DIR)/hull-agent ./cmd/hull-agent
 
 guest-initramfs: guest-agent guest-cloud-kernel
-	@$(GO) run ./vm/guest/mkguest initramfs -gzip -init $(GUEST_DIR)/hull-agent -out $(GUEST_DIR)/agent.cpio
-	@$(GO) run ./vm/guest/mkguest initramfs -gzip -init $(GUEST_DIR)/hull-agent -out $(GUEST_DIR)/cloud/agent.cpio -modules $(GUEST_DIR)/cloud
+	@$(GO) run ./vm/guest/mkguest initramfs -init $(GUEST_DIR)/hull-agent -out $(GUEST_DIR)/agent.cpio
+	@$(GO) run ./vm/guest/mkguest initramfs -init $(GUEST_DIR)/hull-agent -out $(GUEST_DIR)/cloud/agent.cpio -modules $(GUEST_DIR)/cloud
 
 build: guest-initramfs
 

@@ -69,14 +69,16 @@ var (
 	rdErr  error
 )
 
-// Initramfs returns an agent initramfs (gzip) for Hull's minimal kernel,
-// built once per test binary.
+// Initramfs returns an agent initramfs for Hull's minimal kernel, built
+// once per test binary. Uncompressed, as make guest-initramfs builds it:
+// under TCG the agent answered ~0.5 s sooner than with gzip (measured here,
+// 4 interleaved boots each).
 func Initramfs(tb testing.TB) string {
 	tb.Helper()
 	a := Agent(tb)
 	rdOnce.Do(func() {
 		rdPath = filepath.Join(agentDir, "agent.cpio")
-		rdErr = initramfs.WriteFile(rdPath, initramfs.Spec{Init: a, Compression: initramfs.Gzip})
+		rdErr = initramfs.WriteFile(rdPath, initramfs.Spec{Init: a})
 	})
 	if rdErr != nil {
 		tb.Fatalf("agent initramfs: %v", rdErr)
