@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 
 	hullv1 "github.com/hullproject/hull/api/hull/v1"
 	"github.com/hullproject/hull/metadata"
+	"github.com/hullproject/hull/mount"
 	"github.com/hullproject/hull/oci"
 )
 
@@ -147,18 +149,19 @@ func (d *Daemon) createContainer(ctx context.Context, ns string, r *hullv1.Creat
 	if err != nil {
 		return Container{}, fmt.Errorf("image %q: %w", img.Name, err)
 	}
-	opts := []oci.SpecOpt{oci.WithImageConfig(icfg.Config)}
 	more, err := specOpts(r.Config)
 	if err != nil {
 		return Container{}, err
 	}
-	spec, err := oci.NewSpec(ns, r.Id, append(opts, more...)...)
-	if err != nil {
-		return Container{}, fmt.Errorf("container %q: %w", r.Id, err)
-	}
-	specJSON, err := json.Marshal(spec)
-	if err != nil {
-		return Container{}, err
+	opts := append([]oci.SpecOpt{oci.WithImageConfig(icfg.Config)}, more...)
+	// User names are looked up in the image's /etc/passwd: then the spec
+	// is made once the rootfs snapshot exists, with it mounted.
+	byName := userName(icfg.Config.User) || userName(r.GetConfig().GetProcess().GetUser())
+	var specJSON []byte
+	if !byName {
+		if specJSON, err = makeSpec(ns, r.Id, opts); err != nil {
+			return Container{}, err
+		}
 	}
 	// An image unpacked before names its top layer in a label; unpack
 	// only when that layer is missing.
@@ -176,9 +179,10 @@ func (d *Daemon) createContainer(ctx context.Context, ns string, r *hullv1.Creat
 	key := snapshotKey(ns, r.Id)
 	t0 := time.Now()
 	d.meta.GCLock.RLock()
+	var mounts []mount.Mount
 	err = d.meta.AddSnapshot(ns, metadata.SnapshotRef{Key: key, Parent: top, Root: true})
 	if err == nil {
-		_, err = d.images.Snapshotter.Prepare(ctx, key, top)
+		mounts, err = d.images.Snapshotter.Prepare(ctx, key, top)
 		if err != nil {
 			_ = d.meta.RemoveSnapshot(ns, key)
 		}
@@ -186,6 +190,12 @@ func (d *Daemon) createContainer(ctx context.Context, ns string, r *hullv1.Creat
 	d.meta.GCLock.RUnlock()
 	if err != nil {
 		return Container{}, fmt.Errorf("container %q: rootfs snapshot: %w", r.Id, err)
+	}
+	if byName {
+		if specJSON, err = d.specWithRootfs(ns, r.Id, mounts, opts); err != nil {
+			d.removeSnapshot(ctx, ns, key)
+			return Container{}, err
+		}
 	}
 	c := Container{ID: r.Id, Image: img.Name, Runtime: rtName, Labels: r.Labels, Spec: specJSON, SnapshotKey: key,
 		Snapshotter: d.images.SnapshotterName, Stdin: r.GetConfig().GetProcess().GetStdin(), CreatedAt: time.Now().UTC()}
@@ -310,4 +320,46 @@ func (d *Daemon) sweepSnapshots(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// userName reports whether a user spec ("u", "u:g") names a user or group
+// rather than giving numbers.
+func userName(u string) bool {
+	if u == "" {
+		return false
+	}
+	user, group, _ := strings.Cut(u, ":")
+	for _, part := range []string{user, group} {
+		if part == "" {
+			continue
+		}
+		if _, err := strconv.ParseUint(part, 10, 32); err != nil {
+			return true
+		}
+	}
+	return false
+}
+
+func makeSpec(ns, id string, opts []oci.SpecOpt) ([]byte, error) {
+	spec, err := oci.NewSpec(ns, id, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("container %q: %w", id, err)
+	}
+	return json.Marshal(spec)
+}
+
+// specWithRootfs makes the spec with the container's rootfs mounted on a
+// scratch directory (for user and group names).
+func (d *Daemon) specWithRootfs(ns, id string, ms []mount.Mount, opts []oci.SpecOpt) ([]byte, error) {
+	dir, err := os.MkdirTemp(d.cfg.State, "rootfs-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.Remove(dir)
+	if err := mount.All(ms, dir); err != nil {
+		return nil, fmt.Errorf("container %q: mount rootfs to look up users: %w", id, err)
+	}
+	defer mount.UnmountAll(dir, 0)
+	all := append([]oci.SpecOpt{oci.WithRootFSPath(dir)}, opts...)
+	return makeSpec(ns, id, append(all, oci.WithRootFSPath("rootfs")))
 }

@@ -1,7 +1,10 @@
 package daemon_test
 
 import (
+	"archive/tar"
 	"bufio"
+	"context"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -13,10 +16,12 @@ import (
 
 	eventstypes "github.com/containerd/containerd/api/events"
 	"github.com/creack/pty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/hullproject/hull/internal/hulltest"
+	"github.com/hullproject/hull/internal/testimages"
 )
 
 func TestSocketIsRootOnly(t *testing.T) {
@@ -283,5 +288,67 @@ func TestRegistryConfig(t *testing.T) {
 	}
 	if out := d.MustHull("run", "--rm", "registry.invalid/"+repo, "m1", "echo", "mirrored"); out != "mirrored\n" {
 		t.Fatalf("run: %q", out)
+	}
+}
+
+// TestRunUserName: user names (from --user or the image's config) are
+// looked up in the image's /etc/passwd and /etc/group.
+func TestRunUserName(t *testing.T) {
+	hulltest.RequireRoot(t)
+	reg := testimages.Registry(t)
+	base, err := testimages.Busybox(testimages.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := testimages.Layer([]testimages.Entry{
+		{Name: "etc/", Type: tar.TypeDir, Mode: 0o755},
+		{Name: "etc/passwd", Body: []byte("root:x:0:0::/root:/bin/sh\napp:x:4242:4343::/:/bin/sh\n")},
+		{Name: "etc/group", Body: []byte("root:x:0:\napp:x:4343:\nextra:x:5555:app\n")},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := mutate.AppendLayers(base, l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf, _ := img.ConfigFile()
+	cf = cf.DeepCopy()
+	cf.Config.User = "app"
+	if img, err = mutate.ConfigFile(img, cf); err != nil {
+		t.Fatal(err)
+	}
+	ref, err := testimages.Push(context.Background(), reg, fmt.Sprintf("hulltest%d/users:latest", os.Getpid()), img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := hulltest.NewDaemon(t)
+	d.Start()
+	d.MustHull("images", "pull", ref)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"u1", "sh", "-c", "echo $(id -u):$(id -g):$(id -G)"}, "4242:4343:4343 5555\n"}, // the image's User
+		{[]string{"--user", "root", "u2", "id", "-u"}, "0\n"},
+		{[]string{"--user", "app:root", "u3", "sh", "-c", "echo $(id -u):$(id -g)"}, "4242:0\n"},
+	} {
+		args := []string{"run", "--rm"}
+		if tc.args[0] == "--user" {
+			args = append(args, tc.args[0], tc.args[1], ref)
+			args = append(args, tc.args[2:]...)
+		} else {
+			args = append(args, ref)
+			args = append(args, tc.args...)
+		}
+		if out, errs, code := d.Hull(args...); code != 0 || out != tc.want {
+			t.Errorf("hull %v: code %d out %q (want %q) %s", args, code, out, tc.want, errs)
+		}
+	}
+	if _, errs, code := d.Hull("run", "--rm", "--user", "ghost", ref, "u4", "true"); code == 0 || !strings.Contains(errs, "ghost") {
+		t.Fatalf("unknown user: code %d %q", code, errs)
+	}
+	if out := d.MustHull("c", "ls"); strings.Contains(out, "u4") {
+		t.Fatalf("failed create left a record:\n%s", out)
 	}
 }
