@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"time"
 
 	"github.com/containerd/errdefs"
 	"github.com/containerd/errdefs/pkg/errgrpc"
@@ -66,3 +67,30 @@ func (c *Client) WaitReady(ctx context.Context) (*agentapi.VersionResponse, erro
 
 // Close closes the connection.
 func (c *Client) Close() error { return c.tc.Close() }
+
+// Reconnect connects a new client to an agent that already served another
+// one (a restarted shim). The guest notices that the previous client went
+// away only when it next reads the port; if the new client's first request
+// reaches the old connection first, the agent refuses it (ttrpc stream ids
+// cannot restart on one connection). So Reconnect closes and dials again,
+// every 100 ms, until Version answers or ctx ends. Use it only once the
+// agent has answered a first client (vm.Boot): before that, requests wait
+// in the port and a retry would queue duplicates.
+func Reconnect(ctx context.Context, path string) (*Client, error) {
+	for {
+		c, err := Dial(ctx, path)
+		if err != nil {
+			return nil, err
+		}
+		_, err = c.Version(ctx, &agentapi.VersionRequest{})
+		if err == nil {
+			return c, nil
+		}
+		c.Close()
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w: %w (last: %w)", ErrUnreachable, ctx.Err(), err)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}

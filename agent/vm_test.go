@@ -174,8 +174,6 @@ func testContainerInGuest(t *testing.T, hotplug bool) {
 	}
 }
 
-var _ = agent.PortName
-
 func execReq(t testing.TB, cid, eid string, p specs.Process) *agentapi.ExecProcessRequest {
 	t.Helper()
 	js, err := json.Marshal(&p)
@@ -494,5 +492,33 @@ func TestExecTerminal(t *testing.T) {
 	}
 	if w, err := c.WaitProcess(ctx, &agentapi.ProcessRequest{ContainerId: "x1"}); err != nil || w.Status != 128+9 {
 		t.Fatalf("init after SIGKILL: %v, status %d", err, w.GetStatus())
+	}
+}
+
+// TestAgentReconnect: a host client that goes away (a shim restarting) and
+// a new one that connects get fresh ttrpc connections on the same port;
+// the guest's containers are still there.
+func TestAgentReconnect(t *testing.T) {
+	testutil.RequireRoot(t)
+	b := testutil.NewBundle(t, "sleep", "100")
+	sb := bootWithBundle(t, b)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if _, err := sb.Agent.CreateContainer(ctx, createReq(t, "r1", b)); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 2; i++ {
+		sb.Agent.Close()
+		c, err := agent.Reconnect(ctx, sb.Hypervisor.AgentSocket())
+		if err != nil {
+			t.Fatalf("reconnect %d: %v", i, err)
+		}
+		sb.Agent = c
+	}
+	if _, err := sb.Agent.StartContainer(ctx, &agentapi.ContainerRequest{ContainerId: "r1"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sb.Agent.SignalProcess(ctx, &agentapi.SignalProcessRequest{ContainerId: "r1", Signal: uint32(unix.SIGKILL)}); err != nil {
+		t.Fatal(err)
 	}
 }

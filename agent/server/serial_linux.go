@@ -37,40 +37,39 @@ func FindPort(ctx context.Context, name string) (string, error) {
 	}
 }
 
-// SerialListener is a net.Listener over one virtio-serial port: Accept
-// returns one connection on the port, then blocks until Close.
+// SerialListener is a net.Listener over one virtio-serial port. A port is
+// one stream with no connection semantics, and it can be open only once at
+// a time: Accept opens it and returns a connection, and the next Accept
+// waits until that connection is closed, then opens the port again for the
+// next host client.
 type SerialListener struct {
 	Path   string
-	once   sync.Once
 	done   chan struct{}
 	closeO sync.Once
-	conn   *serialConn
+	// free has a token while no connection holds the port.
+	free chan struct{}
 }
 
 // NewSerialListener listens on the port device at path.
 func NewSerialListener(path string) *SerialListener {
-	return &SerialListener{Path: path, done: make(chan struct{})}
+	l := &SerialListener{Path: path, done: make(chan struct{}), free: make(chan struct{}, 1)}
+	l.free <- struct{}{}
+	return l
 }
 
 // Accept implements net.Listener.
 func (l *SerialListener) Accept() (net.Conn, error) {
-	var c net.Conn
-	var err error
-	first := false
-	l.once.Do(func() {
-		first = true
-		var f *os.File
-		f, err = os.OpenFile(l.Path, os.O_RDWR, 0)
-		if err == nil {
-			l.conn = &serialConn{f: f, done: l.done}
-			c = l.conn
-		}
-	})
-	if first {
-		return c, err
+	select {
+	case <-l.done:
+		return nil, net.ErrClosed
+	case <-l.free:
 	}
-	<-l.done
-	return nil, net.ErrClosed
+	f, err := os.OpenFile(l.Path, os.O_RDWR, 0)
+	if err != nil {
+		l.free <- struct{}{}
+		return nil, err
+	}
+	return &serialConn{f: f, done: l.done, free: l.free}, nil
 }
 
 // Close implements net.Listener.
@@ -87,21 +86,31 @@ type serialAddr string
 func (a serialAddr) Network() string { return "virtio-serial" }
 func (a serialAddr) String() string  { return string(a) }
 
-// serialConn is a port as a net.Conn. A read of 0 bytes means no host is
-// connected (yet, or for now): it is retried after pollInterval.
+// serialConn is a port as a net.Conn. read() returns 0 while no host is
+// connected: before the host's first byte that means "not yet" and is
+// retried after pollInterval; after it, the host went away, and the
+// connection ends (EOF) so that the next client gets a fresh ttrpc
+// connection (ttrpc stream ids cannot restart on one connection).
 type serialConn struct {
-	f    *os.File
-	done chan struct{}
+	f         *os.File
+	done      chan struct{}
+	free      chan struct{}
+	gotData   bool
+	closeOnce sync.Once
 }
 
 func (c *serialConn) Read(p []byte) (int, error) {
 	for {
 		n, err := c.f.Read(p)
 		if n > 0 {
+			c.gotData = true
 			return n, nil
 		}
 		if err != nil && !errors.Is(err, io.EOF) {
 			return 0, err
+		}
+		if c.gotData {
+			return 0, io.EOF
 		}
 		select {
 		case <-c.done:
@@ -111,8 +120,17 @@ func (c *serialConn) Read(p []byte) (int, error) {
 	}
 }
 
-func (c *serialConn) Write(p []byte) (int, error)        { return c.f.Write(p) }
-func (c *serialConn) Close() error                       { return c.f.Close() }
+func (c *serialConn) Write(p []byte) (int, error) { return c.f.Write(p) }
+
+func (c *serialConn) Close() error {
+	var err error
+	c.closeOnce.Do(func() {
+		err = c.f.Close()
+		c.free <- struct{}{}
+	})
+	return err
+}
+
 func (c *serialConn) LocalAddr() net.Addr                { return serialAddr(c.f.Name()) }
 func (c *serialConn) RemoteAddr() net.Addr               { return serialAddr("host") }
 func (c *serialConn) SetDeadline(t time.Time) error      { return nil }
