@@ -366,6 +366,9 @@ func TestNamespaceIsolation(t *testing.T) {
 		b, _, _ := d.Hull("-n", "ns2", "logs", "same")
 		return a == "one\n" && b == "two\n"
 	})
+	if _, errs, code := d.Hull("ns", "rm", "ns2"); code == 0 || !strings.Contains(errs, `namespace "ns2" has 1 containers`) {
+		t.Fatalf("ns rm with a container: code %d %q", code, errs)
+	}
 	// Shell completion offers the namespace's containers.
 	d.MustHull("run", "-d", ref, "only-default", "sleep", "1000")
 	if out := d.MustHull("__complete", "c", "rm", ""); !strings.Contains(out, "same\n") || !strings.Contains(out, "only-default\n") {
