@@ -12,18 +12,21 @@
 // # Transport
 //
 // The agent serves on a virtio-serial port named PortName (found under
-// /sys/class/virtio-ports/*/name). A port has no connection semantics: while
-// no host client is connected read() returns 0 at once, so the guest side
-// polls (server.SerialListener) rather than spinning, and one ttrpc connection lives
-// for the guest's lifetime. vsock (for hosts with /dev/vhost-vsock) is not
-// implemented yet.
+// /sys/class/virtio-ports/*/name, polled until it appears). A port has no
+// connection semantics: while no host client is connected read() returns 0
+// at once, so the guest polls rather than spinning; a 0 after data means the
+// host client went away, and the port is reopened for the next one
+// (Reconnect on the host side). vsock (for hosts with /dev/vhost-vsock) is
+// not implemented yet: this build machine has no vhost-vsock to test it on.
 //
-// # PID 1
+// # Guest side
 //
-// The guest side is package agent/server. As PID 1 it mounts /proc, /sys, /dev, /run and cgroup2, loads the
+// Package agent/server is the guest side. As PID 1, hull-agent loads the
 // kernel modules listed in /lib/modules/load.order (modular kernels such as
-// Debian's cloud kernel), and reaps orphans that are not the agent's own
-// tracked processes. DestroySandbox powers the guest off.
+// Debian's cloud kernel), leaves the initramfs for a tmpfs root (so that
+// containers get pivot_root), mounts /proc, /sys, /dev, /run and cgroup2,
+// reaps orphans that are not its own tracked processes, and powers the
+// guest off on DestroySandbox.
 package agent
 
 // PortName is the name of the virtio-serial port the agent serves on.
