@@ -71,7 +71,7 @@ func New() *cobra.Command {
 		return nil
 	}
 	root.AddCommand(nsCmd(g), imagesCmd(g), infoCmd(g), runCmd(g), containersCmd(g), tasksCmd(g),
-		execCmd(g), logsCmd(g), stopCmd(g), eventsCmd(g), publishCmd(g))
+		execCmd(g), attachCmd(g), logsCmd(g), stopCmd(g), eventsCmd(g), publishCmd(g))
 	return root
 }
 

@@ -4,7 +4,9 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/hullproject/hull/internal/hulltest"
 )
@@ -132,3 +134,62 @@ func taskPid(d *hulltest.Daemon, id string) string {
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+// TestAttachedClientWhenDaemonStops: a foreground `hull run` whose daemon
+// goes away says so; the container keeps running and is found again.
+func TestAttachedClientWhenDaemonStops(t *testing.T) {
+	d, ref := start(t)
+	cmd := d.Command("run", ref, "fg", "sh", "-c", "echo up; sleep 1000")
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 3)
+	if _, err := out.Read(buf); err != nil || string(buf) != "up\n" {
+		t.Fatalf("first output %q %v", buf, err)
+	}
+	d.Stop()
+	err := cmd.Wait()
+	if err == nil || !strings.Contains(stderr.String(), "lost the connection to hulld while attached to fg") {
+		t.Fatalf("CLI after hulld stopped: %v, stderr %q", err, stderr.String())
+	}
+	d.Start()
+	if st := taskStatus(d, "default", "fg"); st != "running" {
+		t.Fatalf("after restart: %q", st)
+	}
+	// hull attach joins it again and ends with its exit status.
+	att := d.Command("attach", "fg")
+	var attOut syncBuffer
+	att.Stdout = &attOut
+	if err := att.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	d.MustHull("exec", "fg", "sh", "-c", "echo via-attach > /proc/1/fd/1")
+	waitFor(t, "output through attach", func() bool { return strings.Contains(attOut.String(), "via-attach") })
+	d.MustHull("tasks", "kill", "-s", "KILL", "fg")
+	if err := att.Wait(); att.ProcessState.ExitCode() != 137 {
+		t.Fatalf("attach ended with %v (want exit 137), output %q", err, attOut.String())
+	}
+	d.MustHull("c", "rm", "-f", "fg")
+}
+
+// syncBuffer is a strings.Builder safe for a writer and a reader.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
