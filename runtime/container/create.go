@@ -424,6 +424,18 @@ func Create(ctx context.Context, o CreateOptions) (_ *Process, retErr error) {
 		break
 	}
 	trace.Mark("init ready")
+	// Saved while a `run` init execve's (nobody reads the state before
+	// Create returns: the lock is held; on a failure below everything
+	// is removed).
+	h.Record.Creating = false
+	if err := h.Save(); err != nil {
+		return nil, err
+	}
+	if o.PidFile != "" {
+		if err := writePidFile(o.PidFile, pid); err != nil {
+			return nil, err
+		}
+	}
 	if o.StartNow {
 		// The init runs the startContainer hooks and execve's; the
 		// socket closes (close-on-exec) when it has.
@@ -432,15 +444,6 @@ func Create(ctx context.Context, o CreateOptions) (_ *Process, retErr error) {
 			return nil, errors.New(m.Msg)
 		} else if err != nil && !errors.Is(err, io.EOF) {
 			return nil, fmt.Errorf("container init: %w", err)
-		}
-	}
-	h.Record.Creating = false
-	if err := h.Save(); err != nil {
-		return nil, err
-	}
-	if o.PidFile != "" {
-		if err := writePidFile(o.PidFile, pid); err != nil {
-			return nil, err
 		}
 	}
 	hasPoststart := spec.Hooks != nil && len(spec.Hooks.Poststart) > 0
