@@ -27,5 +27,13 @@ done
 
 # Packages run one at a time (-p 1): many tests mount, create cgroups and
 # boot VMs, and this machine has 2 cores.
-go test -p 1 -count=1 -timeout 45m ${HULL_TEST_FLAGS:-} ./... 2>&1 | tee /tmp/hull-test.log
-exit "${PIPESTATUS[0]}"
+# The daemon's packages run under the race detector; everything else plain.
+race_pkgs=(./config/ ./cli/ ./daemon/)
+mapfile -t plain_pkgs < <(go list ./... | grep -v -E '/hull/(config|cli|daemon)$')
+set +e
+go test -p 1 -count=1 -timeout 45m ${HULL_TEST_FLAGS:-} "${plain_pkgs[@]}" 2>&1 | tee /tmp/hull-test.log
+plain=${PIPESTATUS[0]}
+go test -race -p 1 -count=1 -timeout 20m ${HULL_TEST_FLAGS:-} "${race_pkgs[@]}" 2>&1 | tee -a /tmp/hull-test.log
+race=${PIPESTATUS[0]}
+set -e
+[ "$plain" = 0 ] && [ "$race" = 0 ]
