@@ -64,8 +64,16 @@ type initp struct {
 	ready bool
 }
 
+// reply is what the init sends: a Message without a Config, whose encoder
+// is cheap to build (the init's own encoders are all cold).
+type reply struct {
+	Type string `json:"type"`
+	Msg  string `json:"msg,omitempty"`
+	Pid  int    `json:"pid,omitempty"`
+}
+
 func (i *initp) send(m Message) error {
-	data, err := json.Marshal(&m)
+	data, err := json.Marshal(&reply{Type: m.Type, Msg: m.Msg, Pid: m.Pid})
 	if err != nil {
 		return err
 	}

@@ -59,10 +59,14 @@ type Config struct {
 	// init decodes it (DecodeSpec).
 	Spec     *specs.Spec     `json:"-"`
 	SpecJSON json.RawMessage `json:"spec,omitempty"`
-	// Process defaults to Spec.Process when nil.
-	Process *specs.Process `json:"process,omitempty"`
-	Rootfs  string         `json:"rootfs"`
-	Bundle  string         `json:"bundle"`
+	// Process defaults to Spec.Process when nil. It travels as
+	// ProcessJSON: a *specs.Process field would make encoding/json build
+	// encoders for the whole process type tree in every process that
+	// encodes a Message, even when nil.
+	Process     *specs.Process  `json:"-"`
+	ProcessJSON json.RawMessage `json:"process,omitempty"`
+	Rootfs      string          `json:"rootfs"`
+	Bundle      string          `json:"bundle"`
 	// State is given to createContainer and startContainer hooks.
 	State        *specs.State `json:"state,omitempty"`
 	NoPivot      bool         `json:"noPivot,omitempty"`
@@ -83,8 +87,16 @@ type Config struct {
 	PreserveFDs int `json:"preserveFDs,omitempty"`
 }
 
-// EncodeSpec fills SpecJSON from Spec when the sender has no bytes yet.
+// EncodeSpec fills SpecJSON from Spec when the sender has no bytes yet,
+// and ProcessJSON from Process.
 func (c *Config) EncodeSpec() error {
+	if c.Process != nil && c.ProcessJSON == nil {
+		b, err := json.Marshal(c.Process)
+		if err != nil {
+			return err
+		}
+		c.ProcessJSON = b
+	}
 	if c.SpecJSON != nil || c.Spec == nil {
 		return nil
 	}
@@ -98,6 +110,12 @@ func (c *Config) DecodeSpec() error {
 	if c.Spec == nil && len(c.SpecJSON) > 0 {
 		c.Spec = new(specs.Spec)
 		if err := json.Unmarshal(c.SpecJSON, c.Spec); err != nil {
+			return err
+		}
+	}
+	if c.Process == nil && len(c.ProcessJSON) > 0 {
+		c.Process = new(specs.Process)
+		if err := json.Unmarshal(c.ProcessJSON, c.Process); err != nil {
 			return err
 		}
 	}
