@@ -5,7 +5,6 @@ package main
 
 import (
 	"os"
-	"runtime"
 	"runtime/debug"
 
 	"github.com/hullproject/hull/runtime/cli"
@@ -18,13 +17,7 @@ func main() {
 	if len(os.Args) > 1 && os.Args[1] == "init" {
 		initproc.Main()
 	}
-	// A CLI call lives for milliseconds: no garbage collection, and one
-	// P: with two, every goroutine wakeup (sync socket, wait4, signals)
-	// also wakes a spinning thread, context switches a short-lived
-	// process pays for (1.1 ms of CPU per `run` measured).
+	// A CLI call lives for milliseconds: no garbage collection.
 	debug.SetGCPercent(-1)
-	if os.Getenv("GOMAXPROCS") == "" {
-		runtime.GOMAXPROCS(1)
-	}
 	os.Exit(cli.Main(os.Args[1:]))
 }
