@@ -6,9 +6,12 @@ VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo 
 GOFLAGS_LD  := -X github.com/hullproject/hull/version.Version=$(VERSION)
 export GOFLAGS ?= -buildvcs=false
 
-# Binaries built from cmd/<name>. Static ones are listed in STATIC_CMDS.
-CMDS        := $(notdir $(wildcard cmd/*))
-STATIC_CMDS ?= containerd-shim-hull-v2
+# Binaries built from cmd/<name>. STATIC_CMDS are pure Go (CGO_ENABLED=0);
+# STATIC_CGO_CMDS use cgo (libseccomp, the nsenter constructor) and are
+# linked statically: one page-cache image, no dynamic loader on the hot path.
+CMDS            := $(notdir $(wildcard cmd/*))
+STATIC_CMDS     ?= containerd-shim-hull-v2
+STATIC_CGO_CMDS ?= hull-runtime
 
 .PHONY: all build deps test test-unit bench demo clean fmt vet lint
 all: build
@@ -19,9 +22,11 @@ deps:
 build:
 	@mkdir -p $(BIN)
 	@for c in $(CMDS); do \
-		cgo=1; case " $(STATIC_CMDS) " in *" $$c "*) cgo=0;; esac; \
+		cgo=1; tags=; ld=; \
+		case " $(STATIC_CMDS) " in *" $$c "*) cgo=0;; esac; \
+		case " $(STATIC_CGO_CMDS) " in *" $$c "*) tags="-tags netgo,osusergo"; ld="-linkmode external -extldflags -static";; esac; \
 		echo "  GO    bin/$$c"; \
-		CGO_ENABLED=$$cgo $(GO) build -trimpath -ldflags "$(GOFLAGS_LD)" -o $(BIN)/$$c ./cmd/$$c || exit 1; \
+		CGO_ENABLED=$$cgo $(GO) build -trimpath $$tags -ldflags "$(GOFLAGS_LD) $$ld" -o $(BIN)/$$c ./cmd/$$c || exit 1; \
 	done
 
 fmt:

@@ -226,11 +226,15 @@ func Delete(ctx context.Context, root, id string, force bool) error {
 	defer h.Close()
 	switch st := h.Status(); st {
 	case Stopped:
-	case Created, Creating:
-		// runc deletes a container that never started without --force.
+	case Creating:
+		// A create that died half way: nothing runs the user process.
 		h.killAll(unix.SIGKILL)
 		unix.Kill(h.Record.Pid, unix.SIGKILL)
 	default:
+		// runtime.md, delete: "Attempting to delete a container that is
+		// not stopped MUST have no effect on the container and MUST
+		// generate an error." That includes a created container, which
+		// runc and crun delete anyway; Hull's shim passes --force.
 		if !force {
 			return fmt.Errorf("delete %s: %w", id, &TransitionError{From: st, To: Deleted})
 		}

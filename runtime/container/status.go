@@ -38,6 +38,7 @@ var (
 	ErrExist        = errors.New("container already exists")
 	ErrNotRunning   = errors.New("container not running")
 	ErrRunning      = errors.New("container is still running")
+	ErrNotStopped   = errors.New("container is not stopped")
 	ErrNotCreated   = errors.New("container is not in the created state")
 	ErrPaused       = errors.New("container is paused")
 	ErrInvalidID    = errors.New("invalid container id")
@@ -51,6 +52,9 @@ type TransitionError struct {
 }
 
 func (e *TransitionError) Error() string {
+	if e.To == Deleted {
+		return fmt.Sprintf("cannot go from %s to %s: the container is not stopped (delete --force kills it first)", e.From, e.To)
+	}
 	return fmt.Sprintf("cannot go from %s to %s", e.From, e.To)
 }
 
@@ -61,6 +65,8 @@ func (e *TransitionError) Is(target error) bool {
 		return e.From == Stopped || e.From == Created && e.To == Paused
 	case ErrRunning:
 		return e.From == Running && e.To == Deleted
+	case ErrNotStopped:
+		return e.To == Deleted && e.From != Stopped
 	case ErrNotCreated:
 		return e.To == Running && e.From != Paused
 	case ErrPaused:
@@ -72,7 +78,7 @@ func (e *TransitionError) Is(target error) bool {
 // transitions lists, for each state, the states it may move to.
 var transitions = map[Status][]Status{
 	Creating: {Created, Stopped, Deleted},
-	Created:  {Running, Stopped, Deleted},
+	Created:  {Running, Stopped}, // deleted only with --force (runtime.md delete)
 	Running:  {Paused, Stopped},
 	Paused:   {Running, Stopped},
 	Stopped:  {Deleted},

@@ -13,7 +13,7 @@ func TestCheckTransition(t *testing.T) {
 	}{
 		{Creating, Created, true, nil},
 		{Created, Running, true, nil},
-		{Created, Deleted, true, nil},
+		{Created, Deleted, false, ErrNotStopped},
 		{Running, Paused, true, nil},
 		{Paused, Running, true, nil},
 		{Running, Stopped, true, nil},
@@ -21,6 +21,7 @@ func TestCheckTransition(t *testing.T) {
 		{Running, Running, false, ErrNotCreated},
 		{Stopped, Running, false, ErrNotCreated},
 		{Running, Deleted, false, ErrRunning},
+		{Running, Deleted, false, ErrNotStopped},
 		{Stopped, Paused, false, ErrNotRunning},
 		{Created, Paused, false, ErrNotRunning},
 		{Paused, Deleted, false, ErrPaused},

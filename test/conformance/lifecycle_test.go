@@ -432,3 +432,19 @@ func TestStateSchema(t *testing.T) {
 
 // semver matches SemVer 2.0.0 versions, which the spec's own versions are.
 var semver = regexp.MustCompile(`^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$`)
+
+// TestDeleteCreated: runtime.md delete: "Attempting to delete a container
+// that is not stopped MUST have no effect on the container and MUST
+// generate an error" — a created container is not stopped. (runc 1.1 and
+// crun 1.8 delete it anyway.)
+func TestDeleteCreated(t *testing.T) {
+	r := newRT(t)
+	b := testutil.NewBundle(t, "sleep", "1000")
+	id := r.newID()
+	r.create(b, id)
+	pid := r.mustState(id).Pid
+	r.fails("delete", id)
+	if st := r.mustState(id); st.Status != specs.StateCreated || !pidAlive(pid) {
+		t.Errorf("after the refused delete: status %q, pid %d alive %v", st.Status, pid, pidAlive(pid))
+	}
+}
