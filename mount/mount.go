@@ -7,6 +7,10 @@
 // imported because containerd's package drags in its whole core module; the
 // parts kept are the option parser and the overlay long-lowerdir handling.
 //
+// The option-name tables (FlagOptions, PropagationFlags) and ParseOptions
+// are the one place Hull maps mount(8) option names to mount(2) flags; the
+// container runtime (runtime/rootfs) uses them too.
+//
 // Overlay mounts with many layers can exceed the kernel's limit on mount data
 // (one page). Mount then performs the mount from a thread whose working
 // directory is the common parent of the layer directories (the thread has
@@ -47,69 +51,14 @@ type Mount struct {
 // one-page limit even with relative paths.
 var ErrOptionsTooLong = fmt.Errorf("mount options exceed the kernel page-size limit: %w", errdefs.ErrInvalidArgument)
 
-type flagOpt struct {
-	clear bool
-	flag  uintptr
-}
-
-var flagOpts = map[string]flagOpt{
-	"async":         {true, unix.MS_SYNCHRONOUS},
-	"atime":         {true, unix.MS_NOATIME},
-	"bind":          {false, unix.MS_BIND},
-	"defaults":      {false, 0},
-	"dev":           {true, unix.MS_NODEV},
-	"diratime":      {true, unix.MS_NODIRATIME},
-	"dirsync":       {false, unix.MS_DIRSYNC},
-	"exec":          {true, unix.MS_NOEXEC},
-	"mand":          {false, unix.MS_MANDLOCK},
-	"noatime":       {false, unix.MS_NOATIME},
-	"nodev":         {false, unix.MS_NODEV},
-	"nodiratime":    {false, unix.MS_NODIRATIME},
-	"noexec":        {false, unix.MS_NOEXEC},
-	"nomand":        {true, unix.MS_MANDLOCK},
-	"norelatime":    {true, unix.MS_RELATIME},
-	"nostrictatime": {true, unix.MS_STRICTATIME},
-	"nosuid":        {false, unix.MS_NOSUID},
-	"rbind":         {false, unix.MS_BIND | unix.MS_REC},
-	"relatime":      {false, unix.MS_RELATIME},
-	"remount":       {false, unix.MS_REMOUNT},
-	"ro":            {false, unix.MS_RDONLY},
-	"rw":            {true, unix.MS_RDONLY},
-	"strictatime":   {false, unix.MS_STRICTATIME},
-	"suid":          {true, unix.MS_NOSUID},
-	"sync":          {false, unix.MS_SYNCHRONOUS},
-}
-
-var propOpts = map[string]uintptr{
-	"private":     unix.MS_PRIVATE,
-	"rprivate":    unix.MS_PRIVATE | unix.MS_REC,
-	"shared":      unix.MS_SHARED,
-	"rshared":     unix.MS_SHARED | unix.MS_REC,
-	"slave":       unix.MS_SLAVE,
-	"rslave":      unix.MS_SLAVE | unix.MS_REC,
-	"unbindable":  unix.MS_UNBINDABLE,
-	"runbindable": unix.MS_UNBINDABLE | unix.MS_REC,
-}
-
-// parseOptions splits options into mount flags, propagation flags and the
-// data string.
+// parseOptions splits options into mount flags, the propagation flags
+// (all of them, applied in one mount(2) call) and the data options.
 func parseOptions(opts []string) (flags, prop uintptr, data []string) {
-	for _, o := range opts {
-		if f, ok := flagOpts[o]; ok {
-			if f.clear {
-				flags &^= f.flag
-			} else {
-				flags |= f.flag
-			}
-			continue
-		}
-		if p, ok := propOpts[o]; ok {
-			prop |= p
-			continue
-		}
-		data = append(data, o)
+	o := ParseOptions(opts)
+	for _, p := range o.Propagation {
+		prop |= p
 	}
-	return flags, prop, data
+	return o.Flags, prop, o.Rest
 }
 
 // ReadOnly reports whether the options make the mount read-only.
