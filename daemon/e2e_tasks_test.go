@@ -243,7 +243,7 @@ func TestBadInput(t *testing.T) {
 		args []string
 		want string
 	}{
-		{"unknown runtime", []string{"run", "--rm", "--runtime", "nosuch", ref, "x1", "true"}, `runtime "nosuch" is not configured (have crun, native, runc)`},
+		{"unknown runtime", []string{"run", "--rm", "--runtime", "nosuch", ref, "x1", "true"}, `runtime "nosuch" is not configured (have crun, native, runc, vm)`},
 		{"image not present", []string{"run", "--rm", "example.com/not/here:1", "x2", "true"}, `image "example.com/not/here:1" is not present in namespace "default"`},
 		{"id in use", []string{"run", "--rm", ref, "busy", "true"}, `container "busy" in namespace "default": id already in use`},
 		{"bad id", []string{"run", "--rm", ref, "bad/id", "true"}, `container id "bad/id"`},

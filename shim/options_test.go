@@ -53,7 +53,7 @@ func TestParseOptions(t *testing.T) {
 		{name: "unknown key", in: mustAny(t, "runtimeoptions.v1.Options", &runtimeoptions.Options{ConfigBody: []byte("binary = \"runc\"\n")}), wantErr: errdefs.ErrInvalidArgument, errText: "binary"},
 		{name: "bad toml", in: mustAny(t, "runtimeoptions.v1.Options", &runtimeoptions.Options{ConfigBody: []byte("binary_name = \n")}), wantErr: errdefs.ErrInvalidArgument, errText: "config_body"},
 		{name: "missing file", in: mustAny(t, "runtimeoptions.v1.Options", &runtimeoptions.Options{ConfigPath: filepath.Join(dir, "nope.toml")}), wantErr: errdefs.ErrInvalidArgument, errText: "nope.toml"},
-		{name: "unknown mode", in: mustAny(t, "runtimeoptions.v1.Options", &runtimeoptions.Options{ConfigBody: []byte(`mode = "vm"`)}), wantErr: errdefs.ErrNotImplemented, errText: `"vm"`},
+		{name: "unknown mode", in: mustAny(t, "runtimeoptions.v1.Options", &runtimeoptions.Options{ConfigBody: []byte(`mode = "nosuch"`)}), wantErr: errdefs.ErrNotImplemented, errText: `"nosuch"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -637,9 +637,9 @@ func TestShimBadInput(t *testing.T) {
 		{"runtime binary missing", func() error {
 			return create(anyOf(t, "containerd.runc.v1.Options", &runcoptions.Options{BinaryName: "no-such-runtime"}))
 		}, errdefs.ErrNotFound, "no-such-runtime"},
-		{"vm mode not yet", func() error {
-			return create(anyOf(t, "runtimeoptions.v1.Options", &runtimeoptions.Options{ConfigBody: []byte("mode = \"vm\"\n")}))
-		}, errdefs.ErrNotImplemented, "vm"},
+		{"unknown mode", func() error {
+			return create(anyOf(t, "runtimeoptions.v1.Options", &runtimeoptions.Options{ConfigBody: []byte("mode = \"nosuch\"\n")}))
+		}, errdefs.ErrNotImplemented, "nosuch"},
 		{"start before create", func() error {
 			_, err := s.task.Start(ctx, &taskapi.StartRequest{ID: s.id})
 			return err

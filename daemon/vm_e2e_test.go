@@ -1,0 +1,109 @@
+package daemon_test
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/hullproject/hull/internal/hulltest"
+	"github.com/hullproject/hull/vm/vmtest"
+)
+
+// vmProcs returns the pids of QEMU and virtiofsd processes whose command
+// line mentions id (QEMU's -name, virtiofsd's shared directory).
+func vmProcs(id string) []int {
+	var pids []int
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		comm, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "comm"))
+		c := strings.TrimSpace(string(comm))
+		if !strings.HasPrefix(c, "qemu-system") && !strings.HasPrefix(c, "virtiofsd") {
+			continue
+		}
+		cmdline, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if strings.Contains(string(cmdline), id) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// TestRunVM: `hull run --rm --runtime vm` through hulld and the shim's vm
+// mode: the container runs on the guest's kernel, its output and exit code
+// come back, and nothing of the VM (QEMU, virtiofsd, mounts) remains.
+func TestRunVM(t *testing.T) {
+	hulltest.RequireRoot(t)
+	kernel, initrd := vmtest.Kernel(t), vmtest.Initramfs(t)
+	ref := hulltest.Busybox(t)
+	d := hulltest.NewDaemon(t)
+	d.Config = fmt.Sprintf("[runtimes.vmtest]\ntype = \"io.containerd.hull.v2\"\noptions = { mode = \"vm\", backend = { kernel = %q, initrd = %q, accel = \"tcg\", boot_timeout = 90 } }\n", kernel, initrd)
+	d.Start()
+	d.MustHull("images", "pull", ref)
+
+	var uts unix.Utsname
+	if err := unix.Uname(&uts); err != nil {
+		t.Fatal(err)
+	}
+	host := unix.ByteSliceToString(uts.Release[:])
+
+	for _, tc := range []struct {
+		name  string
+		args  []string
+		code  int
+		check func(t *testing.T, out, errOut string)
+	}{
+		{"guest kernel", []string{"sh", "-c", "id -u; uname -r"}, 0, func(t *testing.T, out, errOut string) {
+			lines := strings.Split(strings.TrimSpace(out), "\n")
+			if len(lines) != 2 || lines[0] != "0" || lines[1] == "" || lines[1] == host {
+				t.Fatalf("stdout %q (host kernel %q), stderr %q", out, host, errOut)
+			}
+			t.Logf("guest uname -r: %s (host %s)", lines[1], host)
+		}},
+		{"exit code and stderr", []string{"sh", "-c", "echo out; echo err >&2; exit 7"}, 7, func(t *testing.T, out, errOut string) {
+			if out != "out\n" || errOut != "err\n" {
+				t.Fatalf("stdout %q, stderr %q", out, errOut)
+			}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			id := "vm-" + strings.ReplaceAll(tc.name, " ", "-")
+			out, errOut, code := d.Hull(append([]string{"run", "--rm", "--runtime", "vmtest", ref, id}, tc.args...)...)
+			if code != tc.code {
+				t.Fatalf("exit code %d, want %d; stdout %q stderr %q\nhulld log:\n%s", code, tc.code, out, errOut, d.Log())
+			}
+			tc.check(t, out, errOut)
+			// hulld finishes a delete in the background (shim Delete, VM
+			// shutdown): give it time, then nothing may be left.
+			t0 := time.Now()
+			var pids []int
+			var leftMounts bool
+			for {
+				pids = vmProcs(id)
+				mounts, _ := os.ReadFile("/proc/self/mountinfo")
+				leftMounts = strings.Contains(string(mounts), "/"+id+"/")
+				if (len(pids) == 0 && !leftMounts) || time.Since(t0) > 20*time.Second {
+					break
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			if len(pids) > 0 || leftMounts {
+				t.Errorf("20s after run --rm: QEMU/virtiofsd %v, mounts of the rootfs left: %v", pids, leftMounts)
+			} else {
+				t.Logf("VM gone %s after run --rm returned", time.Since(t0).Round(time.Millisecond))
+			}
+			if out, _, _ := d.Hull("c", "ls"); strings.Contains(out, id) {
+				t.Errorf("container %s still listed:\n%s", id, out)
+			}
+		})
+	}
+}
