@@ -107,3 +107,68 @@ func TestRunVM(t *testing.T) {
 		})
 	}
 }
+
+// waitVMGone waits up to 20s for QEMU, virtiofsd and the rootfs mount of
+// container id to be gone.
+func waitVMGone(t *testing.T, id string) {
+	t.Helper()
+	t0 := time.Now()
+	for {
+		pids := vmProcs(id)
+		mounts, _ := os.ReadFile("/proc/self/mountinfo")
+		left := strings.Contains(string(mounts), "/"+id+"/")
+		if len(pids) == 0 && !left {
+			return
+		}
+		if time.Since(t0) > 20*time.Second {
+			t.Fatalf("20s after delete: QEMU/virtiofsd %v, rootfs mount left: %v", pids, left)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestVMDetachedLifecycle: a detached vm container takes stdin-less exec
+// (exit codes, env), exec -i (stdin through the agent), run -i, and a
+// signal whose trap sets the exit status; rm leaves nothing.
+func TestVMDetachedLifecycle(t *testing.T) {
+	hulltest.RequireRoot(t)
+	kernel, initrd := vmtest.Kernel(t), vmtest.Initramfs(t)
+	ref := hulltest.Busybox(t)
+	d := hulltest.NewDaemon(t)
+	d.Config = fmt.Sprintf("[runtimes.vmtest]\ntype = \"io.containerd.hull.v2\"\noptions = { mode = \"vm\", backend = { kernel = %q, initrd = %q, accel = \"tcg\", boot_timeout = 90 } }\n", kernel, initrd)
+	d.Start()
+	d.MustHull("images", "pull", ref)
+
+	if out, _, code := d.HullIn([]byte("from stdin\n"), "run", "--rm", "-i", "--runtime", "vmtest", ref, "vm-stdin", "cat"); code != 0 || out != "from stdin\n" {
+		t.Fatalf("run -i cat: code %d, stdout %q", code, out)
+	}
+	waitVMGone(t, "vm-stdin")
+
+	id := "vm-life"
+	d.MustHull("run", "-d", "--runtime", "vmtest", "--env", "GREETING=hi", ref, id,
+		"sh", "-c", "echo started $GREETING; trap 'echo got TERM; exit 42' TERM; while true; do sleep 0.1; done")
+	waitFor(t, "log line", func() bool { out, _, _ := d.Hull("logs", id); return out == "started hi\n" })
+	if out, _, code := d.Hull("exec", id, "sh", "-c", "echo in $GREETING; exit 5"); code != 5 || out != "in hi\n" {
+		t.Fatalf("exec: code %d out %q", code, out)
+	}
+	if out, _, code := d.HullIn([]byte("through stdin\n"), "exec", "-i", id, "cat"); code != 0 || out != "through stdin\n" {
+		t.Fatalf("exec -i cat: code %d out %q", code, out)
+	}
+	d.MustHull("tasks", "kill", "-s", "TERM", id)
+	waitFor(t, "stopped", func() bool { return strings.HasPrefix(taskStatus(d, "default", id), "stopped") })
+	if st := taskStatus(d, "default", id); !strings.Contains(st, "42") {
+		t.Fatalf("status after TERM %q, want exit 42", st)
+	}
+	if out, _, _ := d.Hull("logs", id); out != "started hi\ngot TERM\n" {
+		t.Fatalf("logs %q", out)
+	}
+	d.MustHull("tasks", "rm", id)
+	waitVMGone(t, id)
+	d.MustHull("c", "rm", id)
+
+	// A running one removed with force: killed, VM torn down.
+	d.MustHull("run", "-d", "--runtime", "vmtest", ref, "vm-force", "sleep", "1000")
+	waitFor(t, "running", func() bool { return strings.HasPrefix(taskStatus(d, "default", "vm-force"), "running") })
+	d.MustHull("c", "rm", "-f", "vm-force")
+	waitVMGone(t, "vm-force")
+}
