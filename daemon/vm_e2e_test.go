@@ -172,3 +172,42 @@ func TestVMDetachedLifecycle(t *testing.T) {
 	d.MustHull("c", "rm", "-f", "vm-force")
 	waitVMGone(t, "vm-force")
 }
+
+// TestVMShimKilled: when the shim dies, its VM goes with it (QEMU and
+// virtiofsd die with their parent) and hulld's cleanup unmounts the rootfs.
+func TestVMShimKilled(t *testing.T) {
+	hulltest.RequireRoot(t)
+	kernel, initrd := vmtest.Kernel(t), vmtest.Initramfs(t)
+	ref := hulltest.Busybox(t)
+	d := hulltest.NewDaemon(t)
+	d.Config = fmt.Sprintf("[runtimes.vmtest]\ntype = \"io.containerd.hull.v2\"\noptions = { mode = \"vm\", backend = { kernel = %q, initrd = %q, accel = \"tcg\", boot_timeout = 90 } }\n", kernel, initrd)
+	d.Start()
+	d.MustHull("images", "pull", ref)
+
+	id := "vm-shimkill"
+	d.MustHull("run", "-d", "--runtime", "vmtest", ref, id, "sleep", "1000")
+	waitFor(t, "running", func() bool { return strings.HasPrefix(taskStatus(d, "default", id), "running") })
+	pids := vmProcs(id)
+	if len(pids) == 0 {
+		t.Fatal("no QEMU/virtiofsd for the running vm container")
+	}
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pids[0]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
+	shim, _ := strconv.Atoi(f[1])
+	comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", shim))
+	if !strings.HasPrefix(string(comm), "containerd-shim") {
+		t.Fatalf("parent of %d is %d (%s), not the shim", pids[0], shim, comm)
+	}
+	if err := unix.Kill(shim, unix.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "stopped", func() bool { return strings.HasPrefix(taskStatus(d, "default", id), "stopped") })
+	waitVMGone(t, id)
+	d.MustHull("c", "rm", "-f", id)
+	if left, _ := filepath.Glob("/tmp/hull-vm-*"); len(left) > 0 {
+		t.Errorf("vm state dirs left: %v", left)
+	}
+}

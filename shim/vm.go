@@ -201,9 +201,8 @@ func (b *VMBackend) Create(ctx context.Context, c *CreateConfig) (pid int, err e
 			rootfs = filepath.Join(c.Bundle, rootfs)
 		}
 	}
-	// A short directory: QEMU's and virtiofsd's unix sockets live here.
-	if b.stateDir, err = os.MkdirTemp("", "hull-vm-"); err != nil {
-		return 0, fmt.Errorf("vm state dir: %w", err)
+	if b.stateDir, err = vmStateDir(c.Bundle); err != nil {
+		return 0, err
 	}
 	vcpus, mem := vm.Size(vm.Defaults{VCPUs: b.cfg.VCPUs, MemoryMiB: b.cfg.MemoryMiB}, linuxResources(spec), runtime.NumCPU())
 	cfg := vm.Config{
@@ -239,6 +238,25 @@ func (b *VMBackend) Create(ctx context.Context, c *CreateConfig) (pid int, err e
 	}
 	b.relay(p)
 	return p.pid, nil
+}
+
+// vmStateDir makes the directory of the VM's sockets and console log:
+// <bundle>/vm, so that it goes with the bundle even when the shim dies,
+// unless that path is too long for a unix socket name (108 bytes with
+// "/agent.sock"); then a temporary directory.
+func vmStateDir(bundle string) (string, error) {
+	d := filepath.Join(bundle, "vm")
+	if len(d)+len("/agent.sock") >= 100 {
+		t, err := os.MkdirTemp("", "hull-vm-")
+		if err != nil {
+			return "", fmt.Errorf("vm state dir: %w", err)
+		}
+		return t, nil
+	}
+	if err := os.Mkdir(d, 0o700); err != nil {
+		return "", fmt.Errorf("vm state dir: %w", err)
+	}
+	return d, nil
 }
 
 func linuxResources(s *specs.Spec) *specs.LinuxResources {
