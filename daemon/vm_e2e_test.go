@@ -143,6 +143,10 @@ func TestVMDetachedLifecycle(t *testing.T) {
 		t.Fatalf("run -i cat: code %d, stdout %q", code, out)
 	}
 	waitVMGone(t, "vm-stdin")
+	if out, _, code := d.Hull("run", "--rm", "-t", "--runtime", "vmtest", ref, "vm-tty", "sh", "-c", "test -t 1 && echo is-a-tty; exit 4"); code != 4 || strings.TrimSpace(out) != "is-a-tty" {
+		t.Fatalf("run -t: code %d out %q", code, out)
+	}
+	waitVMGone(t, "vm-tty")
 
 	id := "vm-life"
 	d.MustHull("run", "-d", "--runtime", "vmtest", "--env", "GREETING=hi", ref, id,
@@ -153,6 +157,13 @@ func TestVMDetachedLifecycle(t *testing.T) {
 	}
 	if out, _, code := d.HullIn([]byte("through stdin\n"), "exec", "-i", id, "cat"); code != 0 || out != "through stdin\n" {
 		t.Fatalf("exec -i cat: code %d out %q", code, out)
+	}
+	if out, _, code := d.Hull("exec", "-t", id, "sh", "-c", "test -t 0 && test -t 1 && echo tty"); code != 0 || strings.TrimSpace(out) != "tty" {
+		t.Fatalf("exec -t: code %d out %q", code, out)
+	}
+	// The guest cgroup's stats, as cgroups v1 Metrics (not empty).
+	if out := d.MustHull("tasks", "metrics", id); !strings.Contains(out, "cgroups.v1.Metrics") || strings.Contains(out, `"data": ""`) || !strings.Contains(out, `"data": "`) {
+		t.Fatalf("metrics: %q", out)
 	}
 	d.MustHull("tasks", "kill", "-s", "TERM", id)
 	waitFor(t, "stopped", func() bool { return strings.HasPrefix(taskStatus(d, "default", id), "stopped") })

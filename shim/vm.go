@@ -15,6 +15,7 @@ import (
 
 	"github.com/containerd/errdefs"
 	"github.com/containerd/fifo"
+	runc "github.com/containerd/go-runc"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"google.golang.org/protobuf/proto"
 
@@ -547,8 +548,18 @@ func (b *VMBackend) Update(context.Context, *specs.LinuxResources) error {
 	return fmt.Errorf("update in the vm mode: %w", errdefs.ErrNotImplemented)
 }
 
-func (b *VMBackend) Stats(context.Context) (proto.Message, error) {
-	return nil, fmt.Errorf("stats in the vm mode: %w", errdefs.ErrNotImplemented)
+// Stats are the guest cgroup's, in the `runc events --stats` form the
+// agent sends, converted as the native backend's are.
+func (b *VMBackend) Stats(ctx context.Context) (proto.Message, error) {
+	r, err := b.client().StatsContainer(ctx, &agentapi.ContainerRequest{ContainerId: b.id})
+	if err != nil {
+		return nil, fmt.Errorf("stats in guest: %w", err)
+	}
+	var st runc.Stats
+	if err := json.Unmarshal(r.CgroupStats, &st); err != nil {
+		return nil, fmt.Errorf("stats from the guest: %v: %w", err, errdefs.ErrDataLoss)
+	}
+	return metricsV1(&st), nil
 }
 
 func (b *VMBackend) DeleteProcess(ctx context.Context, execID string) error {
