@@ -222,3 +222,36 @@ func TestVMShimKilled(t *testing.T) {
 		t.Errorf("vm state dirs left: %v", left)
 	}
 }
+
+// TestVMDefaultRuntime: the built-in [runtimes.vm] finds its guest assets
+// in $HULL_GUEST_DIR (vmlinux, agent.cpio); a runtime whose kernel is
+// missing fails the run with an error naming the file, leaving nothing.
+func TestVMDefaultRuntime(t *testing.T) {
+	hulltest.RequireRoot(t)
+	kernel, initrd := vmtest.Kernel(t), vmtest.Initramfs(t)
+	ref := hulltest.Busybox(t)
+	guest := t.TempDir()
+	if err := os.Symlink(kernel, filepath.Join(guest, "vmlinux")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(initrd, filepath.Join(guest, "agent.cpio")); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("HULL_GUEST_DIR", guest)
+	d := hulltest.NewDaemon(t)
+	d.Config = "[runtimes.nokernel]\ntype = \"io.containerd.hull.v2\"\noptions = { mode = \"vm\", backend = { kernel = \"/no/such/vmlinux\" } }\n"
+	d.Start()
+	d.MustHull("images", "pull", ref)
+
+	if out, errOut, code := d.Hull("run", "--rm", "--runtime", "vm", ref, "vm-default", "sh", "-c", "exit 3"); code != 3 {
+		t.Fatalf("run --runtime vm: code %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	waitVMGone(t, "vm-default")
+
+	_, errOut, code := d.Hull("run", "--rm", "--runtime", "nokernel", ref, "vm-nokernel", "true")
+	if code == 0 || !strings.Contains(errOut, "/no/such/vmlinux") || !strings.Contains(errOut, "not found") {
+		t.Fatalf("run with a missing kernel: code %d, stderr %q", code, errOut)
+	}
+	t.Logf("missing kernel: %s", strings.TrimSpace(errOut))
+	waitVMGone(t, "vm-nokernel")
+}
