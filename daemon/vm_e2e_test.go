@@ -255,3 +255,38 @@ func TestVMDefaultRuntime(t *testing.T) {
 	t.Logf("missing kernel: %s", strings.TrimSpace(errOut))
 	waitVMGone(t, "vm-nokernel")
 }
+
+// TestVMKilledFromOutside: when QEMU is killed, the container's task stops
+// (exit 137) instead of hanging, and delete leaves nothing.
+func TestVMKilledFromOutside(t *testing.T) {
+	hulltest.RequireRoot(t)
+	kernel, initrd := vmtest.Kernel(t), vmtest.Initramfs(t)
+	ref := hulltest.Busybox(t)
+	d := hulltest.NewDaemon(t)
+	d.Config = fmt.Sprintf("[runtimes.vmtest]\ntype = \"io.containerd.hull.v2\"\noptions = { mode = \"vm\", backend = { kernel = %q, initrd = %q, accel = \"tcg\", boot_timeout = 90 } }\n", kernel, initrd)
+	d.Start()
+	d.MustHull("images", "pull", ref)
+
+	id := "vm-outside"
+	d.MustHull("run", "-d", "--runtime", "vmtest", ref, id, "sleep", "1000")
+	waitFor(t, "running", func() bool { return strings.HasPrefix(taskStatus(d, "default", id), "running") })
+	killed := false
+	for _, pid := range vmProcs(id) {
+		comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+		if strings.HasPrefix(string(comm), "qemu-system") {
+			if err := unix.Kill(pid, unix.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+			killed = true
+		}
+	}
+	if !killed {
+		t.Fatal("no QEMU process for the container")
+	}
+	waitFor(t, "stopped", func() bool { return strings.HasPrefix(taskStatus(d, "default", id), "stopped") })
+	if st := taskStatus(d, "default", id); !strings.Contains(st, "137") {
+		t.Fatalf("status after QEMU was killed: %q, want exit 137", st)
+	}
+	d.MustHull("c", "rm", "-f", id)
+	waitVMGone(t, id)
+}

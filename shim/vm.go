@@ -218,6 +218,7 @@ func (b *VMBackend) Create(ctx context.Context, c *CreateConfig) (pid int, err e
 		return 0, fmt.Errorf("boot vm: %w", err)
 	}
 	b.sb = sb
+	go b.watchVM()
 
 	gspec := guestSpec(spec)
 	js, err := json.Marshal(gspec)
@@ -398,6 +399,28 @@ func (b *VMBackend) wait(p *vmProc) {
 	}
 	p.relays.Wait()
 	b.end(p, status)
+}
+
+// watchVM ends the container's processes (status 128+SIGKILL) when the
+// VM stops without being asked to: killed from outside, a guest panic. The
+// cause, with the console's tail, goes to the shim's log.
+func (b *VMBackend) watchVM() {
+	h := b.sb.Hypervisor
+	<-h.Done()
+	b.mu.Lock()
+	deleting := b.deleted
+	ps := make([]*vmProc, 0, len(b.procs))
+	for _, p := range b.procs {
+		ps = append(ps, p)
+	}
+	b.mu.Unlock()
+	if deleting {
+		return
+	}
+	slog.Error("vm: the VM of the container ended", "id", b.id, "err", h.Wait())
+	for _, p := range ps {
+		b.end(p, 128+int(syscall.SIGKILL))
+	}
 }
 
 func (b *VMBackend) end(p *vmProc, status int) {
@@ -584,6 +607,9 @@ func (b *VMBackend) Delete(ctx context.Context) error {
 // teardown stops the VM (QEMU, virtiofsd and their sockets go), ends the
 // processes still recorded, unmounts the rootfs and removes the state dir.
 func (b *VMBackend) teardown(ctx context.Context) error {
+	b.mu.Lock()
+	b.deleted = true
+	b.mu.Unlock()
 	var err error
 	if b.sb != nil {
 		if serr := b.sb.Shutdown(ctx, 5*time.Second); serr != nil {
