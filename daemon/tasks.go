@@ -756,6 +756,14 @@ func (ts *tasks) delete(ctx context.Context, ns, id, execID string, force bool) 
 	ts.mu.Lock()
 	delete(ts.m, taskKey(ns, id))
 	ts.mu.Unlock()
+	ts.released(ns, id, t, p)
+	return p, nil
+}
+
+// released drops what hulld holds for a deleted task: the output pumps of
+// its processes, the shim log and the bundle; then it publishes
+// /tasks/delete with the init's exit status.
+func (ts *tasks) released(ns, id string, t *task, p *proc) {
 	t.mu.Lock()
 	execs := t.execs
 	t.execs = map[string]*proc{}
@@ -770,7 +778,6 @@ func (ts *tasks) delete(ctx context.Context, ns, id, execID string, force bool) 
 	ts.removeBundle(t.bundle)
 	_, _, status, at := p.snapshot()
 	ts.d.events.publish(&hullv1.Event{Namespace: ns, Topic: "/tasks/delete", ContainerId: id, ExitStatus: status, Timestamp: timestamppb.New(at)})
-	return p, nil
 }
 
 // state asks the shim for a process's live status (paused shows here).
@@ -889,19 +896,6 @@ func (ts *tasks) deleteLater(ctx context.Context, ns, id string) (func(), error)
 			wcancel()
 			sc.close()
 		}
-		t.mu.Lock()
-		execs := t.execs
-		t.execs = map[string]*proc{}
-		t.mu.Unlock()
-		for _, e := range execs {
-			e.pump.close()
-		}
-		p.pump.close()
-		if t.shimLog != nil {
-			t.shimLog.Close()
-		}
-		ts.removeBundle(t.bundle)
-		_, _, status, at := p.snapshot()
-		ts.d.events.publish(&hullv1.Event{Namespace: ns, Topic: "/tasks/delete", ContainerId: id, ExitStatus: status, Timestamp: timestamppb.New(at)})
+		ts.released(ns, id, t, p)
 	}, nil
 }

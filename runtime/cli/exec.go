@@ -128,28 +128,10 @@ func newExec(g *globals) *cobra.Command {
 			if detach {
 				return nil
 			}
-			done := make(chan int, 1)
-			go func() {
-				code, err := proc.Wait()
-				if err != nil {
-					code = 255
-				}
-				done <- code
-			}()
-			for {
-				select {
-				case s := <-sigs:
-					if s == unix.SIGCHLD || s == unix.SIGURG {
-						continue
-					}
-					unix.Kill(proc.Pid, s.(unix.Signal))
-				case code := <-done:
-					if code != 0 {
-						return &exitError{code}
-					}
-					return nil
-				}
+			if code := forwardUntilExit(proc.Pid, proc.Wait, sigs); code != 0 {
+				return &exitError{code}
 			}
+			return nil
 		},
 	}
 	f := cmd.Flags()

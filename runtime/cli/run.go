@@ -74,34 +74,17 @@ func newRun(g *globals) *cobra.Command {
 				return nil
 			}
 			<-notified
-			done := make(chan int, 1)
-			go func() {
-				code, err := p.Wait()
-				if err != nil {
-					code = 255
-				}
-				done <- code
-			}()
-			for {
-				select {
-				case s := <-sigs:
-					if s == unix.SIGCHLD || s == unix.SIGURG {
-						continue
-					}
-					unix.Kill(p.Pid, s.(unix.Signal))
-				case code := <-done:
-					signal.Stop(sigs)
-					trace.Mark("exited")
-					if !keep {
-						container.Delete(ctx, g.root, id, true)
-					}
-					trace.Mark("deleted")
-					if code != 0 {
-						return &exitError{code}
-					}
-					return nil
-				}
+			code := forwardUntilExit(p.Pid, p.Wait, sigs)
+			signal.Stop(sigs)
+			trace.Mark("exited")
+			if !keep {
+				container.Delete(ctx, g.root, id, true)
 			}
+			trace.Mark("deleted")
+			if code != 0 {
+				return &exitError{code}
+			}
+			return nil
 		},
 	}
 	c.register(cmd)
@@ -130,6 +113,30 @@ func listenFDs() int {
 var forwardedSignals = []os.Signal{
 	unix.SIGHUP, unix.SIGINT, unix.SIGQUIT, unix.SIGTERM, unix.SIGUSR1, unix.SIGUSR2,
 	unix.SIGALRM, unix.SIGCONT, unix.SIGTSTP, unix.SIGTTIN, unix.SIGTTOU, unix.SIGPWR,
+}
+
+// forwardUntilExit passes the signals arriving on sigs to pid until wait
+// returns, and gives the exit code (255 when it cannot be had).
+func forwardUntilExit(pid int, wait func() (int, error), sigs <-chan os.Signal) int {
+	done := make(chan int, 1)
+	go func() {
+		code, err := wait()
+		if err != nil {
+			code = 255
+		}
+		done <- code
+	}()
+	for {
+		select {
+		case s := <-sigs:
+			if s == unix.SIGCHLD || s == unix.SIGURG {
+				continue
+			}
+			unix.Kill(pid, s.(unix.Signal))
+		case code := <-done:
+			return code
+		}
+	}
 }
 
 // wantsTerminal reads only process.terminal of bundle/config.json (create
