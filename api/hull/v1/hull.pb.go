@@ -913,17 +913,22 @@ func (x *ProcessConfig) GetStdin() bool {
 }
 
 type ContainerConfig struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Process       *ProcessConfig         `protobuf:"bytes,1,opt,name=process,proto3" json:"process,omitempty"`
-	Mounts        []*Mount               `protobuf:"bytes,2,rep,name=mounts,proto3" json:"mounts,omitempty"`
-	Cpus          float64                `protobuf:"fixed64,3,opt,name=cpus,proto3" json:"cpus,omitempty"`
-	Memory        int64                  `protobuf:"varint,4,opt,name=memory,proto3" json:"memory,omitempty"`
-	PidsLimit     int64                  `protobuf:"varint,5,opt,name=pids_limit,json=pidsLimit,proto3" json:"pids_limit,omitempty"`
-	Privileged    bool                   `protobuf:"varint,6,opt,name=privileged,proto3" json:"privileged,omitempty"`
-	CapAdd        []string               `protobuf:"bytes,7,rep,name=cap_add,json=capAdd,proto3" json:"cap_add,omitempty"`
-	CapDrop       []string               `protobuf:"bytes,8,rep,name=cap_drop,json=capDrop,proto3" json:"cap_drop,omitempty"`
-	ReadOnly      bool                   `protobuf:"varint,9,opt,name=read_only,json=readOnly,proto3" json:"read_only,omitempty"`
-	Hostname      string                 `protobuf:"bytes,10,opt,name=hostname,proto3" json:"hostname,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Process    *ProcessConfig         `protobuf:"bytes,1,opt,name=process,proto3" json:"process,omitempty"`
+	Mounts     []*Mount               `protobuf:"bytes,2,rep,name=mounts,proto3" json:"mounts,omitempty"`
+	Cpus       float64                `protobuf:"fixed64,3,opt,name=cpus,proto3" json:"cpus,omitempty"`
+	Memory     int64                  `protobuf:"varint,4,opt,name=memory,proto3" json:"memory,omitempty"`
+	PidsLimit  int64                  `protobuf:"varint,5,opt,name=pids_limit,json=pidsLimit,proto3" json:"pids_limit,omitempty"`
+	Privileged bool                   `protobuf:"varint,6,opt,name=privileged,proto3" json:"privileged,omitempty"`
+	CapAdd     []string               `protobuf:"bytes,7,rep,name=cap_add,json=capAdd,proto3" json:"cap_add,omitempty"`
+	CapDrop    []string               `protobuf:"bytes,8,rep,name=cap_drop,json=capDrop,proto3" json:"cap_drop,omitempty"`
+	ReadOnly   bool                   `protobuf:"varint,9,opt,name=read_only,json=readOnly,proto3" json:"read_only,omitempty"`
+	Hostname   string                 `protobuf:"bytes,10,opt,name=hostname,proto3" json:"hostname,omitempty"`
+	// network is "none", "host" or the name of a network (see the Networks
+	// service); empty means the daemon's default network.
+	Network string `protobuf:"bytes,11,opt,name=network,proto3" json:"network,omitempty"`
+	// ports are published host ports (only with a named network).
+	Ports         []*PortMapping `protobuf:"bytes,12,rep,name=ports,proto3" json:"ports,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1028,6 +1033,90 @@ func (x *ContainerConfig) GetHostname() string {
 	return ""
 }
 
+func (x *ContainerConfig) GetNetwork() string {
+	if x != nil {
+		return x.Network
+	}
+	return ""
+}
+
+func (x *ContainerConfig) GetPorts() []*PortMapping {
+	if x != nil {
+		return x.Ports
+	}
+	return nil
+}
+
+// PortMapping publishes a container port on the host: -p
+// [HOST_IP:]HOST_PORT:CONTAINER_PORT[/PROTOCOL].
+type PortMapping struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	HostIp        string                 `protobuf:"bytes,1,opt,name=host_ip,json=hostIp,proto3" json:"host_ip,omitempty"` // empty: all addresses
+	HostPort      uint32                 `protobuf:"varint,2,opt,name=host_port,json=hostPort,proto3" json:"host_port,omitempty"`
+	ContainerPort uint32                 `protobuf:"varint,3,opt,name=container_port,json=containerPort,proto3" json:"container_port,omitempty"`
+	Protocol      string                 `protobuf:"bytes,4,opt,name=protocol,proto3" json:"protocol,omitempty"` // "tcp" or "udp"
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PortMapping) Reset() {
+	*x = PortMapping{}
+	mi := &file_hull_v1_hull_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PortMapping) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PortMapping) ProtoMessage() {}
+
+func (x *PortMapping) ProtoReflect() protoreflect.Message {
+	mi := &file_hull_v1_hull_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PortMapping.ProtoReflect.Descriptor instead.
+func (*PortMapping) Descriptor() ([]byte, []int) {
+	return file_hull_v1_hull_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *PortMapping) GetHostIp() string {
+	if x != nil {
+		return x.HostIp
+	}
+	return ""
+}
+
+func (x *PortMapping) GetHostPort() uint32 {
+	if x != nil {
+		return x.HostPort
+	}
+	return 0
+}
+
+func (x *PortMapping) GetContainerPort() uint32 {
+	if x != nil {
+		return x.ContainerPort
+	}
+	return 0
+}
+
+func (x *PortMapping) GetProtocol() string {
+	if x != nil {
+		return x.Protocol
+	}
+	return ""
+}
+
 type CreateContainerRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -1041,7 +1130,7 @@ type CreateContainerRequest struct {
 
 func (x *CreateContainerRequest) Reset() {
 	*x = CreateContainerRequest{}
-	mi := &file_hull_v1_hull_proto_msgTypes[16]
+	mi := &file_hull_v1_hull_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1053,7 +1142,7 @@ func (x *CreateContainerRequest) String() string {
 func (*CreateContainerRequest) ProtoMessage() {}
 
 func (x *CreateContainerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hull_v1_hull_proto_msgTypes[16]
+	mi := &file_hull_v1_hull_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1066,7 +1155,7 @@ func (x *CreateContainerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateContainerRequest.ProtoReflect.Descriptor instead.
 func (*CreateContainerRequest) Descriptor() ([]byte, []int) {
-	return file_hull_v1_hull_proto_rawDescGZIP(), []int{16}
+	return file_hull_v1_hull_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *CreateContainerRequest) GetId() string {
@@ -1105,22 +1194,29 @@ func (x *CreateContainerRequest) GetConfig() *ContainerConfig {
 }
 
 type Container struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	Image         string                 `protobuf:"bytes,2,opt,name=image,proto3" json:"image,omitempty"`
-	Runtime       string                 `protobuf:"bytes,3,opt,name=runtime,proto3" json:"runtime,omitempty"`
-	Labels        map[string]string      `protobuf:"bytes,4,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	Spec          []byte                 `protobuf:"bytes,5,opt,name=spec,proto3" json:"spec,omitempty"` // the OCI runtime spec, JSON
-	SnapshotKey   string                 `protobuf:"bytes,6,opt,name=snapshot_key,json=snapshotKey,proto3" json:"snapshot_key,omitempty"`
-	Snapshotter   string                 `protobuf:"bytes,7,opt,name=snapshotter,proto3" json:"snapshotter,omitempty"`
-	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Id          string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Image       string                 `protobuf:"bytes,2,opt,name=image,proto3" json:"image,omitempty"`
+	Runtime     string                 `protobuf:"bytes,3,opt,name=runtime,proto3" json:"runtime,omitempty"`
+	Labels      map[string]string      `protobuf:"bytes,4,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Spec        []byte                 `protobuf:"bytes,5,opt,name=spec,proto3" json:"spec,omitempty"` // the OCI runtime spec, JSON
+	SnapshotKey string                 `protobuf:"bytes,6,opt,name=snapshot_key,json=snapshotKey,proto3" json:"snapshot_key,omitempty"`
+	Snapshotter string                 `protobuf:"bytes,7,opt,name=snapshotter,proto3" json:"snapshotter,omitempty"`
+	CreatedAt   *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	// network is the container's network mode or network name as created
+	// ("none", "host" or a network name; the default network filled in).
+	Network string         `protobuf:"bytes,9,opt,name=network,proto3" json:"network,omitempty"`
+	Ports   []*PortMapping `protobuf:"bytes,10,rep,name=ports,proto3" json:"ports,omitempty"`
+	// ips are the addresses (CIDR) of the container's interface while its
+	// task exists on a named network.
+	Ips           []string `protobuf:"bytes,11,rep,name=ips,proto3" json:"ips,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Container) Reset() {
 	*x = Container{}
-	mi := &file_hull_v1_hull_proto_msgTypes[17]
+	mi := &file_hull_v1_hull_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1132,7 +1228,7 @@ func (x *Container) String() string {
 func (*Container) ProtoMessage() {}
 
 func (x *Container) ProtoReflect() protoreflect.Message {
-	mi := &file_hull_v1_hull_proto_msgTypes[17]
+	mi := &file_hull_v1_hull_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1145,7 +1241,7 @@ func (x *Container) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Container.ProtoReflect.Descriptor instead.
 func (*Container) Descriptor() ([]byte, []int) {
-	return file_hull_v1_hull_proto_rawDescGZIP(), []int{17}
+	return file_hull_v1_hull_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Container) GetId() string {
@@ -1204,6 +1300,27 @@ func (x *Container) GetCreatedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Container) GetNetwork() string {
+	if x != nil {
+		return x.Network
+	}
+	return ""
+}
+
+func (x *Container) GetPorts() []*PortMapping {
+	if x != nil {
+		return x.Ports
+	}
+	return nil
+}
+
+func (x *Container) GetIps() []string {
+	if x != nil {
+		return x.Ips
+	}
+	return nil
+}
+
 type ContainerRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -1213,7 +1330,7 @@ type ContainerRequest struct {
 
 func (x *ContainerRequest) Reset() {
 	*x = ContainerRequest{}
-	mi := &file_hull_v1_hull_proto_msgTypes[18]
+	mi := &file_hull_v1_hull_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1225,7 +1342,7 @@ func (x *ContainerRequest) String() string {
 func (*ContainerRequest) ProtoMessage() {}
 
 func (x *ContainerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hull_v1_hull_proto_msgTypes[18]
+	mi := &file_hull_v1_hull_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1238,7 +1355,7 @@ func (x *ContainerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerRequest.ProtoReflect.Descriptor instead.
 func (*ContainerRequest) Descriptor() ([]byte, []int) {
-	return file_hull_v1_hull_proto_rawDescGZIP(), []int{18}
+	return file_hull_v1_hull_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ContainerRequest) GetId() string {
@@ -1257,7 +1374,7 @@ type ListContainersResponse struct {
 
 func (x *ListContainersResponse) Reset() {
 	*x = ListContainersResponse{}
-	mi := &file_hull_v1_hull_proto_msgTypes[19]
+	mi := &file_hull_v1_hull_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1269,7 +1386,7 @@ func (x *ListContainersResponse) String() string {
 func (*ListContainersResponse) ProtoMessage() {}
 
 func (x *ListContainersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hull_v1_hull_proto_msgTypes[19]
+	mi := &file_hull_v1_hull_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1282,7 +1399,7 @@ func (x *ListContainersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListContainersResponse.ProtoReflect.Descriptor instead.
 func (*ListContainersResponse) Descriptor() ([]byte, []int) {
-	return file_hull_v1_hull_proto_rawDescGZIP(), []int{19}
+	return file_hull_v1_hull_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ListContainersResponse) GetContainers() []*Container {
@@ -1302,7 +1419,7 @@ type DeleteContainerRequest struct {
 
 func (x *DeleteContainerRequest) Reset() {
 	*x = DeleteContainerRequest{}
-	mi := &file_hull_v1_hull_proto_msgTypes[20]
+	mi := &file_hull_v1_hull_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1314,7 +1431,7 @@ func (x *DeleteContainerRequest) String() string {
 func (*DeleteContainerRequest) ProtoMessage() {}
 
 func (x *DeleteContainerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hull_v1_hull_proto_msgTypes[20]
+	mi := &file_hull_v1_hull_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1327,7 +1444,7 @@ func (x *DeleteContainerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteContainerRequest.ProtoReflect.Descriptor instead.
 func (*DeleteContainerRequest) Descriptor() ([]byte, []int) {
-	return file_hull_v1_hull_proto_rawDescGZIP(), []int{20}
+	return file_hull_v1_hull_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *DeleteContainerRequest) GetId() string {
@@ -1355,7 +1472,7 @@ type TaskRequest struct {
 
 func (x *TaskRequest) Reset() {
 	*x = TaskRequest{}
-	mi := &file_hull_v1_hull_proto_msgTypes[21]
+	mi := &file_hull_v1_hull_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1367,7 +1484,7 @@ func (x *TaskRequest) String() string {
 func (*TaskRequest) ProtoMessage() {}
 
 func (x *TaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hull_v1_hull_proto_msgTypes[21]
+	mi := &file_hull_v1_hull_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1380,7 +1497,7 @@ func (x *TaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskRequest.ProtoReflect.Descriptor instead.
 func (*TaskRequest) Descriptor() ([]byte, []int) {
-	return file_hull_v1_hull_proto_rawDescGZIP(), []int{21}
+	return file_hull_v1_hull_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *TaskRequest) GetId() string {
@@ -1419,7 +1536,7 @@ type Task struct {
 
 func (x *Task) Reset() {
 	*x = Task{}
-	mi := &file_hull_v1_hull_proto_msgTypes[22]
+	mi := &file_hull_v1_hull_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1431,7 +1548,7 @@ func (x *Task) String() string {
 func (*Task) ProtoMessage() {}
 
 func (x *Task) ProtoReflect() protoreflect.Message {
-	mi := &file_hull_v1_hull_proto_msgTypes[22]
+	mi := &file_hull_v1_hull_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1444,7 +1561,7 @@ func (x *Task) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Task.ProtoReflect.Descriptor instead.
 func (*Task) Descriptor() ([]byte, []int) {
-	return file_hull_v1_hull_proto_rawDescGZIP(), []int{22}
+	return file_hull_v1_hull_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *Task) GetId() string {
@@ -1505,7 +1622,7 @@ type ListTasksResponse struct {
 
 func (x *ListTasksResponse) Reset() {
 	*x = ListTasksResponse{}
-	mi := &file_hull_v1_hull_proto_msgTypes[23]
+	mi := &file_hull_v1_hull_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1517,7 +1634,7 @@ func (x *ListTasksResponse) String() string {
 func (*ListTasksResponse) ProtoMessage() {}
 
 func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hull_v1_hull_proto_msgTypes[23]
+	mi := &file_hull_v1_hull_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1530,7 +1647,7 @@ func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksResponse.ProtoReflect.Descriptor instead.
 func (*ListTasksResponse) Descriptor() ([]byte, []int) {
-	return file_hull_v1_hull_proto_rawDescGZIP(), []int{23}
+	return file_hull_v1_hull_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ListTasksResponse) GetTasks() []*Task {
@@ -1554,7 +1671,7 @@ type AttachRequest struct {
 
 func (x *AttachRequest) Reset() {
 	*x = AttachRequest{}
-	mi := &file_hull_v1_hull_proto_msgTypes[24]
+	mi := &file_hull_v1_hull_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1566,7 +1683,7 @@ func (x *AttachRequest) String() string {
 func (*AttachRequest) ProtoMessage() {}
 
 func (x *AttachRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hull_v1_hull_proto_msgTypes[24]
+	mi := &file_hull_v1_hull_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1579,7 +1696,7 @@ func (x *AttachRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttachRequest.ProtoReflect.Descriptor instead.
 func (*AttachRequest) Descriptor() ([]byte, []int) {
-	return file_hull_v1_hull_proto_rawDescGZIP(), []int{24}
+	return file_hull_v1_hull_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *AttachRequest) GetId() string {
@@ -1637,7 +1754,7 @@ type AttachResponse struct {
 
 func (x *AttachResponse) Reset() {
 	*x = AttachResponse{}
-	mi := &file_hull_v1_hull_proto_msgTypes[25]
+	mi := &file_hull_v1_hull_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1649,7 +1766,7 @@ func (x *AttachResponse) String() string {
 func (*AttachResponse) ProtoMessage() {}
 
 func (x *AttachResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hull_v1_hull_proto_msgTypes[25]
+	mi := &file_hull_v1_hull_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1662,7 +1779,7 @@ func (x *AttachResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttachResponse.ProtoReflect.Descriptor instead.
 func (*AttachResponse) Descriptor() ([]byte, []int) {
-	return file_hull_v1_hull_proto_rawDescGZIP(), []int{25}
+	return file_hull_v1_hull_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *AttachResponse) GetReady() bool {
@@ -1712,7 +1829,7 @@ type KillRequest struct {
 
 func (x *KillRequest) Reset() {
 	*x = KillRequest{}
-	mi := &file_hull_v1_hull_proto_msgTypes[26]
+	mi := &file_hull_v1_hull_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1724,7 +1841,7 @@ func (x *KillRequest) String() string {
 func (*KillRequest) ProtoMessage() {}
 
 func (x *KillRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hull_v1_hull_proto_msgTypes[26]
+	mi := &file_hull_v1_hull_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1737,7 +1854,7 @@ func (x *KillRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KillRequest.ProtoReflect.Descriptor instead.
 func (*KillRequest) Descriptor() ([]byte, []int) {
-	return file_hull_v1_hull_proto_rawDescGZIP(), []int{26}
+	return file_hull_v1_hull_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *KillRequest) GetId() string {
@@ -1779,7 +1896,7 @@ type ExecRequest struct {
 
 func (x *ExecRequest) Reset() {
 	*x = ExecRequest{}
-	mi := &file_hull_v1_hull_proto_msgTypes[27]
+	mi := &file_hull_v1_hull_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1791,7 +1908,7 @@ func (x *ExecRequest) String() string {
 func (*ExecRequest) ProtoMessage() {}
 
 func (x *ExecRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hull_v1_hull_proto_msgTypes[27]
+	mi := &file_hull_v1_hull_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1804,7 +1921,7 @@ func (x *ExecRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecRequest.ProtoReflect.Descriptor instead.
 func (*ExecRequest) Descriptor() ([]byte, []int) {
-	return file_hull_v1_hull_proto_rawDescGZIP(), []int{27}
+	return file_hull_v1_hull_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ExecRequest) GetId() string {
@@ -1837,7 +1954,7 @@ type PidsResponse struct {
 
 func (x *PidsResponse) Reset() {
 	*x = PidsResponse{}
-	mi := &file_hull_v1_hull_proto_msgTypes[28]
+	mi := &file_hull_v1_hull_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1849,7 +1966,7 @@ func (x *PidsResponse) String() string {
 func (*PidsResponse) ProtoMessage() {}
 
 func (x *PidsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hull_v1_hull_proto_msgTypes[28]
+	mi := &file_hull_v1_hull_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1862,7 +1979,7 @@ func (x *PidsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PidsResponse.ProtoReflect.Descriptor instead.
 func (*PidsResponse) Descriptor() ([]byte, []int) {
-	return file_hull_v1_hull_proto_rawDescGZIP(), []int{28}
+	return file_hull_v1_hull_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *PidsResponse) GetPids() []uint32 {
@@ -1883,7 +2000,7 @@ type MetricsResponse struct {
 
 func (x *MetricsResponse) Reset() {
 	*x = MetricsResponse{}
-	mi := &file_hull_v1_hull_proto_msgTypes[29]
+	mi := &file_hull_v1_hull_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1895,7 +2012,7 @@ func (x *MetricsResponse) String() string {
 func (*MetricsResponse) ProtoMessage() {}
 
 func (x *MetricsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hull_v1_hull_proto_msgTypes[29]
+	mi := &file_hull_v1_hull_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1908,7 +2025,7 @@ func (x *MetricsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetricsResponse.ProtoReflect.Descriptor instead.
 func (*MetricsResponse) Descriptor() ([]byte, []int) {
-	return file_hull_v1_hull_proto_rawDescGZIP(), []int{29}
+	return file_hull_v1_hull_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *MetricsResponse) GetType() string {
@@ -1944,7 +2061,7 @@ type ResizeRequest struct {
 
 func (x *ResizeRequest) Reset() {
 	*x = ResizeRequest{}
-	mi := &file_hull_v1_hull_proto_msgTypes[30]
+	mi := &file_hull_v1_hull_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1956,7 +2073,7 @@ func (x *ResizeRequest) String() string {
 func (*ResizeRequest) ProtoMessage() {}
 
 func (x *ResizeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hull_v1_hull_proto_msgTypes[30]
+	mi := &file_hull_v1_hull_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1969,7 +2086,7 @@ func (x *ResizeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResizeRequest.ProtoReflect.Descriptor instead.
 func (*ResizeRequest) Descriptor() ([]byte, []int) {
-	return file_hull_v1_hull_proto_rawDescGZIP(), []int{30}
+	return file_hull_v1_hull_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ResizeRequest) GetId() string {
@@ -2010,7 +2127,7 @@ type LogsRequest struct {
 
 func (x *LogsRequest) Reset() {
 	*x = LogsRequest{}
-	mi := &file_hull_v1_hull_proto_msgTypes[31]
+	mi := &file_hull_v1_hull_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2022,7 +2139,7 @@ func (x *LogsRequest) String() string {
 func (*LogsRequest) ProtoMessage() {}
 
 func (x *LogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hull_v1_hull_proto_msgTypes[31]
+	mi := &file_hull_v1_hull_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2035,7 +2152,7 @@ func (x *LogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogsRequest.ProtoReflect.Descriptor instead.
 func (*LogsRequest) Descriptor() ([]byte, []int) {
-	return file_hull_v1_hull_proto_rawDescGZIP(), []int{31}
+	return file_hull_v1_hull_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *LogsRequest) GetId() string {
@@ -2061,7 +2178,7 @@ type LogsResponse struct {
 
 func (x *LogsResponse) Reset() {
 	*x = LogsResponse{}
-	mi := &file_hull_v1_hull_proto_msgTypes[32]
+	mi := &file_hull_v1_hull_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2073,7 +2190,7 @@ func (x *LogsResponse) String() string {
 func (*LogsResponse) ProtoMessage() {}
 
 func (x *LogsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hull_v1_hull_proto_msgTypes[32]
+	mi := &file_hull_v1_hull_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2086,7 +2203,7 @@ func (x *LogsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogsResponse.ProtoReflect.Descriptor instead.
 func (*LogsResponse) Descriptor() ([]byte, []int) {
-	return file_hull_v1_hull_proto_rawDescGZIP(), []int{32}
+	return file_hull_v1_hull_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *LogsResponse) GetData() []byte {
@@ -2105,7 +2222,7 @@ type SubscribeRequest struct {
 
 func (x *SubscribeRequest) Reset() {
 	*x = SubscribeRequest{}
-	mi := &file_hull_v1_hull_proto_msgTypes[33]
+	mi := &file_hull_v1_hull_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2117,7 +2234,7 @@ func (x *SubscribeRequest) String() string {
 func (*SubscribeRequest) ProtoMessage() {}
 
 func (x *SubscribeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hull_v1_hull_proto_msgTypes[33]
+	mi := &file_hull_v1_hull_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2130,7 +2247,7 @@ func (x *SubscribeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribeRequest.ProtoReflect.Descriptor instead.
 func (*SubscribeRequest) Descriptor() ([]byte, []int) {
-	return file_hull_v1_hull_proto_rawDescGZIP(), []int{33}
+	return file_hull_v1_hull_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *SubscribeRequest) GetTopics() []string {
@@ -2155,7 +2272,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_hull_v1_hull_proto_msgTypes[34]
+	mi := &file_hull_v1_hull_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2167,7 +2284,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_hull_v1_hull_proto_msgTypes[34]
+	mi := &file_hull_v1_hull_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2180,7 +2297,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_hull_v1_hull_proto_rawDescGZIP(), []int{34}
+	return file_hull_v1_hull_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *Event) GetTimestamp() *timestamppb.Timestamp {
@@ -2243,7 +2360,7 @@ type PublishRequest struct {
 
 func (x *PublishRequest) Reset() {
 	*x = PublishRequest{}
-	mi := &file_hull_v1_hull_proto_msgTypes[35]
+	mi := &file_hull_v1_hull_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2255,7 +2372,7 @@ func (x *PublishRequest) String() string {
 func (*PublishRequest) ProtoMessage() {}
 
 func (x *PublishRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hull_v1_hull_proto_msgTypes[35]
+	mi := &file_hull_v1_hull_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2268,7 +2385,7 @@ func (x *PublishRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishRequest.ProtoReflect.Descriptor instead.
 func (*PublishRequest) Descriptor() ([]byte, []int) {
-	return file_hull_v1_hull_proto_rawDescGZIP(), []int{35}
+	return file_hull_v1_hull_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *PublishRequest) GetNamespace() string {
@@ -2292,23 +2409,274 @@ func (x *PublishRequest) GetEvent() []byte {
 	return nil
 }
 
-type RuntimeInfo struct {
+type Network struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Type          string                 `protobuf:"bytes,2,opt,name=type,proto3" json:"type,omitempty"`
-	Usable        bool                   `protobuf:"varint,3,opt,name=usable,proto3" json:"usable,omitempty"`
-	Reason        string                 `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
-	Shim          string                 `protobuf:"bytes,5,opt,name=shim,proto3" json:"shim,omitempty"`
-	Binary        string                 `protobuf:"bytes,6,opt,name=binary,proto3" json:"binary,omitempty"`
-	Default       bool                   `protobuf:"varint,7,opt,name=default,proto3" json:"default,omitempty"`
-	Version       string                 `protobuf:"bytes,8,opt,name=version,proto3" json:"version,omitempty"` // first line of the OCI runtime's --version
+	Bridge        string                 `protobuf:"bytes,2,opt,name=bridge,proto3" json:"bridge,omitempty"`
+	Subnet        string                 `protobuf:"bytes,3,opt,name=subnet,proto3" json:"subnet,omitempty"`
+	Gateway       string                 `protobuf:"bytes,4,opt,name=gateway,proto3" json:"gateway,omitempty"`
+	Plugins       []string               `protobuf:"bytes,5,rep,name=plugins,proto3" json:"plugins,omitempty"`
+	Default       bool                   `protobuf:"varint,6,opt,name=default,proto3" json:"default,omitempty"`
+	File          string                 `protobuf:"bytes,7,opt,name=file,proto3" json:"file,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Network) Reset() {
+	*x = Network{}
+	mi := &file_hull_v1_hull_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Network) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Network) ProtoMessage() {}
+
+func (x *Network) ProtoReflect() protoreflect.Message {
+	mi := &file_hull_v1_hull_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Network.ProtoReflect.Descriptor instead.
+func (*Network) Descriptor() ([]byte, []int) {
+	return file_hull_v1_hull_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *Network) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Network) GetBridge() string {
+	if x != nil {
+		return x.Bridge
+	}
+	return ""
+}
+
+func (x *Network) GetSubnet() string {
+	if x != nil {
+		return x.Subnet
+	}
+	return ""
+}
+
+func (x *Network) GetGateway() string {
+	if x != nil {
+		return x.Gateway
+	}
+	return ""
+}
+
+func (x *Network) GetPlugins() []string {
+	if x != nil {
+		return x.Plugins
+	}
+	return nil
+}
+
+func (x *Network) GetDefault() bool {
+	if x != nil {
+		return x.Default
+	}
+	return false
+}
+
+func (x *Network) GetFile() string {
+	if x != nil {
+		return x.File
+	}
+	return ""
+}
+
+type ListNetworksResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Networks      []*Network             `protobuf:"bytes,1,rep,name=networks,proto3" json:"networks,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListNetworksResponse) Reset() {
+	*x = ListNetworksResponse{}
+	mi := &file_hull_v1_hull_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListNetworksResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListNetworksResponse) ProtoMessage() {}
+
+func (x *ListNetworksResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hull_v1_hull_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListNetworksResponse.ProtoReflect.Descriptor instead.
+func (*ListNetworksResponse) Descriptor() ([]byte, []int) {
+	return file_hull_v1_hull_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *ListNetworksResponse) GetNetworks() []*Network {
+	if x != nil {
+		return x.Networks
+	}
+	return nil
+}
+
+type CreateNetworkRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Subnet        string                 `protobuf:"bytes,2,opt,name=subnet,proto3" json:"subnet,omitempty"` // empty: a free one is picked
+	Gateway       string                 `protobuf:"bytes,3,opt,name=gateway,proto3" json:"gateway,omitempty"`
+	Bridge        string                 `protobuf:"bytes,4,opt,name=bridge,proto3" json:"bridge,omitempty"` // empty: derived from the name
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateNetworkRequest) Reset() {
+	*x = CreateNetworkRequest{}
+	mi := &file_hull_v1_hull_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateNetworkRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateNetworkRequest) ProtoMessage() {}
+
+func (x *CreateNetworkRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hull_v1_hull_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateNetworkRequest.ProtoReflect.Descriptor instead.
+func (*CreateNetworkRequest) Descriptor() ([]byte, []int) {
+	return file_hull_v1_hull_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *CreateNetworkRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *CreateNetworkRequest) GetSubnet() string {
+	if x != nil {
+		return x.Subnet
+	}
+	return ""
+}
+
+func (x *CreateNetworkRequest) GetGateway() string {
+	if x != nil {
+		return x.Gateway
+	}
+	return ""
+}
+
+func (x *CreateNetworkRequest) GetBridge() string {
+	if x != nil {
+		return x.Bridge
+	}
+	return ""
+}
+
+type RemoveNetworkRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveNetworkRequest) Reset() {
+	*x = RemoveNetworkRequest{}
+	mi := &file_hull_v1_hull_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveNetworkRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveNetworkRequest) ProtoMessage() {}
+
+func (x *RemoveNetworkRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hull_v1_hull_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveNetworkRequest.ProtoReflect.Descriptor instead.
+func (*RemoveNetworkRequest) Descriptor() ([]byte, []int) {
+	return file_hull_v1_hull_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *RemoveNetworkRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type RuntimeInfo struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Name    string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Type    string                 `protobuf:"bytes,2,opt,name=type,proto3" json:"type,omitempty"`
+	Usable  bool                   `protobuf:"varint,3,opt,name=usable,proto3" json:"usable,omitempty"`
+	Reason  string                 `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
+	Shim    string                 `protobuf:"bytes,5,opt,name=shim,proto3" json:"shim,omitempty"`
+	Binary  string                 `protobuf:"bytes,6,opt,name=binary,proto3" json:"binary,omitempty"`
+	Default bool                   `protobuf:"varint,7,opt,name=default,proto3" json:"default,omitempty"`
+	Version string                 `protobuf:"bytes,8,opt,name=version,proto3" json:"version,omitempty"` // first line of the OCI runtime's --version
+	// details are runtime specific facts (for vm: hypervisor, accelerator,
+	// guest kernel, ...), printed by `hull info`.
+	Details       map[string]string `protobuf:"bytes,9,rep,name=details,proto3" json:"details,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RuntimeInfo) Reset() {
 	*x = RuntimeInfo{}
-	mi := &file_hull_v1_hull_proto_msgTypes[36]
+	mi := &file_hull_v1_hull_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2320,7 +2688,7 @@ func (x *RuntimeInfo) String() string {
 func (*RuntimeInfo) ProtoMessage() {}
 
 func (x *RuntimeInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_hull_v1_hull_proto_msgTypes[36]
+	mi := &file_hull_v1_hull_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2333,7 +2701,7 @@ func (x *RuntimeInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RuntimeInfo.ProtoReflect.Descriptor instead.
 func (*RuntimeInfo) Descriptor() ([]byte, []int) {
-	return file_hull_v1_hull_proto_rawDescGZIP(), []int{36}
+	return file_hull_v1_hull_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *RuntimeInfo) GetName() string {
@@ -2392,6 +2760,13 @@ func (x *RuntimeInfo) GetVersion() string {
 	return ""
 }
 
+func (x *RuntimeInfo) GetDetails() map[string]string {
+	if x != nil {
+		return x.Details
+	}
+	return nil
+}
+
 type InfoResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Version       string                 `protobuf:"bytes,1,opt,name=version,proto3" json:"version,omitempty"`
@@ -2406,7 +2781,7 @@ type InfoResponse struct {
 
 func (x *InfoResponse) Reset() {
 	*x = InfoResponse{}
-	mi := &file_hull_v1_hull_proto_msgTypes[37]
+	mi := &file_hull_v1_hull_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2418,7 +2793,7 @@ func (x *InfoResponse) String() string {
 func (*InfoResponse) ProtoMessage() {}
 
 func (x *InfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hull_v1_hull_proto_msgTypes[37]
+	mi := &file_hull_v1_hull_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2431,7 +2806,7 @@ func (x *InfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InfoResponse.ProtoReflect.Descriptor instead.
 func (*InfoResponse) Descriptor() ([]byte, []int) {
-	return file_hull_v1_hull_proto_rawDescGZIP(), []int{37}
+	return file_hull_v1_hull_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *InfoResponse) GetVersion() string {
@@ -2544,7 +2919,7 @@ const file_hull_v1_hull_proto_rawDesc = "" +
 	"\x04user\x18\x03 \x01(\tR\x04user\x12\x10\n" +
 	"\x03cwd\x18\x04 \x01(\tR\x03cwd\x12\x10\n" +
 	"\x03tty\x18\x05 \x01(\bR\x03tty\x12\x14\n" +
-	"\x05stdin\x18\x06 \x01(\bR\x05stdin\"\xc3\x02\n" +
+	"\x05stdin\x18\x06 \x01(\bR\x05stdin\"\x89\x03\n" +
 	"\x0fContainerConfig\x120\n" +
 	"\aprocess\x18\x01 \x01(\v2\x16.hull.v1.ProcessConfigR\aprocess\x12&\n" +
 	"\x06mounts\x18\x02 \x03(\v2\x0e.hull.v1.MountR\x06mounts\x12\x12\n" +
@@ -2559,7 +2934,14 @@ const file_hull_v1_hull_proto_rawDesc = "" +
 	"\bcap_drop\x18\b \x03(\tR\acapDrop\x12\x1b\n" +
 	"\tread_only\x18\t \x01(\bR\breadOnly\x12\x1a\n" +
 	"\bhostname\x18\n" +
-	" \x01(\tR\bhostname\"\x8a\x02\n" +
+	" \x01(\tR\bhostname\x12\x18\n" +
+	"\anetwork\x18\v \x01(\tR\anetwork\x12*\n" +
+	"\x05ports\x18\f \x03(\v2\x14.hull.v1.PortMappingR\x05ports\"\x86\x01\n" +
+	"\vPortMapping\x12\x17\n" +
+	"\ahost_ip\x18\x01 \x01(\tR\x06hostIp\x12\x1b\n" +
+	"\thost_port\x18\x02 \x01(\rR\bhostPort\x12%\n" +
+	"\x0econtainer_port\x18\x03 \x01(\rR\rcontainerPort\x12\x1a\n" +
+	"\bprotocol\x18\x04 \x01(\tR\bprotocol\"\x8a\x02\n" +
 	"\x16CreateContainerRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05image\x18\x02 \x01(\tR\x05image\x12\x18\n" +
@@ -2568,7 +2950,7 @@ const file_hull_v1_hull_proto_rawDesc = "" +
 	"\x06config\x18\x05 \x01(\v2\x18.hull.v1.ContainerConfigR\x06config\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xd2\x02\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xaa\x03\n" +
 	"\tContainer\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05image\x18\x02 \x01(\tR\x05image\x12\x18\n" +
@@ -2578,7 +2960,11 @@ const file_hull_v1_hull_proto_rawDesc = "" +
 	"\fsnapshot_key\x18\x06 \x01(\tR\vsnapshotKey\x12 \n" +
 	"\vsnapshotter\x18\a \x01(\tR\vsnapshotter\x129\n" +
 	"\n" +
-	"created_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x1a9\n" +
+	"created_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12\x18\n" +
+	"\anetwork\x18\t \x01(\tR\anetwork\x12*\n" +
+	"\x05ports\x18\n" +
+	" \x03(\v2\x14.hull.v1.PortMappingR\x05ports\x12\x10\n" +
+	"\x03ips\x18\v \x03(\tR\x03ips\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\"\n" +
@@ -2660,7 +3046,24 @@ const file_hull_v1_hull_proto_rawDesc = "" +
 	"\x0ePublishRequest\x12\x1c\n" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x14\n" +
 	"\x05topic\x18\x02 \x01(\tR\x05topic\x12\x14\n" +
-	"\x05event\x18\x03 \x01(\fR\x05event\"\xc5\x01\n" +
+	"\x05event\x18\x03 \x01(\fR\x05event\"\xaf\x01\n" +
+	"\aNetwork\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
+	"\x06bridge\x18\x02 \x01(\tR\x06bridge\x12\x16\n" +
+	"\x06subnet\x18\x03 \x01(\tR\x06subnet\x12\x18\n" +
+	"\agateway\x18\x04 \x01(\tR\agateway\x12\x18\n" +
+	"\aplugins\x18\x05 \x03(\tR\aplugins\x12\x18\n" +
+	"\adefault\x18\x06 \x01(\bR\adefault\x12\x12\n" +
+	"\x04file\x18\a \x01(\tR\x04file\"D\n" +
+	"\x14ListNetworksResponse\x12,\n" +
+	"\bnetworks\x18\x01 \x03(\v2\x10.hull.v1.NetworkR\bnetworks\"t\n" +
+	"\x14CreateNetworkRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
+	"\x06subnet\x18\x02 \x01(\tR\x06subnet\x12\x18\n" +
+	"\agateway\x18\x03 \x01(\tR\agateway\x12\x16\n" +
+	"\x06bridge\x18\x04 \x01(\tR\x06bridge\"*\n" +
+	"\x14RemoveNetworkRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"\xbe\x02\n" +
 	"\vRuntimeInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04type\x18\x02 \x01(\tR\x04type\x12\x16\n" +
@@ -2669,7 +3072,11 @@ const file_hull_v1_hull_proto_rawDesc = "" +
 	"\x04shim\x18\x05 \x01(\tR\x04shim\x12\x16\n" +
 	"\x06binary\x18\x06 \x01(\tR\x06binary\x12\x18\n" +
 	"\adefault\x18\a \x01(\bR\adefault\x12\x18\n" +
-	"\aversion\x18\b \x01(\tR\aversion\"\xc0\x01\n" +
+	"\aversion\x18\b \x01(\tR\aversion\x12;\n" +
+	"\adetails\x18\t \x03(\v2!.hull.v1.RuntimeInfo.DetailsEntryR\adetails\x1a:\n" +
+	"\fDetailsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xc0\x01\n" +
 	"\fInfoResponse\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\tR\aversion\x12\x12\n" +
 	"\x04root\x18\x02 \x01(\tR\x04root\x12\x14\n" +
@@ -2714,7 +3121,11 @@ const file_hull_v1_hull_proto_rawDesc = "" +
 	"\x04Logs\x12\x14.hull.v1.LogsRequest\x1a\x15.hull.v1.LogsResponse0\x012v\n" +
 	"\x06Events\x128\n" +
 	"\tSubscribe\x12\x19.hull.v1.SubscribeRequest\x1a\x0e.hull.v1.Event0\x01\x122\n" +
-	"\aPublish\x12\x17.hull.v1.PublishRequest\x1a\x0e.hull.v1.Empty27\n" +
+	"\aPublish\x12\x17.hull.v1.PublishRequest\x1a\x0e.hull.v1.Empty2\xb5\x01\n" +
+	"\bNetworks\x125\n" +
+	"\x04List\x12\x0e.hull.v1.Empty\x1a\x1d.hull.v1.ListNetworksResponse\x129\n" +
+	"\x06Create\x12\x1d.hull.v1.CreateNetworkRequest\x1a\x10.hull.v1.Network\x127\n" +
+	"\x06Remove\x12\x1d.hull.v1.RemoveNetworkRequest\x1a\x0e.hull.v1.Empty27\n" +
 	"\x06System\x12-\n" +
 	"\x04Info\x12\x0e.hull.v1.Empty\x1a\x15.hull.v1.InfoResponseB0Z.github.com/hullproject/hull/api/hull/v1;hullv1b\x06proto3"
 
@@ -2730,7 +3141,7 @@ func file_hull_v1_hull_proto_rawDescGZIP() []byte {
 	return file_hull_v1_hull_proto_rawDescData
 }
 
-var file_hull_v1_hull_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
+var file_hull_v1_hull_proto_msgTypes = make([]protoimpl.MessageInfo, 47)
 var file_hull_v1_hull_proto_goTypes = []any{
 	(*Empty)(nil),                  // 0: hull.v1.Empty
 	(*NamespaceRequest)(nil),       // 1: hull.v1.NamespaceRequest
@@ -2748,120 +3159,136 @@ var file_hull_v1_hull_proto_goTypes = []any{
 	(*Mount)(nil),                  // 13: hull.v1.Mount
 	(*ProcessConfig)(nil),          // 14: hull.v1.ProcessConfig
 	(*ContainerConfig)(nil),        // 15: hull.v1.ContainerConfig
-	(*CreateContainerRequest)(nil), // 16: hull.v1.CreateContainerRequest
-	(*Container)(nil),              // 17: hull.v1.Container
-	(*ContainerRequest)(nil),       // 18: hull.v1.ContainerRequest
-	(*ListContainersResponse)(nil), // 19: hull.v1.ListContainersResponse
-	(*DeleteContainerRequest)(nil), // 20: hull.v1.DeleteContainerRequest
-	(*TaskRequest)(nil),            // 21: hull.v1.TaskRequest
-	(*Task)(nil),                   // 22: hull.v1.Task
-	(*ListTasksResponse)(nil),      // 23: hull.v1.ListTasksResponse
-	(*AttachRequest)(nil),          // 24: hull.v1.AttachRequest
-	(*AttachResponse)(nil),         // 25: hull.v1.AttachResponse
-	(*KillRequest)(nil),            // 26: hull.v1.KillRequest
-	(*ExecRequest)(nil),            // 27: hull.v1.ExecRequest
-	(*PidsResponse)(nil),           // 28: hull.v1.PidsResponse
-	(*MetricsResponse)(nil),        // 29: hull.v1.MetricsResponse
-	(*ResizeRequest)(nil),          // 30: hull.v1.ResizeRequest
-	(*LogsRequest)(nil),            // 31: hull.v1.LogsRequest
-	(*LogsResponse)(nil),           // 32: hull.v1.LogsResponse
-	(*SubscribeRequest)(nil),       // 33: hull.v1.SubscribeRequest
-	(*Event)(nil),                  // 34: hull.v1.Event
-	(*PublishRequest)(nil),         // 35: hull.v1.PublishRequest
-	(*RuntimeInfo)(nil),            // 36: hull.v1.RuntimeInfo
-	(*InfoResponse)(nil),           // 37: hull.v1.InfoResponse
-	nil,                            // 38: hull.v1.Image.LabelsEntry
-	nil,                            // 39: hull.v1.CreateContainerRequest.LabelsEntry
-	nil,                            // 40: hull.v1.Container.LabelsEntry
-	(*timestamppb.Timestamp)(nil),  // 41: google.protobuf.Timestamp
+	(*PortMapping)(nil),            // 16: hull.v1.PortMapping
+	(*CreateContainerRequest)(nil), // 17: hull.v1.CreateContainerRequest
+	(*Container)(nil),              // 18: hull.v1.Container
+	(*ContainerRequest)(nil),       // 19: hull.v1.ContainerRequest
+	(*ListContainersResponse)(nil), // 20: hull.v1.ListContainersResponse
+	(*DeleteContainerRequest)(nil), // 21: hull.v1.DeleteContainerRequest
+	(*TaskRequest)(nil),            // 22: hull.v1.TaskRequest
+	(*Task)(nil),                   // 23: hull.v1.Task
+	(*ListTasksResponse)(nil),      // 24: hull.v1.ListTasksResponse
+	(*AttachRequest)(nil),          // 25: hull.v1.AttachRequest
+	(*AttachResponse)(nil),         // 26: hull.v1.AttachResponse
+	(*KillRequest)(nil),            // 27: hull.v1.KillRequest
+	(*ExecRequest)(nil),            // 28: hull.v1.ExecRequest
+	(*PidsResponse)(nil),           // 29: hull.v1.PidsResponse
+	(*MetricsResponse)(nil),        // 30: hull.v1.MetricsResponse
+	(*ResizeRequest)(nil),          // 31: hull.v1.ResizeRequest
+	(*LogsRequest)(nil),            // 32: hull.v1.LogsRequest
+	(*LogsResponse)(nil),           // 33: hull.v1.LogsResponse
+	(*SubscribeRequest)(nil),       // 34: hull.v1.SubscribeRequest
+	(*Event)(nil),                  // 35: hull.v1.Event
+	(*PublishRequest)(nil),         // 36: hull.v1.PublishRequest
+	(*Network)(nil),                // 37: hull.v1.Network
+	(*ListNetworksResponse)(nil),   // 38: hull.v1.ListNetworksResponse
+	(*CreateNetworkRequest)(nil),   // 39: hull.v1.CreateNetworkRequest
+	(*RemoveNetworkRequest)(nil),   // 40: hull.v1.RemoveNetworkRequest
+	(*RuntimeInfo)(nil),            // 41: hull.v1.RuntimeInfo
+	(*InfoResponse)(nil),           // 42: hull.v1.InfoResponse
+	nil,                            // 43: hull.v1.Image.LabelsEntry
+	nil,                            // 44: hull.v1.CreateContainerRequest.LabelsEntry
+	nil,                            // 45: hull.v1.Container.LabelsEntry
+	nil,                            // 46: hull.v1.RuntimeInfo.DetailsEntry
+	(*timestamppb.Timestamp)(nil),  // 47: google.protobuf.Timestamp
 }
 var file_hull_v1_hull_proto_depIdxs = []int32{
-	38, // 0: hull.v1.Image.labels:type_name -> hull.v1.Image.LabelsEntry
-	41, // 1: hull.v1.Image.created_at:type_name -> google.protobuf.Timestamp
+	43, // 0: hull.v1.Image.labels:type_name -> hull.v1.Image.LabelsEntry
+	47, // 1: hull.v1.Image.created_at:type_name -> google.protobuf.Timestamp
 	5,  // 2: hull.v1.PullResponse.progress:type_name -> hull.v1.LayerProgress
 	3,  // 3: hull.v1.PullResponse.image:type_name -> hull.v1.Image
 	3,  // 4: hull.v1.ListImagesResponse.images:type_name -> hull.v1.Image
 	14, // 5: hull.v1.ContainerConfig.process:type_name -> hull.v1.ProcessConfig
 	13, // 6: hull.v1.ContainerConfig.mounts:type_name -> hull.v1.Mount
-	39, // 7: hull.v1.CreateContainerRequest.labels:type_name -> hull.v1.CreateContainerRequest.LabelsEntry
-	15, // 8: hull.v1.CreateContainerRequest.config:type_name -> hull.v1.ContainerConfig
-	40, // 9: hull.v1.Container.labels:type_name -> hull.v1.Container.LabelsEntry
-	41, // 10: hull.v1.Container.created_at:type_name -> google.protobuf.Timestamp
-	17, // 11: hull.v1.ListContainersResponse.containers:type_name -> hull.v1.Container
-	41, // 12: hull.v1.Task.exited_at:type_name -> google.protobuf.Timestamp
-	22, // 13: hull.v1.ListTasksResponse.tasks:type_name -> hull.v1.Task
-	14, // 14: hull.v1.ExecRequest.process:type_name -> hull.v1.ProcessConfig
-	41, // 15: hull.v1.Event.timestamp:type_name -> google.protobuf.Timestamp
-	36, // 16: hull.v1.InfoResponse.runtimes:type_name -> hull.v1.RuntimeInfo
-	1,  // 17: hull.v1.Namespaces.Create:input_type -> hull.v1.NamespaceRequest
-	0,  // 18: hull.v1.Namespaces.List:input_type -> hull.v1.Empty
-	1,  // 19: hull.v1.Namespaces.Delete:input_type -> hull.v1.NamespaceRequest
-	4,  // 20: hull.v1.Images.Pull:input_type -> hull.v1.PullRequest
-	0,  // 21: hull.v1.Images.List:input_type -> hull.v1.Empty
-	8,  // 22: hull.v1.Images.Remove:input_type -> hull.v1.RemoveImageRequest
-	9,  // 23: hull.v1.Images.Tag:input_type -> hull.v1.TagImageRequest
-	10, // 24: hull.v1.Images.Import:input_type -> hull.v1.ImportRequest
-	11, // 25: hull.v1.Images.Export:input_type -> hull.v1.ExportRequest
-	0,  // 26: hull.v1.Images.Prune:input_type -> hull.v1.Empty
-	16, // 27: hull.v1.Containers.Create:input_type -> hull.v1.CreateContainerRequest
-	18, // 28: hull.v1.Containers.Get:input_type -> hull.v1.ContainerRequest
-	0,  // 29: hull.v1.Containers.List:input_type -> hull.v1.Empty
-	20, // 30: hull.v1.Containers.Delete:input_type -> hull.v1.DeleteContainerRequest
-	21, // 31: hull.v1.Tasks.Create:input_type -> hull.v1.TaskRequest
-	21, // 32: hull.v1.Tasks.Start:input_type -> hull.v1.TaskRequest
-	24, // 33: hull.v1.Tasks.Attach:input_type -> hull.v1.AttachRequest
-	21, // 34: hull.v1.Tasks.Wait:input_type -> hull.v1.TaskRequest
-	26, // 35: hull.v1.Tasks.Kill:input_type -> hull.v1.KillRequest
-	21, // 36: hull.v1.Tasks.Delete:input_type -> hull.v1.TaskRequest
-	27, // 37: hull.v1.Tasks.Exec:input_type -> hull.v1.ExecRequest
-	21, // 38: hull.v1.Tasks.Get:input_type -> hull.v1.TaskRequest
-	0,  // 39: hull.v1.Tasks.List:input_type -> hull.v1.Empty
-	21, // 40: hull.v1.Tasks.Pids:input_type -> hull.v1.TaskRequest
-	21, // 41: hull.v1.Tasks.Pause:input_type -> hull.v1.TaskRequest
-	21, // 42: hull.v1.Tasks.Resume:input_type -> hull.v1.TaskRequest
-	21, // 43: hull.v1.Tasks.Metrics:input_type -> hull.v1.TaskRequest
-	30, // 44: hull.v1.Tasks.Resize:input_type -> hull.v1.ResizeRequest
-	31, // 45: hull.v1.Tasks.Logs:input_type -> hull.v1.LogsRequest
-	33, // 46: hull.v1.Events.Subscribe:input_type -> hull.v1.SubscribeRequest
-	35, // 47: hull.v1.Events.Publish:input_type -> hull.v1.PublishRequest
-	0,  // 48: hull.v1.System.Info:input_type -> hull.v1.Empty
-	0,  // 49: hull.v1.Namespaces.Create:output_type -> hull.v1.Empty
-	2,  // 50: hull.v1.Namespaces.List:output_type -> hull.v1.ListNamespacesResponse
-	0,  // 51: hull.v1.Namespaces.Delete:output_type -> hull.v1.Empty
-	6,  // 52: hull.v1.Images.Pull:output_type -> hull.v1.PullResponse
-	7,  // 53: hull.v1.Images.List:output_type -> hull.v1.ListImagesResponse
-	0,  // 54: hull.v1.Images.Remove:output_type -> hull.v1.Empty
-	3,  // 55: hull.v1.Images.Tag:output_type -> hull.v1.Image
-	7,  // 56: hull.v1.Images.Import:output_type -> hull.v1.ListImagesResponse
-	0,  // 57: hull.v1.Images.Export:output_type -> hull.v1.Empty
-	12, // 58: hull.v1.Images.Prune:output_type -> hull.v1.PruneResponse
-	17, // 59: hull.v1.Containers.Create:output_type -> hull.v1.Container
-	17, // 60: hull.v1.Containers.Get:output_type -> hull.v1.Container
-	19, // 61: hull.v1.Containers.List:output_type -> hull.v1.ListContainersResponse
-	0,  // 62: hull.v1.Containers.Delete:output_type -> hull.v1.Empty
-	22, // 63: hull.v1.Tasks.Create:output_type -> hull.v1.Task
-	22, // 64: hull.v1.Tasks.Start:output_type -> hull.v1.Task
-	25, // 65: hull.v1.Tasks.Attach:output_type -> hull.v1.AttachResponse
-	22, // 66: hull.v1.Tasks.Wait:output_type -> hull.v1.Task
-	0,  // 67: hull.v1.Tasks.Kill:output_type -> hull.v1.Empty
-	22, // 68: hull.v1.Tasks.Delete:output_type -> hull.v1.Task
-	0,  // 69: hull.v1.Tasks.Exec:output_type -> hull.v1.Empty
-	22, // 70: hull.v1.Tasks.Get:output_type -> hull.v1.Task
-	23, // 71: hull.v1.Tasks.List:output_type -> hull.v1.ListTasksResponse
-	28, // 72: hull.v1.Tasks.Pids:output_type -> hull.v1.PidsResponse
-	0,  // 73: hull.v1.Tasks.Pause:output_type -> hull.v1.Empty
-	0,  // 74: hull.v1.Tasks.Resume:output_type -> hull.v1.Empty
-	29, // 75: hull.v1.Tasks.Metrics:output_type -> hull.v1.MetricsResponse
-	0,  // 76: hull.v1.Tasks.Resize:output_type -> hull.v1.Empty
-	32, // 77: hull.v1.Tasks.Logs:output_type -> hull.v1.LogsResponse
-	34, // 78: hull.v1.Events.Subscribe:output_type -> hull.v1.Event
-	0,  // 79: hull.v1.Events.Publish:output_type -> hull.v1.Empty
-	37, // 80: hull.v1.System.Info:output_type -> hull.v1.InfoResponse
-	49, // [49:81] is the sub-list for method output_type
-	17, // [17:49] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	16, // 7: hull.v1.ContainerConfig.ports:type_name -> hull.v1.PortMapping
+	44, // 8: hull.v1.CreateContainerRequest.labels:type_name -> hull.v1.CreateContainerRequest.LabelsEntry
+	15, // 9: hull.v1.CreateContainerRequest.config:type_name -> hull.v1.ContainerConfig
+	45, // 10: hull.v1.Container.labels:type_name -> hull.v1.Container.LabelsEntry
+	47, // 11: hull.v1.Container.created_at:type_name -> google.protobuf.Timestamp
+	16, // 12: hull.v1.Container.ports:type_name -> hull.v1.PortMapping
+	18, // 13: hull.v1.ListContainersResponse.containers:type_name -> hull.v1.Container
+	47, // 14: hull.v1.Task.exited_at:type_name -> google.protobuf.Timestamp
+	23, // 15: hull.v1.ListTasksResponse.tasks:type_name -> hull.v1.Task
+	14, // 16: hull.v1.ExecRequest.process:type_name -> hull.v1.ProcessConfig
+	47, // 17: hull.v1.Event.timestamp:type_name -> google.protobuf.Timestamp
+	37, // 18: hull.v1.ListNetworksResponse.networks:type_name -> hull.v1.Network
+	46, // 19: hull.v1.RuntimeInfo.details:type_name -> hull.v1.RuntimeInfo.DetailsEntry
+	41, // 20: hull.v1.InfoResponse.runtimes:type_name -> hull.v1.RuntimeInfo
+	1,  // 21: hull.v1.Namespaces.Create:input_type -> hull.v1.NamespaceRequest
+	0,  // 22: hull.v1.Namespaces.List:input_type -> hull.v1.Empty
+	1,  // 23: hull.v1.Namespaces.Delete:input_type -> hull.v1.NamespaceRequest
+	4,  // 24: hull.v1.Images.Pull:input_type -> hull.v1.PullRequest
+	0,  // 25: hull.v1.Images.List:input_type -> hull.v1.Empty
+	8,  // 26: hull.v1.Images.Remove:input_type -> hull.v1.RemoveImageRequest
+	9,  // 27: hull.v1.Images.Tag:input_type -> hull.v1.TagImageRequest
+	10, // 28: hull.v1.Images.Import:input_type -> hull.v1.ImportRequest
+	11, // 29: hull.v1.Images.Export:input_type -> hull.v1.ExportRequest
+	0,  // 30: hull.v1.Images.Prune:input_type -> hull.v1.Empty
+	17, // 31: hull.v1.Containers.Create:input_type -> hull.v1.CreateContainerRequest
+	19, // 32: hull.v1.Containers.Get:input_type -> hull.v1.ContainerRequest
+	0,  // 33: hull.v1.Containers.List:input_type -> hull.v1.Empty
+	21, // 34: hull.v1.Containers.Delete:input_type -> hull.v1.DeleteContainerRequest
+	22, // 35: hull.v1.Tasks.Create:input_type -> hull.v1.TaskRequest
+	22, // 36: hull.v1.Tasks.Start:input_type -> hull.v1.TaskRequest
+	25, // 37: hull.v1.Tasks.Attach:input_type -> hull.v1.AttachRequest
+	22, // 38: hull.v1.Tasks.Wait:input_type -> hull.v1.TaskRequest
+	27, // 39: hull.v1.Tasks.Kill:input_type -> hull.v1.KillRequest
+	22, // 40: hull.v1.Tasks.Delete:input_type -> hull.v1.TaskRequest
+	28, // 41: hull.v1.Tasks.Exec:input_type -> hull.v1.ExecRequest
+	22, // 42: hull.v1.Tasks.Get:input_type -> hull.v1.TaskRequest
+	0,  // 43: hull.v1.Tasks.List:input_type -> hull.v1.Empty
+	22, // 44: hull.v1.Tasks.Pids:input_type -> hull.v1.TaskRequest
+	22, // 45: hull.v1.Tasks.Pause:input_type -> hull.v1.TaskRequest
+	22, // 46: hull.v1.Tasks.Resume:input_type -> hull.v1.TaskRequest
+	22, // 47: hull.v1.Tasks.Metrics:input_type -> hull.v1.TaskRequest
+	31, // 48: hull.v1.Tasks.Resize:input_type -> hull.v1.ResizeRequest
+	32, // 49: hull.v1.Tasks.Logs:input_type -> hull.v1.LogsRequest
+	34, // 50: hull.v1.Events.Subscribe:input_type -> hull.v1.SubscribeRequest
+	36, // 51: hull.v1.Events.Publish:input_type -> hull.v1.PublishRequest
+	0,  // 52: hull.v1.Networks.List:input_type -> hull.v1.Empty
+	39, // 53: hull.v1.Networks.Create:input_type -> hull.v1.CreateNetworkRequest
+	40, // 54: hull.v1.Networks.Remove:input_type -> hull.v1.RemoveNetworkRequest
+	0,  // 55: hull.v1.System.Info:input_type -> hull.v1.Empty
+	0,  // 56: hull.v1.Namespaces.Create:output_type -> hull.v1.Empty
+	2,  // 57: hull.v1.Namespaces.List:output_type -> hull.v1.ListNamespacesResponse
+	0,  // 58: hull.v1.Namespaces.Delete:output_type -> hull.v1.Empty
+	6,  // 59: hull.v1.Images.Pull:output_type -> hull.v1.PullResponse
+	7,  // 60: hull.v1.Images.List:output_type -> hull.v1.ListImagesResponse
+	0,  // 61: hull.v1.Images.Remove:output_type -> hull.v1.Empty
+	3,  // 62: hull.v1.Images.Tag:output_type -> hull.v1.Image
+	7,  // 63: hull.v1.Images.Import:output_type -> hull.v1.ListImagesResponse
+	0,  // 64: hull.v1.Images.Export:output_type -> hull.v1.Empty
+	12, // 65: hull.v1.Images.Prune:output_type -> hull.v1.PruneResponse
+	18, // 66: hull.v1.Containers.Create:output_type -> hull.v1.Container
+	18, // 67: hull.v1.Containers.Get:output_type -> hull.v1.Container
+	20, // 68: hull.v1.Containers.List:output_type -> hull.v1.ListContainersResponse
+	0,  // 69: hull.v1.Containers.Delete:output_type -> hull.v1.Empty
+	23, // 70: hull.v1.Tasks.Create:output_type -> hull.v1.Task
+	23, // 71: hull.v1.Tasks.Start:output_type -> hull.v1.Task
+	26, // 72: hull.v1.Tasks.Attach:output_type -> hull.v1.AttachResponse
+	23, // 73: hull.v1.Tasks.Wait:output_type -> hull.v1.Task
+	0,  // 74: hull.v1.Tasks.Kill:output_type -> hull.v1.Empty
+	23, // 75: hull.v1.Tasks.Delete:output_type -> hull.v1.Task
+	0,  // 76: hull.v1.Tasks.Exec:output_type -> hull.v1.Empty
+	23, // 77: hull.v1.Tasks.Get:output_type -> hull.v1.Task
+	24, // 78: hull.v1.Tasks.List:output_type -> hull.v1.ListTasksResponse
+	29, // 79: hull.v1.Tasks.Pids:output_type -> hull.v1.PidsResponse
+	0,  // 80: hull.v1.Tasks.Pause:output_type -> hull.v1.Empty
+	0,  // 81: hull.v1.Tasks.Resume:output_type -> hull.v1.Empty
+	30, // 82: hull.v1.Tasks.Metrics:output_type -> hull.v1.MetricsResponse
+	0,  // 83: hull.v1.Tasks.Resize:output_type -> hull.v1.Empty
+	33, // 84: hull.v1.Tasks.Logs:output_type -> hull.v1.LogsResponse
+	35, // 85: hull.v1.Events.Subscribe:output_type -> hull.v1.Event
+	0,  // 86: hull.v1.Events.Publish:output_type -> hull.v1.Empty
+	38, // 87: hull.v1.Networks.List:output_type -> hull.v1.ListNetworksResponse
+	37, // 88: hull.v1.Networks.Create:output_type -> hull.v1.Network
+	0,  // 89: hull.v1.Networks.Remove:output_type -> hull.v1.Empty
+	42, // 90: hull.v1.System.Info:output_type -> hull.v1.InfoResponse
+	56, // [56:91] is the sub-list for method output_type
+	21, // [21:56] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_hull_v1_hull_proto_init() }
@@ -2875,9 +3302,9 @@ func file_hull_v1_hull_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hull_v1_hull_proto_rawDesc), len(file_hull_v1_hull_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   41,
+			NumMessages:   47,
 			NumExtensions: 0,
-			NumServices:   6,
+			NumServices:   7,
 		},
 		GoTypes:           file_hull_v1_hull_proto_goTypes,
 		DependencyIndexes: file_hull_v1_hull_proto_depIdxs,

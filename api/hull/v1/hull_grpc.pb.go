@@ -1555,6 +1555,192 @@ var Events_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
+	Networks_List_FullMethodName   = "/hull.v1.Networks/List"
+	Networks_Create_FullMethodName = "/hull.v1.Networks/Create"
+	Networks_Remove_FullMethodName = "/hull.v1.Networks/Remove"
+)
+
+// NetworksClient is the client API for Networks service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+//
+// Networks manages the CNI networks (conflists in the daemon's
+// [network] conf_dir) that containers attach to.
+type NetworksClient interface {
+	List(ctx context.Context, in *Empty, opts ...grpc.CallOption) (*ListNetworksResponse, error)
+	Create(ctx context.Context, in *CreateNetworkRequest, opts ...grpc.CallOption) (*Network, error)
+	// Remove refuses the default network and a network containers use.
+	Remove(ctx context.Context, in *RemoveNetworkRequest, opts ...grpc.CallOption) (*Empty, error)
+}
+
+type networksClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewNetworksClient(cc grpc.ClientConnInterface) NetworksClient {
+	return &networksClient{cc}
+}
+
+func (c *networksClient) List(ctx context.Context, in *Empty, opts ...grpc.CallOption) (*ListNetworksResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListNetworksResponse)
+	err := c.cc.Invoke(ctx, Networks_List_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *networksClient) Create(ctx context.Context, in *CreateNetworkRequest, opts ...grpc.CallOption) (*Network, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Network)
+	err := c.cc.Invoke(ctx, Networks_Create_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *networksClient) Remove(ctx context.Context, in *RemoveNetworkRequest, opts ...grpc.CallOption) (*Empty, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Empty)
+	err := c.cc.Invoke(ctx, Networks_Remove_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// NetworksServer is the server API for Networks service.
+// All implementations must embed UnimplementedNetworksServer
+// for forward compatibility.
+//
+// Networks manages the CNI networks (conflists in the daemon's
+// [network] conf_dir) that containers attach to.
+type NetworksServer interface {
+	List(context.Context, *Empty) (*ListNetworksResponse, error)
+	Create(context.Context, *CreateNetworkRequest) (*Network, error)
+	// Remove refuses the default network and a network containers use.
+	Remove(context.Context, *RemoveNetworkRequest) (*Empty, error)
+	mustEmbedUnimplementedNetworksServer()
+}
+
+// UnimplementedNetworksServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedNetworksServer struct{}
+
+func (UnimplementedNetworksServer) List(context.Context, *Empty) (*ListNetworksResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method List not implemented")
+}
+func (UnimplementedNetworksServer) Create(context.Context, *CreateNetworkRequest) (*Network, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Create not implemented")
+}
+func (UnimplementedNetworksServer) Remove(context.Context, *RemoveNetworkRequest) (*Empty, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Remove not implemented")
+}
+func (UnimplementedNetworksServer) mustEmbedUnimplementedNetworksServer() {}
+func (UnimplementedNetworksServer) testEmbeddedByValue()                  {}
+
+// UnsafeNetworksServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to NetworksServer will
+// result in compilation errors.
+type UnsafeNetworksServer interface {
+	mustEmbedUnimplementedNetworksServer()
+}
+
+func RegisterNetworksServer(s grpc.ServiceRegistrar, srv NetworksServer) {
+	// If the following call pancis, it indicates UnimplementedNetworksServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&Networks_ServiceDesc, srv)
+}
+
+func _Networks_List_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(Empty)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(NetworksServer).List(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Networks_List_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(NetworksServer).List(ctx, req.(*Empty))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Networks_Create_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreateNetworkRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(NetworksServer).Create(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Networks_Create_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(NetworksServer).Create(ctx, req.(*CreateNetworkRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Networks_Remove_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RemoveNetworkRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(NetworksServer).Remove(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Networks_Remove_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(NetworksServer).Remove(ctx, req.(*RemoveNetworkRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+// Networks_ServiceDesc is the grpc.ServiceDesc for Networks service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var Networks_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "hull.v1.Networks",
+	HandlerType: (*NetworksServer)(nil),
+	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "List",
+			Handler:    _Networks_List_Handler,
+		},
+		{
+			MethodName: "Create",
+			Handler:    _Networks_Create_Handler,
+		},
+		{
+			MethodName: "Remove",
+			Handler:    _Networks_Remove_Handler,
+		},
+	},
+	Streams:  []grpc.StreamDesc{},
+	Metadata: "hull/v1/hull.proto",
+}
+
+const (
 	System_Info_FullMethodName = "/hull.v1.System/Info"
 )
 
