@@ -9,6 +9,7 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -40,8 +41,29 @@ type Config struct {
 	Snapshotter    string               `toml:"snapshotter"`
 	LogLevel       string               `toml:"log_level"`
 	Registry       image.RegistryConfig `toml:"registry"`
+	Network        Network              `toml:"network"`
 	Runtimes       map[string]Runtime   `toml:"runtimes"`
 }
+
+// Network is the [network] table: where CNI network configurations and
+// plugins are, and the default network hulld writes when it has none.
+// Attachment state (network namespaces, IPAM, libcni's cache) lives under
+// <state>/net.
+type Network struct {
+	// ConfDir holds one <name>.conflist per network.
+	ConfDir string `toml:"conf_dir"`
+	// PluginDirs are searched for CNI plugin binaries, in order.
+	PluginDirs []string `toml:"plugin_dirs"`
+	// DefaultNetwork is the network containers join when they name none.
+	DefaultNetwork string `toml:"default_network"`
+	// Subnet and Bridge are those of the default network, used when its
+	// conflist is first written.
+	Subnet string `toml:"subnet"`
+	Bridge string `toml:"bridge"`
+}
+
+// NetworkStateDir is where hulld keeps network attachment state.
+func (c *Config) NetworkStateDir() string { return filepath.Join(c.State, "net") }
 
 // Runtime is one [runtimes.<name>] table.
 type Runtime struct {
@@ -141,6 +163,9 @@ func (c *Config) Validate() error {
 	if _, ok := c.Runtimes[c.DefaultRuntime]; !ok {
 		return fmt.Errorf("default_runtime = %q: no such runtime (have %s): %w", c.DefaultRuntime, strings.Join(c.RuntimeNames(), ", "), ErrInvalid)
 	}
+	if err := c.Network.validate(); err != nil {
+		return err
+	}
 	switch c.Snapshotter {
 	case "", "overlayfs", "native":
 	default:
@@ -150,6 +175,35 @@ func (c *Config) Validate() error {
 	case "", "debug", "info", "warn", "error":
 	default:
 		return fmt.Errorf("log_level = %q: want debug, info, warn or error: %w", c.LogLevel, ErrInvalid)
+	}
+	return nil
+}
+
+func (n *Network) validate() error {
+	if n.ConfDir == "" || !filepath.IsAbs(n.ConfDir) {
+		return fmt.Errorf("network.conf_dir = %q: must be an absolute path: %w", n.ConfDir, ErrInvalid)
+	}
+	if len(n.PluginDirs) == 0 {
+		return fmt.Errorf("network.plugin_dirs: empty (CNI plugins are looked up there): %w", ErrInvalid)
+	}
+	for _, d := range n.PluginDirs {
+		if !filepath.IsAbs(d) {
+			return fmt.Errorf("network.plugin_dirs: %q: must be an absolute path: %w", d, ErrInvalid)
+		}
+	}
+	switch n.DefaultNetwork {
+	case "", "none", "host":
+		return fmt.Errorf("network.default_network = %q: must name a network (containers choose none or host with --net): %w", n.DefaultNetwork, ErrInvalid)
+	}
+	if !nameRE.MatchString(n.DefaultNetwork) {
+		return fmt.Errorf("network.default_network = %q: bad name: %w", n.DefaultNetwork, ErrInvalid)
+	}
+	if pfx, err := netip.ParsePrefix(n.Subnet); err != nil || !pfx.Addr().Is4() || pfx.Bits() > 30 {
+		return fmt.Errorf("network.subnet = %q: want an IPv4 CIDR such as 10.88.0.0/16 (at most /30): %w", n.Subnet, ErrInvalid)
+	}
+	// Linux interface names: at most 15 bytes, no '/', ':' or spaces.
+	if n.Bridge == "" || len(n.Bridge) > 15 || strings.ContainsAny(n.Bridge, "/: \t\n") {
+		return fmt.Errorf("network.bridge = %q: want an interface name of 1-15 characters: %w", n.Bridge, ErrInvalid)
 	}
 	return nil
 }

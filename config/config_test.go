@@ -18,6 +18,10 @@ func TestDefaults(t *testing.T) {
 			t.Errorf("runtime %q missing from defaults", n)
 		}
 	}
+	if n := c.Network; n.ConfDir != "/etc/hull/net.d" || n.DefaultNetwork != "hull0" || n.Bridge != "hull0" || n.Subnet != "10.88.0.0/16" ||
+		strings.Join(n.PluginDirs, ",") != "/usr/lib/cni,/opt/cni/bin" || c.NetworkStateDir() != "/run/hull/net" {
+		t.Errorf("network defaults: %+v", n)
+	}
 	if c.Runtimes["runc"].Type != "io.containerd.runc.v2" {
 		t.Errorf("runc type %q", c.Runtimes["runc"].Type)
 	}
@@ -69,6 +73,23 @@ func TestLoad(t *testing.T) {
 				}
 				return ""
 			}},
+		{name: "network", body: "[network]\nbridge = \"hbtest0\"\nsubnet = \"10.210.3.0/24\"\nplugin_dirs = [\"/x/cni\"]\n",
+			check: func(c *Config) string {
+				n := c.Network
+				if n.Bridge != "hbtest0" || n.Subnet != "10.210.3.0/24" || n.ConfDir != "/etc/hull/net.d" || n.DefaultNetwork != "hull0" {
+					return "network keys"
+				}
+				if len(n.PluginDirs) != 1 || n.PluginDirs[0] != "/x/cni" {
+					return "plugin_dirs must replace the default list"
+				}
+				return ""
+			}},
+		{name: "network default none", body: "[network]\ndefault_network = \"none\"\n", wantErr: "network.default_network = \"none\""},
+		{name: "network bad subnet", body: "[network]\nsubnet = \"10.88.0.0\"\n", wantErr: "network.subnet"},
+		{name: "network ipv6 subnet", body: "[network]\nsubnet = \"fd00::/64\"\n", wantErr: "network.subnet"},
+		{name: "network long bridge", body: "[network]\nbridge = \"abcdefghijklmnop\"\n", wantErr: "network.bridge"},
+		{name: "network relative conf_dir", body: "[network]\nconf_dir = \"net.d\"\n", wantErr: "network.conf_dir"},
+		{name: "network unknown key", body: "[network]\nsubnets = \"10.1.0.0/16\"\n", wantErr: "network.subnets"},
 		{name: "unknown key", body: "rooot = \"/x\"\n", wantErr: "unknown keys rooot"},
 		{name: "unknown runtime key", body: "[runtimes.x]\ntype = \"io.containerd.hull.v2\"\nbinary = \"y\"\n", wantErr: "runtimes.x.binary"},
 		{name: "bad type", body: "[runtimes.x]\ntype = \"hull\"\n", wantErr: "runtimes.x.type"},
