@@ -156,6 +156,7 @@ type VMBackend struct {
 	stateDir string
 	sb       *vm.Sandbox
 	stopVM   context.CancelFunc
+	net      *vmNetwork // nil without a network namespace path
 
 	mu      sync.Mutex
 	procs   map[string]*vmProc
@@ -185,6 +186,10 @@ func (b *VMBackend) Create(ctx context.Context, c *CreateConfig) (pid int, err e
 	if err != nil {
 		return 0, err
 	}
+	netMode, netNS, err := specNetwork(spec)
+	if err != nil {
+		return 0, err
+	}
 	defer func() {
 		if err != nil {
 			b.teardown(context.WithoutCancel(ctx))
@@ -211,16 +216,41 @@ func (b *VMBackend) Create(ctx context.Context, c *CreateConfig) (pid int, err e
 		KernelParams: b.cfg.KernelParams, VCPUs: vcpus, MemoryMiB: mem,
 		Shares: []vm.Share{{Tag: vmShareTag, Source: rootfs}},
 	}
+	storages := []*agentapi.Storage{{Source: vmShareTag, Fstype: "virtiofs", MountPoint: vmGuestRoot}}
+	mountsDir := filepath.Join(b.stateDir, "mounts")
+	binds, bindSources, err := vmBinds(spec, mountsDir)
+	if err != nil {
+		return 0, err
+	}
+	if len(binds) > 0 {
+		cfg.Shares = append(cfg.Shares, vm.Share{Tag: vmMountsTag, Source: mountsDir, Cache: "auto", Binds: binds})
+		storages = append(storages, &agentapi.Storage{Source: vmMountsTag, Fstype: "virtiofs", MountPoint: vmGuestMounts})
+	}
+	if netMode == vmNetJoin {
+		if b.net, err = setupVMNetwork(netNS); err != nil {
+			return 0, err
+		}
+		cfg.NetDevices = b.net.devices()
+	}
 	vctx, cancel := context.WithCancel(context.Background())
 	b.stopVM = cancel
 	sb, err := vm.Boot(vctx, qemu.New(qemu.Options{Accel: b.cfg.Accel}), cfg, b.cfg.BootTimeout)
+	if b.net != nil {
+		// QEMU holds the taps now: they go when it does.
+		b.net.closeTaps()
+	}
 	if err != nil {
 		return 0, fmt.Errorf("boot vm: %w", err)
 	}
 	b.sb = sb
 	go b.watchVM()
 
-	gspec := guestSpec(spec)
+	if b.net != nil {
+		if _, err := b.client().ConfigureNetwork(ctx, b.net.request()); err != nil {
+			return 0, fmt.Errorf("configure the network in the guest: %w; console tail:\n%s", err, vm.ConsoleTail(sb.Hypervisor.ConsolePath(), 20))
+		}
+	}
+	gspec := guestSpec(spec, netMode == vmNetJoin, bindSources)
 	js, err := json.Marshal(gspec)
 	if err != nil {
 		return 0, err
@@ -233,8 +263,7 @@ func (b *VMBackend) Create(ctx context.Context, c *CreateConfig) (pid int, err e
 	b.procs[""] = p
 	b.mu.Unlock()
 	if _, err := b.client().CreateContainer(ctx, &agentapi.CreateContainerRequest{
-		ContainerId: c.ID, OciSpec: js,
-		Storages: []*agentapi.Storage{{Source: vmShareTag, Fstype: "virtiofs", MountPoint: vmGuestRoot}},
+		ContainerId: c.ID, OciSpec: js, Storages: storages,
 	}); err != nil {
 		return 0, fmt.Errorf("create in guest: %w; console tail:\n%s", err, vm.ConsoleTail(sb.Hypervisor.ConsolePath(), 20))
 	}
@@ -269,8 +298,11 @@ func linuxResources(s *specs.Spec) *specs.LinuxResources {
 }
 
 // guestSpec is the spec as the agent runs it: the root inside the guest's
-// share, and (the guest is a cgroup v2 host) a cgroup namespace of its own.
-func guestSpec(s *specs.Spec) *specs.Spec {
+// share, bind mount sources in the mounts share (bindSources: mount index
+// to guest path), no network namespace when the VM took over the host's
+// (joinNet: the VM is the sandbox, the container uses the guest's network)
+// and (the guest is a cgroup v2 host) a cgroup namespace of its own.
+func guestSpec(s *specs.Spec, joinNet bool, bindSources map[int]string) *specs.Spec {
 	g := *s
 	root := specs.Root{}
 	if s.Root != nil {
@@ -279,15 +311,27 @@ func guestSpec(s *specs.Spec) *specs.Spec {
 	root.Path = vmGuestRoot
 	g.Root = &root
 	g.Hooks = nil // host hooks cannot run in the guest
+	if len(bindSources) > 0 {
+		g.Mounts = append([]specs.Mount(nil), s.Mounts...)
+		for i, src := range bindSources {
+			g.Mounts[i].Source = src
+		}
+	}
 	if s.Linux != nil {
 		l := *s.Linux
 		has := false
+		var nss []specs.LinuxNamespace
 		for _, ns := range l.Namespaces {
 			has = has || ns.Type == specs.CgroupNamespace
+			if joinNet && ns.Type == specs.NetworkNamespace {
+				continue
+			}
+			nss = append(nss, ns)
 		}
 		if !has {
-			l.Namespaces = append(append([]specs.LinuxNamespace(nil), l.Namespaces...), specs.LinuxNamespace{Type: specs.CgroupNamespace})
+			nss = append(nss, specs.LinuxNamespace{Type: specs.CgroupNamespace})
 		}
+		l.Namespaces = nss
 		l.CgroupsPath = "" // a host path means nothing in the guest
 		g.Linux = &l
 	}
@@ -604,8 +648,10 @@ func (b *VMBackend) Delete(ctx context.Context) error {
 	return b.teardown(ctx)
 }
 
-// teardown stops the VM (QEMU, virtiofsd and their sockets go), ends the
-// processes still recorded, unmounts the rootfs and removes the state dir.
+// teardown stops the VM (QEMU, virtiofsd and their sockets go; the binds
+// of the mounts share with virtiofsd's mount namespace), ends the
+// processes still recorded, removes the taps and tc qdiscs, unmounts the
+// rootfs and removes the state dir.
 func (b *VMBackend) teardown(ctx context.Context) error {
 	b.mu.Lock()
 	b.deleted = true
@@ -630,6 +676,12 @@ func (b *VMBackend) teardown(ctx context.Context) error {
 	b.mu.Unlock()
 	for _, p := range ps {
 		b.end(p, 128+int(syscall.SIGKILL))
+	}
+	if b.net != nil {
+		if nerr := b.net.teardown(); nerr != nil && err == nil {
+			err = nerr
+		}
+		b.net = nil
 	}
 	if b.rootfs != "" {
 		if uerr := unmountAll(b.rootfs); uerr != nil && err == nil {

@@ -4,11 +4,14 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"testing"
 	"time"
 
 	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/hullproject/hull/vm"
 )
 
 func TestParseVMConfig(t *testing.T) {
@@ -70,19 +73,134 @@ func TestVMModeFromRuntimeConfig(t *testing.T) {
 }
 
 func TestGuestSpec(t *testing.T) {
-	s := &specs.Spec{
-		Root:  &specs.Root{Path: "/host/bundle/rootfs", Readonly: true},
-		Hooks: &specs.Hooks{},
-		Linux: &specs.Linux{CgroupsPath: "/hull/x", Namespaces: []specs.LinuxNamespace{{Type: specs.PIDNamespace}}},
+	netns := func(path string) specs.LinuxNamespace {
+		return specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: path}
 	}
-	g := guestSpec(s)
-	if g.Root.Path != vmGuestRoot || !g.Root.Readonly || g.Hooks != nil || g.Linux.CgroupsPath != "" {
-		t.Fatalf("guest spec %+v", g)
+	pid := specs.LinuxNamespace{Type: specs.PIDNamespace}
+	cg := specs.LinuxNamespace{Type: specs.CgroupNamespace}
+	for _, tc := range []struct {
+		name    string
+		ns      []specs.LinuxNamespace
+		joinNet bool
+		binds   map[int]string
+		wantNS  []specs.LinuxNamespace
+		wantSrc []string
+	}{
+		{"new netns kept (--net none)", []specs.LinuxNamespace{pid, netns("")}, false, nil,
+			[]specs.LinuxNamespace{pid, netns(""), cg}, []string{"/host/a", "proc"}},
+		{"joined netns dropped: the guest's is the container's", []specs.LinuxNamespace{pid, netns("/run/netns/x")}, true, nil,
+			[]specs.LinuxNamespace{pid, cg}, []string{"/host/a", "proc"}},
+		{"bind sources from the mounts share", []specs.LinuxNamespace{pid, cg}, false, map[int]string{0: vmGuestMounts + "/m0"},
+			[]specs.LinuxNamespace{pid, cg}, []string{vmGuestMounts + "/m0", "proc"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := &specs.Spec{
+				Root:   &specs.Root{Path: "/host/bundle/rootfs", Readonly: true},
+				Hooks:  &specs.Hooks{},
+				Mounts: []specs.Mount{{Destination: "/a", Type: "bind", Source: "/host/a"}, {Destination: "/proc", Type: "proc", Source: "proc"}},
+				Linux:  &specs.Linux{CgroupsPath: "/hull/x", Namespaces: tc.ns},
+			}
+			orig := append([]specs.LinuxNamespace(nil), tc.ns...)
+			g := guestSpec(s, tc.joinNet, tc.binds)
+			if g.Root.Path != vmGuestRoot || !g.Root.Readonly || g.Hooks != nil || g.Linux.CgroupsPath != "" {
+				t.Fatalf("guest spec %+v", g)
+			}
+			if !reflect.DeepEqual(g.Linux.Namespaces, tc.wantNS) {
+				t.Errorf("namespaces %+v, want %+v", g.Linux.Namespaces, tc.wantNS)
+			}
+			for i, src := range tc.wantSrc {
+				if g.Mounts[i].Source != src {
+					t.Errorf("mount %d source %q, want %q", i, g.Mounts[i].Source, src)
+				}
+			}
+			if s.Root.Path != "/host/bundle/rootfs" || !reflect.DeepEqual(s.Linux.Namespaces, orig) || s.Hooks == nil || s.Mounts[0].Source != "/host/a" {
+				t.Fatal("guestSpec changed its input")
+			}
+		})
 	}
-	if n := g.Linux.Namespaces; len(n) != 2 || n[1].Type != specs.CgroupNamespace {
-		t.Fatalf("namespaces %+v", n)
+}
+
+func TestSpecNetwork(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		linux    *specs.Linux
+		wantMode vmNetMode
+		wantPath string
+		err      error
+	}{
+		{"new netns", &specs.Linux{Namespaces: []specs.LinuxNamespace{{Type: specs.NetworkNamespace}}}, vmNetNone, "", nil},
+		{"netns path", &specs.Linux{Namespaces: []specs.LinuxNamespace{{Type: specs.NetworkNamespace, Path: "/run/netns/a"}}}, vmNetJoin, "/run/netns/a", nil},
+		{"host network", &specs.Linux{Namespaces: []specs.LinuxNamespace{{Type: specs.PIDNamespace}}}, 0, "", ErrHostNetwork},
+		{"no linux section", nil, 0, "", ErrHostNetwork},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			mode, path, err := specNetwork(&specs.Spec{Linux: tc.linux})
+			if tc.err != nil {
+				if !errors.Is(err, tc.err) || !errors.Is(err, errdefs.ErrInvalidArgument) {
+					t.Fatalf("err %v, want %v", err, tc.err)
+				}
+				return
+			}
+			if err != nil || mode != tc.wantMode || path != tc.wantPath {
+				t.Fatalf("got %v %q %v, want %v %q", mode, path, err, tc.wantMode, tc.wantPath)
+			}
+		})
 	}
-	if s.Root.Path != "/host/bundle/rootfs" || len(s.Linux.Namespaces) != 1 || s.Hooks == nil {
-		t.Fatal("guestSpec changed its input")
+}
+
+func TestVMBinds(t *testing.T) {
+	host := t.TempDir()
+	file := filepath.Join(host, "f")
+	if err := os.WriteFile(file, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name      string
+		mounts    []specs.Mount
+		wantBinds []vm.Bind
+		wantGuest map[int]string
+		err       error
+	}{
+		{"none", []specs.Mount{{Destination: "/proc", Type: "proc", Source: "proc"}}, nil, nil, nil},
+		{"dir rw, file ro, rbind by option, guest's own /dev",
+			[]specs.Mount{
+				{Destination: "/proc", Type: "proc", Source: "proc"},
+				{Destination: "/data", Type: "bind", Source: host, Options: []string{"rbind", "rw"}},
+				{Destination: "/etc/x", Type: "none", Source: file, Options: []string{"bind", "ro"}},
+				{Destination: "/null", Type: "bind", Source: "/dev/null"},
+			},
+			[]vm.Bind{{Source: host, Target: "m1", Recursive: true}, {Source: file, Target: "m2", ReadOnly: true}},
+			map[int]string{1: vmGuestMounts + "/m1", 2: vmGuestMounts + "/m2"}, nil},
+		{"missing source", []specs.Mount{{Destination: "/x", Type: "bind", Source: filepath.Join(host, "nope")}}, nil, nil, ErrBindSource},
+		{"relative source", []specs.Mount{{Destination: "/x", Type: "bind", Source: "rel"}}, nil, nil, ErrBindSource},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "mounts")
+			binds, guest, err := vmBinds(&specs.Spec{Mounts: tc.mounts}, dir)
+			if tc.err != nil {
+				if !errors.Is(err, tc.err) || !errors.Is(err, errdefs.ErrInvalidArgument) {
+					t.Fatalf("err %v, want %v", err, tc.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(binds, tc.wantBinds) || !reflect.DeepEqual(guest, tc.wantGuest) {
+				t.Fatalf("got %+v %v, want %+v %v", binds, guest, tc.wantBinds, tc.wantGuest)
+			}
+			for _, b := range binds {
+				src, _ := os.Stat(b.Source)
+				dst, err := os.Stat(filepath.Join(dir, b.Target))
+				if err != nil || src.IsDir() != dst.IsDir() {
+					t.Errorf("mount point of %s: %v", b.Source, err)
+				}
+			}
+			if len(binds) == 0 {
+				if _, err := os.Stat(dir); err == nil {
+					t.Error("mounts dir made without binds")
+				}
+			}
+		})
 	}
 }

@@ -8,6 +8,7 @@ package vm
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -41,6 +42,41 @@ type Share struct {
 	Source string
 	// Cache is virtiofsd's cache mode: "always" (default), "auto", "none".
 	Cache string
+	// Binds are bind-mounted under Source before the share's server
+	// starts, in a mount namespace of its own: the guest sees them, the
+	// host's mount table never holds them, and they vanish with the
+	// server (a volume or a bind-mounted file of a container).
+	Binds []Bind
+}
+
+// Bind is one host file or directory bind-mounted into a Share.
+type Bind struct {
+	// Source is the host path (file or directory).
+	Source string
+	// Target is a path relative to the share's Source, which must exist
+	// and be of the same kind (file or directory) as Source.
+	Target string
+	// ReadOnly makes the bind read-only; Recursive binds the submounts of
+	// Source too (rbind).
+	ReadOnly, Recursive bool
+}
+
+// NetDevice is a guest network interface backed by a host tap device. The
+// tap lives in the container's network namespace, where the caller mirrors
+// it to the container's veth (tc redirect, Kata's tcfilter model).
+type NetDevice struct {
+	// Tap is the open tap device (IFF_TAP|IFF_NO_PI, IFF_VNET_HDR optional)
+	// handed to the hypervisor process; the caller keeps and closes its
+	// copy.
+	Tap *os.File
+	// TapName is the tap's name and NetNS the path of the network namespace
+	// holding it (for drivers that open the tap by name there).
+	TapName, NetNS string
+	// MAC is the guest interface's address (the veth's, so the peers' ARP
+	// entries stay right).
+	MAC string
+	// MTU is the interface's MTU (0: the device's default).
+	MTU int
 }
 
 // Disk is a host file attached as a virtio-blk device. Disks appear in the
@@ -68,6 +104,8 @@ type Config struct {
 	Shares []Share
 	// Disks are attached over virtio-blk (a rootfs image, volumes).
 	Disks []Disk
+	// NetDevices are the guest's network interfaces, in order.
+	NetDevices []NetDevice
 	// Hotplug asks for a machine that can hotplug devices (q35 on QEMU
 	// instead of microvm).
 	Hotplug bool
@@ -117,6 +155,40 @@ func (c *Config) Validate() error {
 		default:
 			return fmt.Errorf("%w: share %q: cache %q (want always, auto or none)", ErrInvalidConfig, s.Tag, s.Cache)
 		}
+		for _, b := range s.Binds {
+			if err := b.validate(s.Source); err != nil {
+				return fmt.Errorf("%w: share %q: %w", ErrInvalidConfig, s.Tag, err)
+			}
+		}
+	}
+	for i, n := range c.NetDevices {
+		if n.Tap == nil {
+			return fmt.Errorf("%w: net device %d: no tap", ErrInvalidConfig, i)
+		}
+		if hw, err := net.ParseMAC(n.MAC); err != nil || len(hw) != 6 {
+			return fmt.Errorf("%w: net device %d: MAC %q is not an Ethernet address", ErrInvalidConfig, i, n.MAC)
+		}
+		if n.MTU < 0 || n.MTU > 65535 {
+			return fmt.Errorf("%w: net device %d: MTU %d", ErrInvalidConfig, i, n.MTU)
+		}
+	}
+	return nil
+}
+
+func (b Bind) validate(share string) error {
+	if filepath.IsAbs(b.Target) || b.Target == "" || !filepath.IsLocal(b.Target) {
+		return fmt.Errorf("bind target %q must be a relative path inside the share", b.Target)
+	}
+	src, err := os.Stat(b.Source)
+	if err != nil {
+		return fmt.Errorf("bind source: %w", err)
+	}
+	dst, err := os.Lstat(filepath.Join(share, b.Target))
+	if err != nil {
+		return fmt.Errorf("bind target: %w", err)
+	}
+	if src.IsDir() != dst.IsDir() {
+		return fmt.Errorf("bind %s on %s: one is a directory, the other not", b.Source, b.Target)
 	}
 	return nil
 }
@@ -131,6 +203,8 @@ type Capabilities struct {
 	Hotplug bool
 	// Vsock: the agent channel can be vsock (else virtio-serial).
 	Vsock bool
+	// Network: Config.NetDevices are attached.
+	Network bool
 }
 
 // Hypervisor is one VM under one driver. A value starts at most once.

@@ -925,6 +925,228 @@ func (x *StatsContainerResponse) GetCgroupStats() []byte {
 	return nil
 }
 
+// Interface is one guest network interface.
+type Interface struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name is the interface's name in the guest (the host veth's).
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// mac finds the interface (the virtio NIC has the veth's address).
+	Mac string `protobuf:"bytes,2,opt,name=mac,proto3" json:"mac,omitempty"`
+	Mtu uint32 `protobuf:"varint,3,opt,name=mtu,proto3" json:"mtu,omitempty"`
+	// addresses in CIDR form ("10.88.0.5/16", "fd00::5/64").
+	Addresses     []string `protobuf:"bytes,4,rep,name=addresses,proto3" json:"addresses,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Interface) Reset() {
+	*x = Interface{}
+	mi := &file_agent_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Interface) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Interface) ProtoMessage() {}
+
+func (x *Interface) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Interface.ProtoReflect.Descriptor instead.
+func (*Interface) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *Interface) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Interface) GetMac() string {
+	if x != nil {
+		return x.Mac
+	}
+	return ""
+}
+
+func (x *Interface) GetMtu() uint32 {
+	if x != nil {
+		return x.Mtu
+	}
+	return 0
+}
+
+func (x *Interface) GetAddresses() []string {
+	if x != nil {
+		return x.Addresses
+	}
+	return nil
+}
+
+// Route is one route of the guest's main table.
+type Route struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// destination in CIDR form; empty for the default route.
+	Destination string `protobuf:"bytes,1,opt,name=destination,proto3" json:"destination,omitempty"`
+	Gateway     string `protobuf:"bytes,2,opt,name=gateway,proto3" json:"gateway,omitempty"`
+	// device is the interface's name in the guest.
+	Device string `protobuf:"bytes,3,opt,name=device,proto3" json:"device,omitempty"`
+	// source is the preferred source address, if any.
+	Source string `protobuf:"bytes,4,opt,name=source,proto3" json:"source,omitempty"`
+	// scope is the rtnetlink scope (0 universe, 253 link, ...).
+	Scope uint32 `protobuf:"varint,5,opt,name=scope,proto3" json:"scope,omitempty"`
+	// family (AF_INET 2, AF_INET6 10) for a default route without gateway.
+	Family        uint32 `protobuf:"varint,6,opt,name=family,proto3" json:"family,omitempty"`
+	Metric        uint32 `protobuf:"varint,7,opt,name=metric,proto3" json:"metric,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Route) Reset() {
+	*x = Route{}
+	mi := &file_agent_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Route) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Route) ProtoMessage() {}
+
+func (x *Route) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Route.ProtoReflect.Descriptor instead.
+func (*Route) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *Route) GetDestination() string {
+	if x != nil {
+		return x.Destination
+	}
+	return ""
+}
+
+func (x *Route) GetGateway() string {
+	if x != nil {
+		return x.Gateway
+	}
+	return ""
+}
+
+func (x *Route) GetDevice() string {
+	if x != nil {
+		return x.Device
+	}
+	return ""
+}
+
+func (x *Route) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
+func (x *Route) GetScope() uint32 {
+	if x != nil {
+		return x.Scope
+	}
+	return 0
+}
+
+func (x *Route) GetFamily() uint32 {
+	if x != nil {
+		return x.Family
+	}
+	return 0
+}
+
+func (x *Route) GetMetric() uint32 {
+	if x != nil {
+		return x.Metric
+	}
+	return 0
+}
+
+type ConfigureNetworkRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Interfaces    []*Interface           `protobuf:"bytes,1,rep,name=interfaces,proto3" json:"interfaces,omitempty"`
+	Routes        []*Route               `protobuf:"bytes,2,rep,name=routes,proto3" json:"routes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConfigureNetworkRequest) Reset() {
+	*x = ConfigureNetworkRequest{}
+	mi := &file_agent_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConfigureNetworkRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConfigureNetworkRequest) ProtoMessage() {}
+
+func (x *ConfigureNetworkRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConfigureNetworkRequest.ProtoReflect.Descriptor instead.
+func (*ConfigureNetworkRequest) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *ConfigureNetworkRequest) GetInterfaces() []*Interface {
+	if x != nil {
+		return x.Interfaces
+	}
+	return nil
+}
+
+func (x *ConfigureNetworkRequest) GetRoutes() []*Route {
+	if x != nil {
+		return x.Routes
+	}
+	return nil
+}
+
 var File_agent_proto protoreflect.FileDescriptor
 
 const file_agent_proto_rawDesc = "" +
@@ -981,7 +1203,25 @@ const file_agent_proto_rawDesc = "" +
 	"\x04rows\x18\x03 \x01(\rR\x04rows\x12\x12\n" +
 	"\x04cols\x18\x04 \x01(\rR\x04cols\";\n" +
 	"\x16StatsContainerResponse\x12!\n" +
-	"\fcgroup_stats\x18\x01 \x01(\fR\vcgroupStats2\xca\b\n" +
+	"\fcgroup_stats\x18\x01 \x01(\fR\vcgroupStats\"a\n" +
+	"\tInterface\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
+	"\x03mac\x18\x02 \x01(\tR\x03mac\x12\x10\n" +
+	"\x03mtu\x18\x03 \x01(\rR\x03mtu\x12\x1c\n" +
+	"\taddresses\x18\x04 \x03(\tR\taddresses\"\xb9\x01\n" +
+	"\x05Route\x12 \n" +
+	"\vdestination\x18\x01 \x01(\tR\vdestination\x12\x18\n" +
+	"\agateway\x18\x02 \x01(\tR\agateway\x12\x16\n" +
+	"\x06device\x18\x03 \x01(\tR\x06device\x12\x16\n" +
+	"\x06source\x18\x04 \x01(\tR\x06source\x12\x14\n" +
+	"\x05scope\x18\x05 \x01(\rR\x05scope\x12\x16\n" +
+	"\x06family\x18\x06 \x01(\rR\x06family\x12\x16\n" +
+	"\x06metric\x18\a \x01(\rR\x06metric\"\x81\x01\n" +
+	"\x17ConfigureNetworkRequest\x128\n" +
+	"\n" +
+	"interfaces\x18\x01 \x03(\v2\x18.hull.agent.v1.InterfaceR\n" +
+	"interfaces\x12,\n" +
+	"\x06routes\x18\x02 \x03(\v2\x14.hull.agent.v1.RouteR\x06routes2\x9c\t\n" +
 	"\x05Agent\x12H\n" +
 	"\aVersion\x12\x1d.hull.agent.v1.VersionRequest\x1a\x1e.hull.agent.v1.VersionResponse\x12N\n" +
 	"\x0fCreateContainer\x12%.hull.agent.v1.CreateContainerRequest\x1a\x14.hull.agent.v1.Empty\x12O\n" +
@@ -999,7 +1239,8 @@ const file_agent_proto_rawDesc = "" +
 	"CloseStdin\x12\x1d.hull.agent.v1.ProcessRequest\x1a\x14.hull.agent.v1.Empty\x12H\n" +
 	"\fTtyWinResize\x12\".hull.agent.v1.TtyWinResizeRequest\x1a\x14.hull.agent.v1.Empty\x12X\n" +
 	"\x0eStatsContainer\x12\x1f.hull.agent.v1.ContainerRequest\x1a%.hull.agent.v1.StatsContainerResponse\x12H\n" +
-	"\x0fRemoveContainer\x12\x1f.hull.agent.v1.ContainerRequest\x1a\x14.hull.agent.v1.Empty\x12<\n" +
+	"\x0fRemoveContainer\x12\x1f.hull.agent.v1.ContainerRequest\x1a\x14.hull.agent.v1.Empty\x12P\n" +
+	"\x10ConfigureNetwork\x12&.hull.agent.v1.ConfigureNetworkRequest\x1a\x14.hull.agent.v1.Empty\x12<\n" +
 	"\x0eDestroySandbox\x12\x14.hull.agent.v1.Empty\x1a\x14.hull.agent.v1.EmptyB0Z.github.com/hullproject/hull/agent/api;agentapib\x06proto3"
 
 var (
@@ -1014,61 +1255,68 @@ func file_agent_proto_rawDescGZIP() []byte {
 	return file_agent_proto_rawDescData
 }
 
-var file_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_agent_proto_goTypes = []any{
-	(*Empty)(nil),                  // 0: hull.agent.v1.Empty
-	(*VersionRequest)(nil),         // 1: hull.agent.v1.VersionRequest
-	(*VersionResponse)(nil),        // 2: hull.agent.v1.VersionResponse
-	(*Storage)(nil),                // 3: hull.agent.v1.Storage
-	(*CreateContainerRequest)(nil), // 4: hull.agent.v1.CreateContainerRequest
-	(*ContainerRequest)(nil),       // 5: hull.agent.v1.ContainerRequest
-	(*StartResponse)(nil),          // 6: hull.agent.v1.StartResponse
-	(*ExecProcessRequest)(nil),     // 7: hull.agent.v1.ExecProcessRequest
-	(*ProcessRequest)(nil),         // 8: hull.agent.v1.ProcessRequest
-	(*SignalProcessRequest)(nil),   // 9: hull.agent.v1.SignalProcessRequest
-	(*WaitProcessResponse)(nil),    // 10: hull.agent.v1.WaitProcessResponse
-	(*WriteStreamRequest)(nil),     // 11: hull.agent.v1.WriteStreamRequest
-	(*WriteStreamResponse)(nil),    // 12: hull.agent.v1.WriteStreamResponse
-	(*ReadStreamRequest)(nil),      // 13: hull.agent.v1.ReadStreamRequest
-	(*ReadStreamResponse)(nil),     // 14: hull.agent.v1.ReadStreamResponse
-	(*TtyWinResizeRequest)(nil),    // 15: hull.agent.v1.TtyWinResizeRequest
-	(*StatsContainerResponse)(nil), // 16: hull.agent.v1.StatsContainerResponse
+	(*Empty)(nil),                   // 0: hull.agent.v1.Empty
+	(*VersionRequest)(nil),          // 1: hull.agent.v1.VersionRequest
+	(*VersionResponse)(nil),         // 2: hull.agent.v1.VersionResponse
+	(*Storage)(nil),                 // 3: hull.agent.v1.Storage
+	(*CreateContainerRequest)(nil),  // 4: hull.agent.v1.CreateContainerRequest
+	(*ContainerRequest)(nil),        // 5: hull.agent.v1.ContainerRequest
+	(*StartResponse)(nil),           // 6: hull.agent.v1.StartResponse
+	(*ExecProcessRequest)(nil),      // 7: hull.agent.v1.ExecProcessRequest
+	(*ProcessRequest)(nil),          // 8: hull.agent.v1.ProcessRequest
+	(*SignalProcessRequest)(nil),    // 9: hull.agent.v1.SignalProcessRequest
+	(*WaitProcessResponse)(nil),     // 10: hull.agent.v1.WaitProcessResponse
+	(*WriteStreamRequest)(nil),      // 11: hull.agent.v1.WriteStreamRequest
+	(*WriteStreamResponse)(nil),     // 12: hull.agent.v1.WriteStreamResponse
+	(*ReadStreamRequest)(nil),       // 13: hull.agent.v1.ReadStreamRequest
+	(*ReadStreamResponse)(nil),      // 14: hull.agent.v1.ReadStreamResponse
+	(*TtyWinResizeRequest)(nil),     // 15: hull.agent.v1.TtyWinResizeRequest
+	(*StatsContainerResponse)(nil),  // 16: hull.agent.v1.StatsContainerResponse
+	(*Interface)(nil),               // 17: hull.agent.v1.Interface
+	(*Route)(nil),                   // 18: hull.agent.v1.Route
+	(*ConfigureNetworkRequest)(nil), // 19: hull.agent.v1.ConfigureNetworkRequest
 }
 var file_agent_proto_depIdxs = []int32{
 	3,  // 0: hull.agent.v1.CreateContainerRequest.storages:type_name -> hull.agent.v1.Storage
-	1,  // 1: hull.agent.v1.Agent.Version:input_type -> hull.agent.v1.VersionRequest
-	4,  // 2: hull.agent.v1.Agent.CreateContainer:input_type -> hull.agent.v1.CreateContainerRequest
-	5,  // 3: hull.agent.v1.Agent.StartContainer:input_type -> hull.agent.v1.ContainerRequest
-	7,  // 4: hull.agent.v1.Agent.ExecProcess:input_type -> hull.agent.v1.ExecProcessRequest
-	9,  // 5: hull.agent.v1.Agent.SignalProcess:input_type -> hull.agent.v1.SignalProcessRequest
-	8,  // 6: hull.agent.v1.Agent.WaitProcess:input_type -> hull.agent.v1.ProcessRequest
-	11, // 7: hull.agent.v1.Agent.WriteStdin:input_type -> hull.agent.v1.WriteStreamRequest
-	13, // 8: hull.agent.v1.Agent.ReadStdout:input_type -> hull.agent.v1.ReadStreamRequest
-	13, // 9: hull.agent.v1.Agent.ReadStderr:input_type -> hull.agent.v1.ReadStreamRequest
-	8,  // 10: hull.agent.v1.Agent.CloseStdin:input_type -> hull.agent.v1.ProcessRequest
-	15, // 11: hull.agent.v1.Agent.TtyWinResize:input_type -> hull.agent.v1.TtyWinResizeRequest
-	5,  // 12: hull.agent.v1.Agent.StatsContainer:input_type -> hull.agent.v1.ContainerRequest
-	5,  // 13: hull.agent.v1.Agent.RemoveContainer:input_type -> hull.agent.v1.ContainerRequest
-	0,  // 14: hull.agent.v1.Agent.DestroySandbox:input_type -> hull.agent.v1.Empty
-	2,  // 15: hull.agent.v1.Agent.Version:output_type -> hull.agent.v1.VersionResponse
-	0,  // 16: hull.agent.v1.Agent.CreateContainer:output_type -> hull.agent.v1.Empty
-	6,  // 17: hull.agent.v1.Agent.StartContainer:output_type -> hull.agent.v1.StartResponse
-	6,  // 18: hull.agent.v1.Agent.ExecProcess:output_type -> hull.agent.v1.StartResponse
-	0,  // 19: hull.agent.v1.Agent.SignalProcess:output_type -> hull.agent.v1.Empty
-	10, // 20: hull.agent.v1.Agent.WaitProcess:output_type -> hull.agent.v1.WaitProcessResponse
-	12, // 21: hull.agent.v1.Agent.WriteStdin:output_type -> hull.agent.v1.WriteStreamResponse
-	14, // 22: hull.agent.v1.Agent.ReadStdout:output_type -> hull.agent.v1.ReadStreamResponse
-	14, // 23: hull.agent.v1.Agent.ReadStderr:output_type -> hull.agent.v1.ReadStreamResponse
-	0,  // 24: hull.agent.v1.Agent.CloseStdin:output_type -> hull.agent.v1.Empty
-	0,  // 25: hull.agent.v1.Agent.TtyWinResize:output_type -> hull.agent.v1.Empty
-	16, // 26: hull.agent.v1.Agent.StatsContainer:output_type -> hull.agent.v1.StatsContainerResponse
-	0,  // 27: hull.agent.v1.Agent.RemoveContainer:output_type -> hull.agent.v1.Empty
-	0,  // 28: hull.agent.v1.Agent.DestroySandbox:output_type -> hull.agent.v1.Empty
-	15, // [15:29] is the sub-list for method output_type
-	1,  // [1:15] is the sub-list for method input_type
-	1,  // [1:1] is the sub-list for extension type_name
-	1,  // [1:1] is the sub-list for extension extendee
-	0,  // [0:1] is the sub-list for field type_name
+	17, // 1: hull.agent.v1.ConfigureNetworkRequest.interfaces:type_name -> hull.agent.v1.Interface
+	18, // 2: hull.agent.v1.ConfigureNetworkRequest.routes:type_name -> hull.agent.v1.Route
+	1,  // 3: hull.agent.v1.Agent.Version:input_type -> hull.agent.v1.VersionRequest
+	4,  // 4: hull.agent.v1.Agent.CreateContainer:input_type -> hull.agent.v1.CreateContainerRequest
+	5,  // 5: hull.agent.v1.Agent.StartContainer:input_type -> hull.agent.v1.ContainerRequest
+	7,  // 6: hull.agent.v1.Agent.ExecProcess:input_type -> hull.agent.v1.ExecProcessRequest
+	9,  // 7: hull.agent.v1.Agent.SignalProcess:input_type -> hull.agent.v1.SignalProcessRequest
+	8,  // 8: hull.agent.v1.Agent.WaitProcess:input_type -> hull.agent.v1.ProcessRequest
+	11, // 9: hull.agent.v1.Agent.WriteStdin:input_type -> hull.agent.v1.WriteStreamRequest
+	13, // 10: hull.agent.v1.Agent.ReadStdout:input_type -> hull.agent.v1.ReadStreamRequest
+	13, // 11: hull.agent.v1.Agent.ReadStderr:input_type -> hull.agent.v1.ReadStreamRequest
+	8,  // 12: hull.agent.v1.Agent.CloseStdin:input_type -> hull.agent.v1.ProcessRequest
+	15, // 13: hull.agent.v1.Agent.TtyWinResize:input_type -> hull.agent.v1.TtyWinResizeRequest
+	5,  // 14: hull.agent.v1.Agent.StatsContainer:input_type -> hull.agent.v1.ContainerRequest
+	5,  // 15: hull.agent.v1.Agent.RemoveContainer:input_type -> hull.agent.v1.ContainerRequest
+	19, // 16: hull.agent.v1.Agent.ConfigureNetwork:input_type -> hull.agent.v1.ConfigureNetworkRequest
+	0,  // 17: hull.agent.v1.Agent.DestroySandbox:input_type -> hull.agent.v1.Empty
+	2,  // 18: hull.agent.v1.Agent.Version:output_type -> hull.agent.v1.VersionResponse
+	0,  // 19: hull.agent.v1.Agent.CreateContainer:output_type -> hull.agent.v1.Empty
+	6,  // 20: hull.agent.v1.Agent.StartContainer:output_type -> hull.agent.v1.StartResponse
+	6,  // 21: hull.agent.v1.Agent.ExecProcess:output_type -> hull.agent.v1.StartResponse
+	0,  // 22: hull.agent.v1.Agent.SignalProcess:output_type -> hull.agent.v1.Empty
+	10, // 23: hull.agent.v1.Agent.WaitProcess:output_type -> hull.agent.v1.WaitProcessResponse
+	12, // 24: hull.agent.v1.Agent.WriteStdin:output_type -> hull.agent.v1.WriteStreamResponse
+	14, // 25: hull.agent.v1.Agent.ReadStdout:output_type -> hull.agent.v1.ReadStreamResponse
+	14, // 26: hull.agent.v1.Agent.ReadStderr:output_type -> hull.agent.v1.ReadStreamResponse
+	0,  // 27: hull.agent.v1.Agent.CloseStdin:output_type -> hull.agent.v1.Empty
+	0,  // 28: hull.agent.v1.Agent.TtyWinResize:output_type -> hull.agent.v1.Empty
+	16, // 29: hull.agent.v1.Agent.StatsContainer:output_type -> hull.agent.v1.StatsContainerResponse
+	0,  // 30: hull.agent.v1.Agent.RemoveContainer:output_type -> hull.agent.v1.Empty
+	0,  // 31: hull.agent.v1.Agent.ConfigureNetwork:output_type -> hull.agent.v1.Empty
+	0,  // 32: hull.agent.v1.Agent.DestroySandbox:output_type -> hull.agent.v1.Empty
+	18, // [18:33] is the sub-list for method output_type
+	3,  // [3:18] is the sub-list for method input_type
+	3,  // [3:3] is the sub-list for extension type_name
+	3,  // [3:3] is the sub-list for extension extendee
+	0,  // [0:3] is the sub-list for field type_name
 }
 
 func init() { file_agent_proto_init() }
@@ -1082,7 +1330,7 @@ func file_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agent_proto_rawDesc), len(file_agent_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   17,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

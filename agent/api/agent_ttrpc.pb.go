@@ -21,6 +21,7 @@ type AgentService interface {
 	TtyWinResize(context.Context, *TtyWinResizeRequest) (*Empty, error)
 	StatsContainer(context.Context, *ContainerRequest) (*StatsContainerResponse, error)
 	RemoveContainer(context.Context, *ContainerRequest) (*Empty, error)
+	ConfigureNetwork(context.Context, *ConfigureNetworkRequest) (*Empty, error)
 	DestroySandbox(context.Context, *Empty) (*Empty, error)
 }
 
@@ -117,6 +118,13 @@ func RegisterAgentService(srv *ttrpc.Server, svc AgentService) {
 					return nil, err
 				}
 				return svc.RemoveContainer(ctx, &req)
+			},
+			"ConfigureNetwork": func(ctx context.Context, unmarshal func(interface{}) error) (interface{}, error) {
+				var req ConfigureNetworkRequest
+				if err := unmarshal(&req); err != nil {
+					return nil, err
+				}
+				return svc.ConfigureNetwork(ctx, &req)
 			},
 			"DestroySandbox": func(ctx context.Context, unmarshal func(interface{}) error) (interface{}, error) {
 				var req Empty
@@ -238,6 +246,14 @@ func (c *agentClient) StatsContainer(ctx context.Context, req *ContainerRequest)
 func (c *agentClient) RemoveContainer(ctx context.Context, req *ContainerRequest) (*Empty, error) {
 	var resp Empty
 	if err := c.client.Call(ctx, "hull.agent.v1.Agent", "RemoveContainer", req, &resp); err != nil {
+		return nil, err
+	}
+	return &resp, nil
+}
+
+func (c *agentClient) ConfigureNetwork(ctx context.Context, req *ConfigureNetworkRequest) (*Empty, error) {
+	var resp Empty
+	if err := c.client.Call(ctx, "hull.agent.v1.Agent", "ConfigureNetwork", req, &resp); err != nil {
 		return nil, err
 	}
 	return &resp, nil

@@ -112,6 +112,18 @@ func buildArgs(cfg *vm.Config, accelArg string, p paths) []string {
 		args = append(args, "-drive", drive,
 			"-device", dev("virtio-blk-device", "virtio-blk-pci")+",drive="+id)
 	}
+	for i, n := range cfg.NetDevices {
+		// The taps are QEMU's fds 3, 4, ... (exec.Cmd.ExtraFiles).
+		id := "net" + strconv.Itoa(i)
+		device := dev("virtio-net-device", "virtio-net-pci") + ",netdev=" + id + ",mac=" + n.MAC
+		if m != "microvm" {
+			device += ",romfile=" // no option ROM: the guest boots a kernel directly
+		}
+		args = append(args,
+			"-netdev", "tap,id="+id+",fd="+strconv.Itoa(3+i),
+			"-device", device,
+		)
+	}
 	for i, s := range cfg.Shares {
 		id := "fs" + strconv.Itoa(i)
 		args = append(args,

@@ -29,6 +29,13 @@ func TestBuildArgs(t *testing.T) {
 		{"q35 for hotplug", vm.Config{StateDir: "/s", Kernel: "/k", Hotplug: true, Shares: []vm.Share{{Tag: "root", Source: "/r"}}},
 			[]string{"-M q35,memory-backend=mem", "virtio-serial-pci,id=vser0", "vhost-user-fs-pci,chardev=fs0,tag=root"},
 			[]string{"force-legacy", "virtio-serial-device"}},
+		{"microvm nics: taps as fds 3, 4", vm.Config{StateDir: "/s", Kernel: "/k", NetDevices: []vm.NetDevice{{MAC: "02:00:00:00:00:01"}, {MAC: "02:00:00:00:00:02"}}},
+			[]string{"-netdev tap,id=net0,fd=3 -device virtio-net-device,netdev=net0,mac=02:00:00:00:00:01",
+				"-netdev tap,id=net1,fd=4 -device virtio-net-device,netdev=net1,mac=02:00:00:00:00:02"},
+			[]string{"virtio-net-pci", "romfile"}},
+		{"q35 nic", vm.Config{StateDir: "/s", Kernel: "/k", Hotplug: true, NetDevices: []vm.NetDevice{{MAC: "02:00:00:00:00:01"}}},
+			[]string{"-netdev tap,id=net0,fd=3 -device virtio-net-pci,netdev=net0,mac=02:00:00:00:00:01,romfile="},
+			[]string{"virtio-net-device"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got := strings.Join(buildArgs(&tc.cfg, "tcg", pathsFor(&tc.cfg)), " ")

@@ -103,7 +103,7 @@ func New(o Options) *QEMU {
 
 // Capabilities implements vm.Hypervisor.
 func (q *QEMU) Capabilities() vm.Capabilities {
-	return vm.Capabilities{FileSystemSharing: true, BlockDevices: true, Hotplug: true}
+	return vm.Capabilities{FileSystemSharing: true, BlockDevices: true, Hotplug: true, Network: true}
 }
 
 // Args returns QEMU's command line of the last Start.
@@ -172,6 +172,9 @@ func (q *QEMU) Start(ctx context.Context, cfg vm.Config) (retErr error) {
 	cmd := exec.Command(bin, args...)
 	cmd.SysProcAttr = procAttr()
 	cmd.Stderr = &q.stderr
+	for _, n := range cfg.NetDevices {
+		cmd.ExtraFiles = append(cmd.ExtraFiles, n.Tap)
+	}
 	q.mu.Lock()
 	q.args = args
 	q.mu.Unlock()
@@ -235,11 +238,17 @@ func (q *QEMU) startVirtiofsd(ctx context.Context, s vm.Share, sock string) erro
 	cmd.SysProcAttr = procAttr()
 	var errb bytes.Buffer
 	cmd.Stderr = &errb
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start virtiofsd for %q: %w", s.Tag, err)
-	}
 	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	if len(s.Binds) > 0 {
+		if err := startWithBinds(cmd, s, exited); err != nil {
+			return fmt.Errorf("start virtiofsd for %q: %w", s.Tag, err)
+		}
+	} else {
+		if err := cmd.Start(); err != nil {
+			return fmt.Errorf("start virtiofsd for %q: %w", s.Tag, err)
+		}
+		go func() { exited <- cmd.Wait() }()
+	}
 	q.mu.Lock()
 	q.fsds = append(q.fsds, cmd)
 	q.mu.Unlock()

@@ -1,0 +1,191 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/containerd/errdefs"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	agentapi "github.com/hullproject/hull/agent/api"
+)
+
+// nicWait bounds the wait for a NIC that the kernel has not probed yet.
+const nicWait = 5 * time.Second
+
+// ConfigureNetwork gives the guest the container's network as the host's
+// network namespace has it: interfaces found by MAC, renamed, their MTU and
+// addresses set and brought up, lo up, then the routes in order. The
+// container then runs in the guest's network namespace (the VM is the
+// sandbox). Addresses and routes are replaced, so a second call with the
+// same request changes nothing.
+func (s *Server) ConfigureNetwork(ctx context.Context, r *agentapi.ConfigureNetworkRequest) (*agentapi.Empty, error) {
+	lo, err := netlink.LinkByName("lo")
+	if err != nil {
+		return nil, fmt.Errorf("loopback: %w", err)
+	}
+	if err := netlink.LinkSetUp(lo); err != nil {
+		return nil, fmt.Errorf("loopback up: %w", err)
+	}
+	for _, ifc := range r.Interfaces {
+		if err := configureInterface(ctx, ifc); err != nil {
+			return nil, err
+		}
+	}
+	for _, rt := range r.Routes {
+		if err := addRoute(rt); err != nil {
+			return nil, err
+		}
+	}
+	return &agentapi.Empty{}, nil
+}
+
+func configureInterface(ctx context.Context, ifc *agentapi.Interface) error {
+	mac, err := net.ParseMAC(ifc.Mac)
+	if err != nil {
+		return fmt.Errorf("interface %q: MAC %q: %w", ifc.Name, ifc.Mac, errdefs.ErrInvalidArgument)
+	}
+	var addrs []*netlink.Addr
+	for _, a := range ifc.Addresses {
+		addr, err := netlink.ParseAddr(a)
+		if err != nil {
+			return fmt.Errorf("interface %q: address %q: %w", ifc.Name, a, errdefs.ErrInvalidArgument)
+		}
+		if addr.IP.To4() == nil {
+			// The host's veth holds the address too, but never sees the
+			// guest's packets: skip duplicate address detection.
+			addr.Flags |= unix.IFA_F_NODAD
+		}
+		addrs = append(addrs, addr)
+	}
+	link, err := linkByMAC(ctx, mac)
+	if err != nil {
+		return fmt.Errorf("interface %q: %w", ifc.Name, err)
+	}
+	if err := netlink.LinkSetDown(link); err != nil {
+		return fmt.Errorf("interface %s down: %w", link.Attrs().Name, err)
+	}
+	if ifc.Name != "" && ifc.Name != link.Attrs().Name {
+		if err := rename(link, ifc.Name); err != nil {
+			return err
+		}
+	}
+	if ifc.Mtu > 0 {
+		if err := netlink.LinkSetMTU(link, int(ifc.Mtu)); err != nil {
+			return fmt.Errorf("interface %s: MTU %d: %w", link.Attrs().Name, ifc.Mtu, err)
+		}
+	}
+	for _, a := range addrs {
+		if err := netlink.AddrReplace(link, a); err != nil {
+			return fmt.Errorf("interface %s: address %s: %w", link.Attrs().Name, a.IPNet, err)
+		}
+	}
+	if err := netlink.LinkSetUp(link); err != nil {
+		return fmt.Errorf("interface %s up: %w", link.Attrs().Name, err)
+	}
+	return nil
+}
+
+// linkByMAC finds the link with hardware address mac, waiting up to
+// nicWait for it to appear.
+func linkByMAC(ctx context.Context, mac net.HardwareAddr) (netlink.Link, error) {
+	deadline := time.Now().Add(nicWait)
+	for {
+		links, err := netlink.LinkList()
+		if err != nil {
+			return nil, fmt.Errorf("list links: %w", err)
+		}
+		for _, l := range links {
+			if strings.EqualFold(l.Attrs().HardwareAddr.String(), mac.String()) {
+				return l, nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("no network interface with MAC %s in the guest: %w", mac, errdefs.ErrNotFound)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// rename gives link the name name, first moving away another link that has
+// it (two NICs whose kernel names are each other's host names).
+func rename(link netlink.Link, name string) error {
+	if other, err := netlink.LinkByName(name); err == nil && other.Attrs().Index != link.Attrs().Index {
+		tmp := fmt.Sprintf("hulltmp%d", other.Attrs().Index)
+		if err := netlink.LinkSetDown(other); err != nil {
+			return fmt.Errorf("interface %s down: %w", name, err)
+		}
+		if err := netlink.LinkSetName(other, tmp); err != nil {
+			return fmt.Errorf("rename %s to %s: %w", name, tmp, err)
+		}
+	}
+	if err := netlink.LinkSetName(link, name); err != nil {
+		return fmt.Errorf("rename %s to %s: %w", link.Attrs().Name, name, err)
+	}
+	return nil
+}
+
+func addRoute(r *agentapi.Route) error {
+	route := &netlink.Route{Scope: netlink.Scope(r.Scope), Priority: int(r.Metric), Family: int(r.Family)}
+	if r.Device != "" {
+		l, err := netlink.LinkByName(r.Device)
+		if err != nil {
+			return fmt.Errorf("route %s: device %q: %w", routeString(r), r.Device, errdefs.ErrNotFound)
+		}
+		route.LinkIndex = l.Attrs().Index
+	}
+	if r.Destination != "" {
+		_, dst, err := net.ParseCIDR(r.Destination)
+		if err != nil {
+			return fmt.Errorf("route %s: destination: %w", routeString(r), errdefs.ErrInvalidArgument)
+		}
+		route.Dst = dst
+	}
+	if r.Gateway != "" {
+		if route.Gw = net.ParseIP(r.Gateway); route.Gw == nil {
+			return fmt.Errorf("route %s: gateway: %w", routeString(r), errdefs.ErrInvalidArgument)
+		}
+	}
+	if r.Source != "" {
+		if route.Src = net.ParseIP(r.Source); route.Src == nil {
+			return fmt.Errorf("route %s: source: %w", routeString(r), errdefs.ErrInvalidArgument)
+		}
+	}
+	if route.Family == 0 {
+		ip := route.Gw
+		if route.Dst != nil {
+			ip = route.Dst.IP
+		}
+		route.Family = unix.AF_INET
+		if ip != nil && ip.To4() == nil {
+			route.Family = unix.AF_INET6
+		}
+	}
+	if err := netlink.RouteReplace(route); err != nil && !errors.Is(err, unix.EEXIST) {
+		return fmt.Errorf("route %s: %w", routeString(r), err)
+	}
+	return nil
+}
+
+func routeString(r *agentapi.Route) string {
+	d := r.Destination
+	if d == "" {
+		d = "default"
+	}
+	if r.Gateway != "" {
+		d += " via " + r.Gateway
+	}
+	if r.Device != "" {
+		d += " dev " + r.Device
+	}
+	return d
+}

@@ -1,0 +1,82 @@
+package qemu
+
+import (
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/hullproject/hull/vm"
+)
+
+// startWithBinds starts cmd (a share's virtiofsd) in a mount namespace of
+// its own in which the share's binds are mounted under its source; exited
+// receives cmd.Wait's result. The namespace is made on a locked OS thread
+// that is never handed back to the Go scheduler: it stays parked in
+// cmd.Wait, because the server's PDEATHSIG fires when the thread that forked
+// it ends, and ends with the goroutine, taking the namespace (and so every
+// bind) with it once the server is gone. The host's mount table never holds
+// the binds, so nothing is left to unmount however the shim ends.
+func startWithBinds(cmd *exec.Cmd, s vm.Share, exited chan<- error) error {
+	started := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		// No UnlockOSThread: the thread's mount namespace is not the
+		// process's; Go ends the thread when this goroutine returns.
+		if err := bindInNewNS(s); err != nil {
+			started <- err
+			return
+		}
+		if err := cmd.Start(); err != nil {
+			started <- err
+			return
+		}
+		started <- nil
+		exited <- cmd.Wait()
+	}()
+	return <-started
+}
+
+// bindInNewNS moves the calling thread into a new mount namespace, a slave
+// of the host's (unmounts on the host reach it), and mounts s.Binds.
+func bindInNewNS(s vm.Share) error {
+	if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
+		return fmt.Errorf("unshare mount namespace: %w", err)
+	}
+	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_SLAVE, ""); err != nil {
+		return fmt.Errorf("make / a slave mount: %w", err)
+	}
+	for _, b := range s.Binds {
+		target := filepath.Join(s.Source, b.Target)
+		flags := uintptr(unix.MS_BIND)
+		if b.Recursive {
+			flags |= unix.MS_REC
+		}
+		if err := unix.Mount(b.Source, target, "", flags, ""); err != nil {
+			return fmt.Errorf("bind %s on %s: %w", b.Source, target, err)
+		}
+		if b.ReadOnly {
+			if err := readOnly(target, b.Recursive); err != nil {
+				return fmt.Errorf("make bind %s read-only: %w", target, err)
+			}
+		}
+	}
+	return nil
+}
+
+// readOnly makes the bind at target read-only (with its submounts when
+// recursive) with mount_setattr, which keeps the mount's other flags; on
+// kernels before 5.12 a bind remount of the top mount.
+func readOnly(target string, recursive bool) error {
+	flags := 0
+	if recursive {
+		flags = unix.AT_RECURSIVE
+	}
+	err := unix.MountSetattr(-1, target, uint(flags), &unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY})
+	if err != unix.ENOSYS {
+		return err
+	}
+	return unix.Mount("", target, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY, "")
+}
