@@ -1,0 +1,485 @@
+package network
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/containerd/errdefs"
+	"github.com/containernetworking/cni/libcni"
+	"github.com/containernetworking/cni/pkg/invoke"
+	types100 "github.com/containernetworking/cni/pkg/types/100"
+	"golang.org/x/sys/unix"
+)
+
+// AttachOptions for Manager.Attach.
+type AttachOptions struct {
+	ID       string // unique key, e.g. "<hull namespace>/<container id>"; made file-safe by the package
+	Network  string // "" = the default network; None and Host are the caller's business
+	Ports    []PortMapping
+	Hostname string
+	IfName   string // default "eth0"
+}
+
+// Attachment is a container's place on a network.
+type Attachment struct {
+	ID       string        `json:"id"`
+	Network  string        `json:"network"`
+	NetNS    string        `json:"netns"` // bind-mounted netns: the spec's network namespace path
+	IfName   string        `json:"if_name"`
+	MAC      string        `json:"mac,omitempty"`
+	IPs      []string      `json:"ips,omitempty"` // CIDR, e.g. "10.88.0.5/16"
+	Gateway  string        `json:"gateway,omitempty"`
+	Ports    []PortMapping `json:"ports,omitempty"`
+	Hostname string        `json:"hostname,omitempty"`
+}
+
+// record is the JSON kept under <StateDir>/attachments. It is written before
+// the netns and CNI ADD (Complete false), so a crash in between still leaves
+// enough for Detach to undo.
+type record struct {
+	Attachment
+	CNIID    string          `json:"cni_id"`
+	Conflist json.RawMessage `json:"conflist"` // the conflist as used for ADD
+	Complete bool            `json:"complete"`
+	Created  time.Time       `json:"created"`
+}
+
+var cniIDRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$`)
+
+// cniID turns an attachment ID into a CNI container ID and file name: the ID
+// itself when it is already safe, else the safe characters and a hash.
+func cniID(id string) string {
+	if cniIDRE.MatchString(id) && len(id) <= 128 {
+		return id
+	}
+	var b strings.Builder
+	for _, r := range id {
+		if r < 0x80 && (r == '_' || r == '.' || r == '-' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z') {
+			b.WriteRune(r)
+		} else {
+			b.WriteByte('_')
+		}
+	}
+	s := strings.TrimLeft(b.String(), "_.-")
+	if len(s) > 100 {
+		s = s[:100]
+	}
+	sum := sha256.Sum256([]byte(id))
+	if s == "" {
+		return "h" + hex.EncodeToString(sum[:8])
+	}
+	return s + "-" + hex.EncodeToString(sum[:4])
+}
+
+func (m *Manager) recordPath(id string) string {
+	return filepath.Join(m.cfg.StateDir, "attachments", cniID(id)+".json")
+}
+
+func (m *Manager) netnsPath(id string) string {
+	return filepath.Join(m.cfg.StateDir, "netns", cniID(id))
+}
+
+func (m *Manager) readRecord(id string) (*record, error) {
+	b, err := os.ReadFile(m.recordPath(id))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("attachment %q: %w", id, errdefs.ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("attachment %q: %w", id, err)
+	}
+	var r record
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("attachment %q: %s: %w", id, m.recordPath(id), err)
+	}
+	return &r, nil
+}
+
+func (m *Manager) writeRecord(r *record) error {
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(m.recordPath(r.ID), append(b, '\n'), 0o600)
+}
+
+// Attachment returns the record of one attachment, or errdefs.ErrNotFound.
+func (m *Manager) Attachment(id string) (*Attachment, error) {
+	r, err := m.readRecord(id)
+	if err != nil {
+		return nil, err
+	}
+	a := r.Attachment
+	return &a, nil
+}
+
+// Attachments returns every recorded attachment, including ones whose Attach
+// never finished (hulld crashed); Detach cleans those up too.
+func (m *Manager) Attachments() ([]*Attachment, error) {
+	files, err := filepath.Glob(filepath.Join(m.cfg.StateDir, "attachments", "*.json"))
+	if err != nil {
+		return nil, err
+	}
+	var out []*Attachment
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				continue
+			}
+			return nil, err
+		}
+		var r record
+		if err := json.Unmarshal(b, &r); err != nil {
+			slog.Warn("network: unreadable attachment record", "file", f, "error", err)
+			continue
+		}
+		a := r.Attachment
+		out = append(out, &a)
+	}
+	return out, nil
+}
+
+// loopbackConf brings up lo in every netns Hull attaches (CNI's loopback plugin).
+var loopbackConf = func() *libcni.PluginConfig {
+	c, err := libcni.ConfFromBytes([]byte(`{"cniVersion":"` + cniVersion + `","name":"` + loopbackName + `","type":"loopback"}`))
+	if err != nil {
+		panic(err)
+	}
+	return c
+}()
+
+// prepare injects the host-local dataDir (under StateDir, so allocations are
+// per daemon) into a conflist that does not set one.
+func (m *Manager) prepare(list *libcni.NetworkConfigList) (*libcni.NetworkConfigList, error) {
+	var raw map[string]any
+	if err := json.Unmarshal(list.Bytes, &raw); err != nil {
+		return nil, err
+	}
+	plugins, _ := raw["plugins"].([]any)
+	changed := false
+	for _, p := range plugins {
+		pm, _ := p.(map[string]any)
+		ipam, _ := pm["ipam"].(map[string]any)
+		if ipam == nil || ipam["type"] != "host-local" {
+			continue
+		}
+		if _, ok := ipam["dataDir"]; !ok {
+			ipam["dataDir"] = filepath.Join(m.cfg.StateDir, "ipam")
+			changed = true
+		}
+	}
+	if !changed {
+		return list, nil
+	}
+	b, err := json.Marshal(raw)
+	if err != nil {
+		return nil, err
+	}
+	return libcni.ConfListFromBytes(b)
+}
+
+// checkPlugins finds every plugin (and IPAM plugin) of a conflist, and loopback.
+func (m *Manager) checkPlugins(list *libcni.NetworkConfigList) error {
+	types := []string{"loopback"}
+	for _, p := range list.Plugins {
+		types = append(types, p.Network.Type)
+		if p.Network.IPAM.Type != "" {
+			types = append(types, p.Network.IPAM.Type)
+		}
+	}
+	for _, t := range types {
+		if _, err := invoke.FindInPath(t, m.cfg.PluginDirs); err != nil {
+			return fmt.Errorf("%w %q (network %s): not found in %s", ErrMissingPlugin, t, list.Name, strings.Join(m.cfg.PluginDirs, ", "))
+		}
+	}
+	return nil
+}
+
+// Attach creates a netns, runs CNI ADD (loopback, then the network's
+// conflist with the portMappings capability) and records the attachment.
+// Before ADD it checks every host port: held by another attachment or bound
+// by a host process gives ErrPortInUse. On any error everything done so far
+// is undone (DEL, netns removed, IPAM released, record removed).
+func (m *Manager) Attach(ctx context.Context, o AttachOptions) (_ *Attachment, retErr error) {
+	if o.ID == "" {
+		return nil, fmt.Errorf("%w: attachment ID is empty", errdefs.ErrInvalidArgument)
+	}
+	netName := o.Network
+	if netName == "" {
+		netName = m.cfg.DefaultName
+	}
+	if netName == None || netName == Host {
+		return nil, fmt.Errorf("%w: network %q is handled by the caller, not attached", errdefs.ErrInvalidArgument, netName)
+	}
+	ifName := o.IfName
+	if ifName == "" {
+		ifName = "eth0"
+	}
+	if len(ifName) > 15 || strings.ContainsAny(ifName, "/ \t\n:") || ifName == "lo" {
+		return nil, fmt.Errorf("%w: interface name %q", errdefs.ErrInvalidArgument, ifName)
+	}
+	ports, err := validatePorts(o.Ports)
+	if err != nil {
+		return nil, err
+	}
+
+	unlock := m.locks.lock(o.ID)
+	defer unlock()
+	if _, err := os.Stat(m.recordPath(o.ID)); err == nil {
+		return nil, fmt.Errorf("attachment %q: %w", o.ID, errdefs.ErrAlreadyExists)
+	}
+
+	// Load the network and reserve the ports under m.mu, so Remove and other
+	// attaches see this one.
+	m.mu.Lock()
+	list, _, err := m.load(netName)
+	if err == nil {
+		list, err = m.prepare(list)
+	}
+	if err == nil {
+		err = m.checkPlugins(list)
+	}
+	if err == nil {
+		err = m.checkPortsLocked(o.ID, ports)
+	}
+	if err != nil {
+		m.mu.Unlock()
+		return nil, err
+	}
+	m.active[o.ID] = activeEntry{network: netName, ports: ports}
+	m.mu.Unlock()
+
+	rec := &record{
+		Attachment: Attachment{ID: o.ID, Network: netName, NetNS: m.netnsPath(o.ID), IfName: ifName, Ports: ports, Hostname: o.Hostname},
+		CNIID:      cniID(o.ID),
+		Conflist:   list.Bytes,
+		Created:    time.Now().UTC(),
+	}
+	defer func() {
+		if retErr == nil {
+			return
+		}
+		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		defer cancel()
+		if err := m.teardown(uctx, rec); err != nil {
+			slog.Error("network: undoing a failed attach", "id", o.ID, "error", err)
+			return // the record stays so that Detach can try again
+		}
+		m.forget(o.ID)
+	}()
+	if err := m.writeRecord(rec); err != nil {
+		return nil, fmt.Errorf("attachment %q: %w", o.ID, err)
+	}
+	if err := newNetNS(rec.NetNS); err != nil {
+		return nil, fmt.Errorf("attachment %q: %w", o.ID, err)
+	}
+	if _, err := m.cni.AddNetwork(ctx, loopbackConf, &libcni.RuntimeConf{ContainerID: rec.CNIID, NetNS: rec.NetNS, IfName: "lo"}); err != nil {
+		return nil, fmt.Errorf("attachment %q: loopback: %w", o.ID, err)
+	}
+	res, err := m.cni.AddNetworkList(ctx, list, m.runtimeConf(rec))
+	if err != nil {
+		return nil, fmt.Errorf("attachment %q: network %s: %w", o.ID, netName, err)
+	}
+	r100, err := types100.NewResultFromResult(res)
+	if err != nil {
+		return nil, fmt.Errorf("attachment %q: network %s: result: %w", o.ID, netName, err)
+	}
+	fillFromResult(&rec.Attachment, r100)
+	rec.Complete = true
+	if err := m.writeRecord(rec); err != nil {
+		return nil, fmt.Errorf("attachment %q: %w", o.ID, err)
+	}
+	slog.Debug("network: attached", "id", o.ID, "network", netName, "ips", rec.IPs, "ports", len(ports))
+	a := rec.Attachment
+	return &a, nil
+}
+
+func (m *Manager) runtimeConf(r *record) *libcni.RuntimeConf {
+	pm := make([]map[string]any, 0, len(r.Ports))
+	for _, p := range r.Ports {
+		e := map[string]any{"hostPort": int(p.HostPort), "containerPort": int(p.ContainerPort), "protocol": p.Protocol}
+		if p.HostIP != "" {
+			e["hostIP"] = p.HostIP
+		}
+		pm = append(pm, e)
+	}
+	return &libcni.RuntimeConf{
+		ContainerID:    r.CNIID,
+		NetNS:          r.NetNS,
+		IfName:         r.IfName,
+		CapabilityArgs: map[string]any{"portMappings": pm},
+	}
+}
+
+func fillFromResult(a *Attachment, r *types100.Result) {
+	idx := -1
+	for i, ifc := range r.Interfaces {
+		if ifc.Sandbox != "" && ifc.Name == a.IfName {
+			idx = i
+			a.MAC = ifc.Mac
+		}
+	}
+	for _, ip := range r.IPs {
+		if idx >= 0 && ip.Interface != nil && *ip.Interface != idx {
+			continue
+		}
+		a.IPs = append(a.IPs, ip.Address.String())
+		if a.Gateway == "" && ip.Gateway != nil {
+			a.Gateway = ip.Gateway.String()
+		}
+	}
+}
+
+// forget drops an attachment's record and port reservation.
+func (m *Manager) forget(id string) {
+	if err := os.Remove(m.recordPath(id)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		slog.Warn("network: removing attachment record", "id", id, "error", err)
+	}
+	m.mu.Lock()
+	delete(m.active, id)
+	m.mu.Unlock()
+}
+
+// Detach runs CNI DEL with libcni's cached configuration (so it works after
+// a restart of hulld, and even if the conflist changed), removes the netns
+// and the record. An unknown ID is not an error.
+func (m *Manager) Detach(ctx context.Context, id string) error {
+	unlock := m.locks.lock(id)
+	defer unlock()
+	rec, err := m.readRecord(id)
+	if errors.Is(err, errdefs.ErrNotFound) {
+		// Nothing recorded; a netns file without record cannot come from
+		// Attach (the record is written first), but clean it if present.
+		if err := removeNetNS(m.netnsPath(id)); err != nil {
+			return err
+		}
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if err := m.teardown(ctx, rec); err != nil {
+		return err
+	}
+	m.forget(id)
+	slog.Debug("network: detached", "id", id, "network", rec.Network)
+	return nil
+}
+
+// teardown runs CNI DEL for the network and loopback and removes the netns.
+func (m *Manager) teardown(ctx context.Context, rec *record) error {
+	rt := m.runtimeConf(rec)
+	if !isNetNS(rec.NetNS) {
+		rt.NetNS = "" // plugins release host-side state without a netns
+	}
+	list, crt, err := m.cachedList(rec, rt)
+	if err != nil {
+		return fmt.Errorf("detach %q: %w", rec.ID, err)
+	}
+	if err := m.cni.DelNetworkList(ctx, list, crt); err != nil {
+		return fmt.Errorf("detach %q: network %s: %w", rec.ID, rec.Network, err)
+	}
+	lrt := &libcni.RuntimeConf{ContainerID: rec.CNIID, NetNS: rt.NetNS, IfName: "lo"}
+	if err := m.cni.DelNetwork(ctx, loopbackConf, lrt); err != nil {
+		slog.Warn("network: loopback DEL", "id", rec.ID, "error", err)
+	}
+	if err := removeNetNS(rec.NetNS); err != nil {
+		return fmt.Errorf("detach %q: %w", rec.ID, err)
+	}
+	return nil
+}
+
+// cachedList returns the conflist and runtime config of an attachment's ADD:
+// libcni's cache first, else the copy in the record.
+func (m *Manager) cachedList(rec *record, rt *libcni.RuntimeConf) (*libcni.NetworkConfigList, *libcni.RuntimeConf, error) {
+	b, crt, err := m.cni.GetNetworkListCachedConfig(&libcni.NetworkConfigList{Name: rec.Network}, rt)
+	if err == nil && len(b) > 0 {
+		if list, err := libcni.ConfListFromBytes(b); err == nil {
+			crt.NetNS = rt.NetNS
+			return list, crt, nil
+		}
+	}
+	list, err := libcni.ConfListFromBytes(rec.Conflist)
+	if err != nil {
+		return nil, nil, fmt.Errorf("recorded conflist of network %s: %w", rec.Network, err)
+	}
+	return list, rt, nil
+}
+
+// isNetNS reports whether path is a mounted network namespace.
+func isNetNS(path string) bool {
+	var st unix.Statfs_t
+	if err := unix.Statfs(path, &st); err != nil {
+		return false
+	}
+	return st.Type == unix.NSFS_MAGIC
+}
+
+// checkPortsLocked checks host ports against other attachments and against
+// host sockets (a real bind). m.mu is held.
+func (m *Manager) checkPortsLocked(id string, ports []PortMapping) error {
+	for _, p := range ports {
+		for oid, a := range m.active {
+			if oid == id {
+				continue
+			}
+			for _, q := range a.ports {
+				if p.conflicts(q) {
+					return fmt.Errorf("%w: %s is published by container %s (%s)", ErrPortInUse, p.hostAddr(), oid, q)
+				}
+			}
+		}
+		if err := bindTest(p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// bindTest binds the host address of a mapping and lets it go.
+func bindTest(p PortMapping) error {
+	ip := p.HostIP
+	if ip == "" {
+		ip = "0.0.0.0"
+	}
+	addr := net.JoinHostPort(ip, strconv.Itoa(int(p.HostPort)))
+	var err error
+	switch p.Protocol {
+	case "udp":
+		var c net.PacketConn
+		if c, err = net.ListenPacket("udp4", addr); err == nil {
+			c.Close()
+		}
+	default:
+		var l net.Listener
+		if l, err = net.Listen("tcp4", addr); err == nil {
+			l.Close()
+		}
+	}
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, unix.EADDRINUSE):
+		who := socketHolder(p)
+		if who != "" {
+			who = " (" + who + ")"
+		}
+		return fmt.Errorf("%w: %s is bound by a host process%s", ErrPortInUse, p.hostAddr(), who)
+	case errors.Is(err, unix.EADDRNOTAVAIL):
+		return fmt.Errorf("%w %s: host IP %s is not an address of this host", ErrInvalidPort, p, ip)
+	default:
+		return fmt.Errorf("%w: %s: bind test: %v", ErrPortInUse, p.hostAddr(), err)
+	}
+}
