@@ -1,0 +1,61 @@
+package vm
+
+import (
+	"context"
+	"errors"
+	"net"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/hullproject/hull/agent"
+)
+
+// dialerVM is a Hypervisor whose agent channel is dialled by the driver.
+type dialerVM struct {
+	dir  string
+	done chan struct{}
+	dial func(ctx context.Context) (net.Conn, error)
+}
+
+func (h *dialerVM) Start(context.Context, Config) error { return nil }
+func (h *dialerVM) Stop(context.Context) error          { return nil }
+func (h *dialerVM) Wait() error                         { <-h.done; return nil }
+func (h *dialerVM) Done() <-chan struct{}               { return h.done }
+func (h *dialerVM) Pid() int                            { return 1 }
+func (h *dialerVM) ConsolePath() string                 { return filepath.Join(h.dir, "console.log") }
+func (h *dialerVM) AgentSocket() string                 { return filepath.Join(h.dir, "a.sock") }
+func (h *dialerVM) Capabilities() Capabilities          { return Capabilities{Vsock: true} }
+func (h *dialerVM) AgentTransport() AgentTransport      { return TransportHybridVsock }
+func (h *dialerVM) DialAgent(ctx context.Context) (net.Conn, error) {
+	return h.dial(ctx)
+}
+
+func TestDialAgent(t *testing.T) {
+	t.Run("through the driver", func(t *testing.T) {
+		a, b := net.Pipe()
+		defer b.Close()
+		h := &dialerVM{dir: t.TempDir(), done: make(chan struct{}), dial: func(context.Context) (net.Conn, error) { return a, nil }}
+		c, err := DialAgent(context.Background(), h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Close()
+		if TransportOf(h) != TransportHybridVsock {
+			t.Errorf("TransportOf = %s", TransportOf(h))
+		}
+	})
+	t.Run("the VM ends while dialling", func(t *testing.T) {
+		h := &dialerVM{dir: t.TempDir(), done: make(chan struct{}), dial: func(ctx context.Context) (net.Conn, error) {
+			<-ctx.Done()
+			return nil, ctx.Err()
+		}}
+		go func() { time.Sleep(20 * time.Millisecond); close(h.done) }()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_, err := DialAgent(ctx, h)
+		if !errors.Is(err, agent.ErrUnreachable) || !errors.Is(err, context.Canceled) {
+			t.Fatalf("err = %v, want ErrUnreachable after the VM ended", err)
+		}
+	})
+}
