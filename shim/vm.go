@@ -181,6 +181,7 @@ type vmProc struct {
 func (b *VMBackend) client() *agent.Client { return b.sb.Agent }
 
 func (b *VMBackend) Create(ctx context.Context, c *CreateConfig) (pid int, err error) {
+	vmTraceMark(c.ID, "create")
 	b.id = c.ID
 	spec, err := readSpec(c.Bundle)
 	if err != nil {
@@ -243,14 +244,20 @@ func (b *VMBackend) Create(ctx context.Context, c *CreateConfig) (pid int, err e
 		return 0, fmt.Errorf("boot vm: %w", err)
 	}
 	b.sb = sb
+	vmTraceBoot(c.ID, sb)
 	go b.watchVM()
 
+	// The container uses the guest's network namespace: the VM is the
+	// sandbox. With --net none it has only lo (no NIC is attached); the
+	// agent brings lo up either way.
+	netReq := &agentapi.ConfigureNetworkRequest{}
 	if b.net != nil {
-		if _, err := b.client().ConfigureNetwork(ctx, b.net.request()); err != nil {
-			return 0, fmt.Errorf("configure the network in the guest: %w; console tail:\n%s", err, vm.ConsoleTail(sb.Hypervisor.ConsolePath(), 20))
-		}
+		netReq = b.net.request()
 	}
-	gspec := guestSpec(spec, netMode == vmNetJoin, bindSources)
+	if _, err := b.client().ConfigureNetwork(ctx, netReq); err != nil {
+		return 0, fmt.Errorf("configure the network in the guest: %w; console tail:\n%s", err, vm.ConsoleTail(sb.Hypervisor.ConsolePath(), 20))
+	}
+	gspec := guestSpec(spec, bindSources)
 	js, err := json.Marshal(gspec)
 	if err != nil {
 		return 0, err
@@ -267,6 +274,7 @@ func (b *VMBackend) Create(ctx context.Context, c *CreateConfig) (pid int, err e
 	}); err != nil {
 		return 0, fmt.Errorf("create in guest: %w; console tail:\n%s", err, vm.ConsoleTail(sb.Hypervisor.ConsolePath(), 20))
 	}
+	vmTraceMark(c.ID, "created")
 	b.relay(p)
 	return p.pid, nil
 }
@@ -299,10 +307,11 @@ func linuxResources(s *specs.Spec) *specs.LinuxResources {
 
 // guestSpec is the spec as the agent runs it: the root inside the guest's
 // share, bind mount sources in the mounts share (bindSources: mount index
-// to guest path), no network namespace when the VM took over the host's
-// (joinNet: the VM is the sandbox, the container uses the guest's network)
-// and (the guest is a cgroup v2 host) a cgroup namespace of its own.
-func guestSpec(s *specs.Spec, joinNet bool, bindSources map[int]string) *specs.Spec {
+// to guest path), no network namespace (the VM is the sandbox: the
+// container uses the guest's, which has the NICs taken over from the
+// host's namespace, or only lo) and (the guest is a cgroup v2 host) a
+// cgroup namespace of its own.
+func guestSpec(s *specs.Spec, bindSources map[int]string) *specs.Spec {
 	g := *s
 	root := specs.Root{}
 	if s.Root != nil {
@@ -323,7 +332,7 @@ func guestSpec(s *specs.Spec, joinNet bool, bindSources map[int]string) *specs.S
 		var nss []specs.LinuxNamespace
 		for _, ns := range l.Namespaces {
 			has = has || ns.Type == specs.CgroupNamespace
-			if joinNet && ns.Type == specs.NetworkNamespace {
+			if ns.Type == specs.NetworkNamespace {
 				continue
 			}
 			nss = append(nss, ns)
@@ -436,6 +445,9 @@ func (b *VMBackend) relay(p *vmProc) {
 // and records its exit.
 func (b *VMBackend) wait(p *vmProc) {
 	r, err := b.client().WaitProcess(context.Background(), &agentapi.ProcessRequest{ContainerId: b.id, ExecId: p.execID})
+	if p.execID == "" {
+		vmTraceMark(b.id, "exited")
+	}
 	status := int(r.GetStatus())
 	if err != nil {
 		slog.Warn("vm: wait in guest", "exec", p.execID, "err", err)
@@ -504,9 +516,11 @@ func (b *VMBackend) Start(ctx context.Context, execID string) (int, error) {
 		return 0, fmt.Errorf("process %q already started: %w", execID, errdefs.ErrFailedPrecondition)
 	}
 	if execID == "" {
+		vmTraceMark(b.id, "start")
 		if _, err := b.client().StartContainer(ctx, &agentapi.ContainerRequest{ContainerId: b.id}); err != nil {
 			return 0, fmt.Errorf("start in guest: %w", err)
 		}
+		vmTraceMark(b.id, "started")
 		go b.wait(p)
 		return p.pid, nil
 	}
@@ -642,6 +656,7 @@ func (b *VMBackend) DeleteProcess(ctx context.Context, execID string) error {
 }
 
 func (b *VMBackend) Delete(ctx context.Context) error {
+	vmTraceMark(b.id, "delete")
 	if b.sb != nil {
 		_, _ = b.client().RemoveContainer(ctx, &agentapi.ContainerRequest{ContainerId: b.id})
 	}
@@ -690,6 +705,8 @@ func (b *VMBackend) teardown(ctx context.Context) error {
 		b.rootfs = ""
 	}
 	if b.stateDir != "" {
+		vmTraceMark(b.id, "torndown")
+		vmTraceFlush(b.id, filepath.Join(b.stateDir, "console.log"))
 		_ = os.RemoveAll(b.stateDir)
 		b.stateDir = ""
 	}

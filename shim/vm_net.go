@@ -90,6 +90,9 @@ func setupVMNetwork(nsPath string) (_ *vmNetwork, err error) {
 		}
 	}()
 	err = ns.WithNetNSPath(nsPath, func(ns.NetNS) error {
+		if err := removeStale(); err != nil {
+			return err
+		}
 		links, err := netlink.LinkList()
 		if err != nil {
 			return fmt.Errorf("list links: %w", err)
@@ -280,8 +283,15 @@ func (n *vmNetwork) teardown() error {
 		}
 		return errors.Join(errs...)
 	})
-	var nsErr ns.NSPathNotExistErr
-	if errors.As(err, &nsErr) {
+	return ignoreGoneNS(err)
+}
+
+// ignoreGoneNS drops the error of a namespace that is no longer there (its
+// path removed, or no longer a namespace mount: hulld detached it first).
+func ignoreGoneNS(err error) error {
+	var notExist ns.NSPathNotExistErr
+	var notNS ns.NSPathNotNSErr
+	if errors.As(err, &notExist) || errors.As(err, &notNS) {
 		return nil
 	}
 	return err
@@ -298,68 +308,58 @@ func removeTap(name string) error {
 	return nil
 }
 
-// cleanupVMNetwork removes what a shim that is gone left in the network
-// namespace of the bundle's spec: its taps and the ingress qdiscs on the
-// interfaces whose filters redirected to them.
-func cleanupVMNetwork(spec *specs.Spec) error {
-	mode, path, err := specNetwork(spec)
-	if err != nil || mode != vmNetJoin {
-		return nil
+// removeStale removes, in the current namespace, what a shim that died
+// left: its taps (gone already when QEMU held the last fd) and the ingress
+// qdiscs whose filters redirect to one of them or to a link that is gone.
+// hulld removes the whole namespace anyway; this lets another vm shim take
+// over a namespace that outlived one (containerd with a netns path).
+func removeStale() error {
+	links, err := netlink.LinkList()
+	if err != nil {
+		return err
 	}
-	if _, err := os.Stat(path); err != nil {
-		return nil
+	var taps []int
+	for _, l := range links {
+		if strings.HasSuffix(l.Attrs().Name, tapSuffix) && l.Type() == "tuntap" {
+			taps = append(taps, l.Attrs().Index)
+		}
 	}
-	err = ns.WithNetNSPath(path, func(ns.NetNS) error {
-		links, err := netlink.LinkList()
-		if err != nil {
-			return err
+	var errs []error
+	for _, l := range links {
+		a := l.Attrs()
+		if slices.Contains(taps, a.Index) {
+			continue
 		}
-		var taps []int
-		for _, l := range links {
-			if strings.HasSuffix(l.Attrs().Name, tapSuffix) && l.Type() == "tuntap" {
-				taps = append(taps, l.Attrs().Index)
-			}
+		filters, err := netlink.FilterList(l, netlink.MakeHandle(0xffff, 0))
+		if err != nil || len(filters) == 0 {
+			continue
 		}
-		var errs []error
-		for _, l := range links {
-			a := l.Attrs()
-			if strings.HasSuffix(a.Name, tapSuffix) {
+		stale := false
+		for _, f := range filters {
+			u, ok := f.(*netlink.U32)
+			if !ok {
 				continue
 			}
-			filters, err := netlink.FilterList(l, netlink.MakeHandle(0xffff, 0))
-			if err != nil || len(filters) == 0 {
-				continue
-			}
-			ours := false
-			for _, f := range filters {
-				if u, ok := f.(*netlink.U32); ok {
-					for _, act := range u.Actions {
-						if m, ok := act.(*netlink.MirredAction); ok && (slices.Contains(taps, m.Ifindex) || !linkExists(links, m.Ifindex)) {
-							ours = true
-						}
-					}
-				}
-			}
-			if ours {
-				if err := netlink.QdiscDel(ingressQdisc(a.Index)); err != nil {
-					errs = append(errs, fmt.Errorf("remove the ingress qdisc of %s: %w", a.Name, err))
+			for _, act := range u.Actions {
+				if m, ok := act.(*netlink.MirredAction); ok && (slices.Contains(taps, m.Ifindex) || !linkExists(links, m.Ifindex)) {
+					stale = true
 				}
 			}
 		}
-		for _, l := range links {
-			if slices.Contains(taps, l.Attrs().Index) {
-				if err := removeTap(l.Attrs().Name); err != nil {
-					errs = append(errs, err)
-				}
+		if stale {
+			if err := netlink.QdiscDel(ingressQdisc(a.Index)); err != nil {
+				errs = append(errs, fmt.Errorf("remove the stale ingress qdisc of %s: %w", a.Name, err))
 			}
 		}
-		return errors.Join(errs...)
-	})
-	var nsErr ns.NSPathNotExistErr
-	if errors.As(err, &nsErr) {
-		return nil
 	}
-	return err
+	for _, l := range links {
+		if slices.Contains(taps, l.Attrs().Index) {
+			if err := removeTap(l.Attrs().Name); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
 }
 
 func linkExists(links []netlink.Link, index int) bool {

@@ -81,16 +81,15 @@ func TestGuestSpec(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
 		ns      []specs.LinuxNamespace
-		joinNet bool
 		binds   map[int]string
 		wantNS  []specs.LinuxNamespace
 		wantSrc []string
 	}{
-		{"new netns kept (--net none)", []specs.LinuxNamespace{pid, netns("")}, false, nil,
-			[]specs.LinuxNamespace{pid, netns(""), cg}, []string{"/host/a", "proc"}},
-		{"joined netns dropped: the guest's is the container's", []specs.LinuxNamespace{pid, netns("/run/netns/x")}, true, nil,
+		{"new netns (--net none) dropped: the guest's has only lo", []specs.LinuxNamespace{pid, netns("")}, nil,
 			[]specs.LinuxNamespace{pid, cg}, []string{"/host/a", "proc"}},
-		{"bind sources from the mounts share", []specs.LinuxNamespace{pid, cg}, false, map[int]string{0: vmGuestMounts + "/m0"},
+		{"joined netns dropped: the guest's has its NICs", []specs.LinuxNamespace{pid, netns("/run/netns/x")}, nil,
+			[]specs.LinuxNamespace{pid, cg}, []string{"/host/a", "proc"}},
+		{"bind sources from the mounts share", []specs.LinuxNamespace{pid, cg}, map[int]string{0: vmGuestMounts + "/m0"},
 			[]specs.LinuxNamespace{pid, cg}, []string{vmGuestMounts + "/m0", "proc"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -101,7 +100,7 @@ func TestGuestSpec(t *testing.T) {
 				Linux:  &specs.Linux{CgroupsPath: "/hull/x", Namespaces: tc.ns},
 			}
 			orig := append([]specs.LinuxNamespace(nil), tc.ns...)
-			g := guestSpec(s, tc.joinNet, tc.binds)
+			g := guestSpec(s, tc.binds)
 			if g.Root.Path != vmGuestRoot || !g.Root.Readonly || g.Hooks != nil || g.Linux.CgroupsPath != "" {
 				t.Fatalf("guest spec %+v", g)
 			}

@@ -18,8 +18,10 @@ type Sandbox struct {
 	Agent      *agent.Client
 	// Version is the agent's first answer.
 	Version *agentapi.VersionResponse
-	// StartedAt is when Boot began; Ready when the agent first answered.
-	StartedAt, Ready time.Time
+	// StartedAt is when Boot began; VMMUp when the hypervisor ran (its
+	// Start returned: QEMU answers QMP); Ready when the agent first
+	// answered.
+	StartedAt, VMMUp, Ready time.Time
 }
 
 // Boot starts the VM and waits up to timeout (DefaultAgentTimeout when 0)
@@ -34,6 +36,7 @@ func Boot(ctx context.Context, h Hypervisor, cfg Config, timeout time.Duration) 
 	if err := h.Start(ctx, cfg); err != nil {
 		return nil, err
 	}
+	sb.VMMUp = time.Now()
 	fail := func(err error) (*Sandbox, error) {
 		_ = h.Stop(context.WithoutCancel(ctx))
 		return nil, fmt.Errorf("%w; console tail (%s):\n%s", err, h.ConsolePath(), ConsoleTail(h.ConsolePath(), 20))

@@ -1,0 +1,403 @@
+package shim
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/hullproject/hull/internal/testutil"
+	"github.com/hullproject/hull/vm/initramfs"
+	"github.com/hullproject/hull/vm/vmtest"
+)
+
+// These tests run containers in real QEMU guests (TCG here) through the vm
+// backend, as the task service does.
+
+// vmTestBackend returns a vm backend booting Hull's kernel with an agent
+// initramfs built from this tree into the test's temporary directory
+// (vmtest's own would outlive the test binary: this package's TestMain is
+// the shim tests').
+func vmTestBackend(t *testing.T) *VMBackend {
+	t.Helper()
+	testutil.RequireRoot(t)
+	testutil.RequireBusybox(t)
+	kernel := vmtest.Kernel(t)
+	dir := t.TempDir()
+	agentBin := filepath.Join(dir, "hull-agent")
+	cmd := exec.Command("go", "build", "-trimpath", "-tags", "netgo,osusergo",
+		"-ldflags", "-s -w -linkmode external -extldflags -static",
+		"-o", agentBin, "github.com/hullproject/hull/cmd/hull-agent")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=1")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build hull-agent: %v: %s", err, out)
+	}
+	rd := filepath.Join(dir, "agent.cpio")
+	if err := initramfs.WriteFile(rd, initramfs.Spec{Init: agentBin}); err != nil {
+		t.Fatal(err)
+	}
+	return &VMBackend{
+		cfg:   &vmConfig{Kernel: kernel, Initrd: rd, Accel: "tcg", MemoryMiB: 256, BootTimeout: 90 * time.Second},
+		procs: map[string]*vmProc{},
+	}
+}
+
+// vmRun is a vm backend with one container, its output in files.
+type vmRun struct {
+	t    *testing.T
+	b    *VMBackend
+	proc specs.Process // the bundle's process: execs run with its user and capabilities
+	dir  string
+	n    int
+}
+
+// vmCreate creates the bundle's container and starts it.
+func vmCreate(t *testing.T, b *VMBackend, bundle *testutil.Bundle) (*vmRun, error) {
+	t.Helper()
+	r := &vmRun{t: t, b: b, proc: *bundle.Spec.Process, dir: t.TempDir()}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	id := fmt.Sprintf("vmnet%d", time.Now().UnixNano()%1000000)
+	_, err := b.Create(ctx, &CreateConfig{ID: id, Bundle: bundle.Dir, Stdio: Stdio{
+		Stdout: filepath.Join(r.dir, "init.out"), Stderr: filepath.Join(r.dir, "init.out"),
+	}})
+	if err != nil {
+		return nil, err
+	}
+	t.Cleanup(func() { _ = b.Delete(context.Background()) })
+	if _, err := b.Start(ctx, ""); err != nil {
+		t.Fatalf("start: %v", err)
+	}
+	return r, nil
+}
+
+// exec runs args in the container and returns its output and exit status.
+func (r *vmRun) exec(args ...string) (string, int) {
+	r.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	r.n++
+	id := fmt.Sprintf("e%d", r.n)
+	out := filepath.Join(r.dir, id+".out")
+	p := r.proc
+	p.Args = args
+	if err := r.b.Exec(ctx, id, &ExecConfig{Spec: &p, Stdio: Stdio{Stdout: out, Stderr: out}}); err != nil {
+		r.t.Fatalf("exec %v: %v", args, err)
+	}
+	if _, err := r.b.Start(ctx, id); err != nil {
+		r.t.Fatalf("start exec %v: %v", args, err)
+	}
+	e, err := r.b.Wait(ctx, id)
+	if err != nil {
+		r.t.Fatalf("wait exec %v: %v", args, err)
+	}
+	_ = r.b.DeleteProcess(ctx, id)
+	data, _ := os.ReadFile(out)
+	return string(data), e.Status
+}
+
+// stop kills the init, waits for it and deletes the container.
+func (r *vmRun) stop() {
+	r.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	_ = r.b.Kill(ctx, "", syscall.SIGKILL, false)
+	if _, err := r.b.Wait(ctx, ""); err != nil {
+		r.t.Errorf("wait init: %v", err)
+	}
+	if err := r.b.Delete(ctx); err != nil {
+		r.t.Errorf("delete: %v", err)
+	}
+}
+
+// testNetNS is a named network namespace with a veth whose other end is in
+// the host with an address, as CNI's bridge plugin leaves a container.
+type testNetNS struct {
+	name, path, hostIf string
+	hostIP, ctrIP      string
+	mtu                int
+}
+
+func ipCmd(t *testing.T, args ...string) {
+	t.Helper()
+	if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+		t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
+	}
+}
+
+func newTestNetNS(t *testing.T) *testNetNS {
+	t.Helper()
+	if _, err := exec.LookPath("ip"); err != nil {
+		t.Skip("needs ip (iproute2)")
+	}
+	k := os.Getpid()%200 + 20
+	n := &testNetNS{
+		name: fmt.Sprintf("hullvmnet%d", os.Getpid()), hostIf: fmt.Sprintf("hvh%d", os.Getpid()),
+		hostIP: fmt.Sprintf("10.251.%d.1", k), ctrIP: fmt.Sprintf("10.251.%d.2", k), mtu: 1400,
+	}
+	n.path = "/var/run/netns/" + n.name
+	ipCmd(t, "netns", "add", n.name)
+	t.Cleanup(func() {
+		_ = exec.Command("ip", "link", "del", n.hostIf).Run()
+		_ = exec.Command("ip", "netns", "del", n.name).Run()
+	})
+	ipCmd(t, "link", "add", n.hostIf, "mtu", fmt.Sprint(n.mtu), "type", "veth", "peer", "name", "eth0", "mtu", fmt.Sprint(n.mtu), "netns", n.name)
+	ipCmd(t, "addr", "add", n.hostIP+"/24", "dev", n.hostIf)
+	ipCmd(t, "link", "set", n.hostIf, "up")
+	ipCmd(t, "-n", n.name, "addr", "add", n.ctrIP+"/24", "dev", "eth0")
+	ipCmd(t, "-n", n.name, "link", "set", "eth0", "up")
+	ipCmd(t, "-n", n.name, "link", "set", "lo", "up")
+	ipCmd(t, "-n", n.name, "route", "add", "default", "via", n.hostIP)
+	return n
+}
+
+func (n *testNetNS) run(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := exec.Command("ip", append([]string{"netns", "exec", n.name}, args...)...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("in %s: %s: %v: %s", n.name, strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// TestVMNetwork: a vm container takes over its network namespace's veth.
+// From inside, the host end answers ping and a TCP fetch; from the host, a
+// server in the container answers; the guest's eth0 has the veth's address
+// and MTU. After delete the tap and the qdiscs are gone from the namespace,
+// which stays, and no QEMU or virtiofsd is left.
+func TestVMNetwork(t *testing.T) {
+	b := vmTestBackend(t)
+	n := newTestNetNS(t)
+
+	// A host TCP listener on the host end of the veth.
+	ln, err := net.Listen("tcp", n.hostIP+":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			_, _ = io.WriteString(c, "HTTP/1.0 200 OK\r\nContent-Length: 16\r\n\r\nhello-from-host\n")
+			c.Close()
+		}
+	}()
+	port := ln.Addr().(*net.TCPAddr).Port
+
+	bundle := testutil.NewBundle(t, "sh", "-c", "mkdir -p /www && echo hello-from-vm > /www/index.html && exec httpd -f -p 8080 -h /www")
+	bundle.Spec.Linux.Namespaces = setNetNS(bundle.Spec.Linux.Namespaces, n.path)
+	withNetRaw(bundle)
+	if err := bundle.Save(); err != nil {
+		t.Fatal(err)
+	}
+	r, err := vmCreate(t, b, bundle)
+	if err != nil {
+		t.Fatalf("create: %v", err)
+	}
+	if taps := n.run(t, "ip", "-o", "link", "show", "type", "tun"); !strings.Contains(taps, "tap0"+tapSuffix) {
+		t.Errorf("no tap in the namespace while the vm runs: %q", taps)
+	}
+	// Few execs per VM: see the request about runtime/container's fds.
+	out, st := r.exec("sh", "-c", "cat /sys/class/net/eth0/mtu; ip -o -4 addr show dev eth0; ip route; ls /sys/class/net")
+	if st != 0 {
+		t.Fatalf("guest network info: status %d: %s", st, out)
+	}
+	if !strings.HasPrefix(out, fmt.Sprintf("%d\n", n.mtu)) {
+		t.Errorf("guest eth0 MTU is not the veth's %d:\n%s", n.mtu, out)
+	}
+	if !strings.Contains(out, n.ctrIP+"/24") {
+		t.Errorf("guest eth0 lacks the veth's address %s/24:\n%s", n.ctrIP, out)
+	}
+	if !strings.Contains(out, "default via "+n.hostIP+" dev eth0") {
+		t.Errorf("guest routes lack the default via %s:\n%s", n.hostIP, out)
+	}
+	if !strings.HasSuffix(out, "eth0\nlo\n") {
+		t.Errorf("guest interfaces are not eth0 and lo:\n%s", out)
+	}
+	if out, st := r.exec("ping", "-c", "1", "-W", "10", n.hostIP); st != 0 {
+		t.Errorf("ping %s from the container: status %d: %s", n.hostIP, st, out)
+	}
+	if out, st := r.exec("wget", "-q", "-O", "-", fmt.Sprintf("http://%s:%d/", n.hostIP, port)); st != 0 || out != "hello-from-host\n" {
+		t.Errorf("fetch from the host listener: status %d: %q", st, out)
+	}
+	// Host to container: busybox httpd in the guest.
+	cl := &http.Client{Timeout: 10 * time.Second}
+	var body string
+	for i := 0; i < 30; i++ {
+		resp, err := cl.Get(fmt.Sprintf("http://%s:8080/", n.ctrIP))
+		if err == nil {
+			data, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			body = string(data)
+			break
+		}
+		time.Sleep(time.Second)
+	}
+	if body != "hello-from-vm\n" {
+		t.Errorf("GET from the host: %q", body)
+	}
+	r.stop()
+	vmtest.NoStrays(t)
+	if _, err := os.Stat(n.path); err != nil {
+		t.Errorf("the network namespace went with the container: %v", err)
+	}
+	if out := n.run(t, "ip", "-o", "link", "show"); strings.Contains(out, tapSuffix) {
+		t.Errorf("tap left in the namespace:\n%s", out)
+	}
+	if out := n.run(t, "tc", "qdisc", "show", "dev", "eth0", "ingress"); strings.TrimSpace(out) != "" {
+		t.Errorf("ingress qdisc left on eth0: %q", out)
+	}
+}
+
+// TestVMNetworkNone: a new network namespace (--net none) has only lo, and
+// a spec without one (host networking) is refused before anything starts.
+func TestVMNetworkNone(t *testing.T) {
+	b := vmTestBackend(t)
+	bundle := testutil.NewBundle(t, "sleep", "600")
+	withNetRaw(bundle)
+	if err := bundle.Save(); err != nil {
+		t.Fatal(err)
+	}
+	r, err := vmCreate(t, b, bundle)
+	if err != nil {
+		t.Fatalf("create: %v", err)
+	}
+	if out, _ := r.exec("sh", "-c", "ls /sys/class/net; cat /sys/class/net/lo/operstate; ping -c 1 -W 10 127.0.0.1 >/dev/null && echo lo-answers"); out != "lo\nunknown\nlo-answers\n" {
+		t.Errorf("--net none: %q, want only lo, up", out)
+	}
+	r.stop()
+
+	host := testutil.NewBundle(t, "true")
+	host.Spec.Linux.Namespaces = setNetNS(host.Spec.Linux.Namespaces, "-")
+	if err := host.Save(); err != nil {
+		t.Fatal(err)
+	}
+	hb := &VMBackend{cfg: b.cfg, procs: map[string]*vmProc{}}
+	_, err = hb.Create(context.Background(), &CreateConfig{ID: "vmhostnet", Bundle: host.Dir})
+	if !errors.Is(err, ErrHostNetwork) || !strings.Contains(err.Error(), "host") {
+		t.Fatalf("create with the host network: %v, want ErrHostNetwork", err)
+	}
+	vmtest.NoStrays(t)
+	if _, err := os.Stat(filepath.Join(host.Dir, "vm")); err == nil {
+		t.Error("vm state dir left after the refused create")
+	}
+}
+
+// withNetRaw gives the bundle's process CAP_NET_RAW (ping), as Docker's
+// default set does.
+func withNetRaw(b *testutil.Bundle) {
+	c := b.Spec.Process.Capabilities
+	c.Bounding = append(c.Bounding, "CAP_NET_RAW")
+	c.Effective = append(c.Effective, "CAP_NET_RAW")
+	c.Permitted = append(c.Permitted, "CAP_NET_RAW")
+}
+
+// setNetNS sets the network namespace's path; "-" removes it (host
+// network).
+func setNetNS(nss []specs.LinuxNamespace, path string) []specs.LinuxNamespace {
+	var out []specs.LinuxNamespace
+	for _, n := range nss {
+		if n.Type != specs.NetworkNamespace {
+			out = append(out, n)
+		}
+	}
+	if path != "-" {
+		out = append(out, specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: path})
+	}
+	return out
+}
+
+// TestVMBindMounts: a host directory (rw) and host files (one rw, one ro)
+// bind-mounted into a vm container: read and written from inside, the
+// writes seen on the host, the ro one refused; the host's mount table never
+// holds the binds and nothing is left after delete.
+func TestVMBindMounts(t *testing.T) {
+	b := vmTestBackend(t)
+	host := t.TempDir()
+	vol := filepath.Join(host, "vol")
+	rwFile := filepath.Join(host, "rw.txt")
+	roFile := filepath.Join(host, "ro.txt")
+	if err := os.MkdirAll(vol, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for p, c := range map[string]string{filepath.Join(vol, "in.txt"): "from-host-dir\n", rwFile: "rw-file\n", roFile: "ro-file\n"} {
+		if err := os.WriteFile(p, []byte(c), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bundle := testutil.NewBundle(t, "sleep", "600")
+	bundle.Spec.Mounts = append(bundle.Spec.Mounts,
+		specs.Mount{Destination: "/data", Type: "bind", Source: vol, Options: []string{"rbind", "rw"}},
+		specs.Mount{Destination: "/etc/rw.txt", Type: "bind", Source: rwFile, Options: []string{"bind", "rw"}},
+		specs.Mount{Destination: "/etc/ro.txt", Type: "bind", Source: roFile, Options: []string{"bind", "ro"}},
+	)
+	if err := bundle.Save(); err != nil {
+		t.Fatal(err)
+	}
+	r, err := vmCreate(t, b, bundle)
+	if err != nil {
+		t.Fatalf("create: %v", err)
+	}
+	if mountTableMentions(host) {
+		t.Error("a bind of the vm container is in the host's mount table")
+	}
+	if out, st := r.exec("cat", "/data/in.txt", "/etc/rw.txt", "/etc/ro.txt"); st != 0 || out != "from-host-dir\nrw-file\nro-file\n" {
+		t.Errorf("read the binds: status %d: %q", st, out)
+	}
+	if out, st := r.exec("sh", "-c", "echo from-guest > /data/out.txt && echo appended >> /etc/rw.txt"); st != 0 {
+		t.Errorf("write the rw binds: status %d: %s", st, out)
+	}
+	if out, st := r.exec("sh", "-c", "echo no >> /etc/ro.txt"); st == 0 {
+		t.Errorf("wrote the ro bind: %s", out)
+	}
+	if data, _ := os.ReadFile(filepath.Join(vol, "out.txt")); string(data) != "from-guest\n" {
+		t.Errorf("host sees %q in the volume, want the guest's write", data)
+	}
+	if data, _ := os.ReadFile(rwFile); string(data) != "rw-file\nappended\n" {
+		t.Errorf("host file %q, want the guest's append", data)
+	}
+	if data, _ := os.ReadFile(roFile); string(data) != "ro-file\n" {
+		t.Errorf("ro host file changed: %q", data)
+	}
+	r.stop()
+	vmtest.NoStrays(t)
+	if _, err := os.Stat(filepath.Join(bundle.Dir, "vm")); err == nil {
+		t.Error("vm state dir left after delete")
+	}
+	if mountTableMentions(bundle.Dir) {
+		t.Error("mounts left under the bundle")
+	}
+}
+
+// mountTableMentions says whether a mount in this process's mount table
+// has its source path or mount point under dir.
+func mountTableMentions(dir string) bool {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fl := strings.Fields(sc.Text())
+		if len(fl) > 4 && (strings.HasPrefix(fl[3], dir) || strings.HasPrefix(fl[4], dir)) {
+			return true
+		}
+	}
+	return false
+}
