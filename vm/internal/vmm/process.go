@@ -27,6 +27,11 @@ type Spec struct {
 	// NetNS is a network namespace path the process starts in ("" is
 	// this process's).
 	NetNS string
+	// Isolate, when set, runs on a locked OS thread before the process
+	// is started from it (unsharing a namespace, say). That thread is
+	// never handed back to Go's scheduler: it waits for the process and
+	// ends with it (PDEATHSIG fires when the forking thread ends).
+	Isolate func() error
 }
 
 // Process is a started process in its own process group, which is
@@ -48,6 +53,29 @@ func Start(s Spec) (*Process, error) {
 		cmd.Stdout = s.Stdout
 	}
 	cmd.ExtraFiles = s.ExtraFiles
+	p.cmd = cmd
+	if s.Isolate != nil {
+		started := make(chan error, 1)
+		go func() {
+			runtime.LockOSThread()
+			// No UnlockOSThread: the thread is not like the others.
+			if err := s.Isolate(); err != nil {
+				started <- err
+				return
+			}
+			if err := cmd.Start(); err != nil {
+				started <- err
+				return
+			}
+			started <- nil
+			p.err = cmd.Wait()
+			close(p.done)
+		}()
+		if err := <-started; err != nil {
+			return nil, fmt.Errorf("start %s: %w", s.Path, err)
+		}
+		return p, nil
+	}
 	start := cmd.Start
 	if s.NetNS != "" {
 		start = func() error { return inNetNS(s.NetNS, cmd.Start) }
@@ -55,7 +83,6 @@ func Start(s Spec) (*Process, error) {
 	if err := start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", s.Path, err)
 	}
-	p.cmd = cmd
 	go func() {
 		p.err = cmd.Wait()
 		close(p.done)

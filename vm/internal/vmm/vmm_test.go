@@ -236,3 +236,42 @@ func TestStartInNetNS(t *testing.T) {
 		t.Errorf("thread left in netns %s", now)
 	}
 }
+
+// TestStartVirtiofsdBinds: a share's binds are mounted in virtiofsd's own
+// mount namespace, not on the host, and go with it.
+func TestStartVirtiofsdBinds(t *testing.T) {
+	if _, err := os.Stat(DefaultVirtiofsd); err != nil {
+		t.Skipf("virtiofsd not installed (%s): %v", DefaultVirtiofsd, err)
+	}
+	if os.Getuid() != 0 {
+		t.Skip("needs root to mount")
+	}
+	dir := t.TempDir()
+	src, vol := filepath.Join(dir, "src"), filepath.Join(dir, "vol")
+	os.MkdirAll(filepath.Join(src, "data"), 0o755)
+	os.Mkdir(vol, 0o755)
+	os.WriteFile(filepath.Join(vol, "f"), []byte("x"), 0o644)
+	sock := filepath.Join(dir, "fs.sock")
+	p, err := StartVirtiofsd(context.Background(), DefaultVirtiofsd,
+		vm.Share{Tag: "t", Source: src, Binds: []vm.Bind{{Source: vol, Target: "data", ReadOnly: true}}}, sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mi, _ := os.ReadFile(fmt.Sprintf("/proc/%d/mountinfo", p.Pid()))
+	target := filepath.Join(src, "data")
+	if !strings.Contains(string(mi), " "+target+" ") {
+		t.Errorf("bind %s not in virtiofsd's mount table", target)
+	}
+	host, _ := os.ReadFile("/proc/self/mountinfo")
+	if strings.Contains(string(host), " "+target+" ") {
+		t.Errorf("bind %s leaked into the host's mount table", target)
+	}
+	p.Kill()
+	p.waitGroupGone()
+	// A bad bind fails the start, naming it.
+	_, err = StartVirtiofsd(context.Background(), DefaultVirtiofsd,
+		vm.Share{Tag: "t", Source: src, Binds: []vm.Bind{{Source: filepath.Join(dir, "missing"), Target: "data"}}}, sock)
+	if err == nil || !strings.Contains(err.Error(), "missing") {
+		t.Errorf("bad bind: %v", err)
+	}
+}

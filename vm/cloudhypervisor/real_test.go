@@ -1,0 +1,43 @@
+package cloudhypervisor
+
+import (
+	"context"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/hullproject/hull/vm"
+	"github.com/hullproject/hull/vm/accel"
+	"github.com/hullproject/hull/vm/vmtest"
+)
+
+// TestRealBoot boots Hull's guest under a real Cloud Hypervisor (PATH or
+// $HULL_CLOUD_HYPERVISOR) with the rootfs dir shared over virtio-fs, and
+// talks to the agent over the hybrid vsock.
+func TestRealBoot(t *testing.T) {
+	if os.Getenv("HULL_FAKE_CH") != "" {
+		t.Skip("fake mode")
+	}
+	bin, err := LookPath(Options{})
+	if err != nil {
+		t.Skipf("cloud-hypervisor not installed: %v", err)
+	}
+	ctx := context.Background()
+	if r := accel.Detect(ctx, accel.Options{}); r.Accel != accel.KVM {
+		t.Skipf("cloud-hypervisor needs a usable KVM: %s", r.Reason)
+	}
+	cfg := vm.Config{
+		ID: "ch-real", StateDir: t.TempDir(), Kernel: vmtest.Kernel(t), Initrd: vmtest.Initramfs(t),
+		VCPUs: 1, MemoryMiB: 256, Shares: []vm.Share{{Tag: "hullfs", Source: t.TempDir()}},
+	}
+	h := New(Options{Binary: bin})
+	sb, err := vm.Boot(ctx, h, cfg, 60*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("agent %s answered after %s", sb.Version.GetAgentVersion(), sb.Ready.Sub(sb.StartedAt))
+	if err := sb.Shutdown(ctx, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	noStrays(t, h, cfg.StateDir)
+}
