@@ -1,24 +1,32 @@
 package network
 
 import (
-	"fmt"
-
 	"github.com/containerd/errdefs"
 )
 
-// Sentinel errors. Each wraps an errdefs kind so that hulld maps it to the
-// right gRPC code; callers test them with errors.Is. The errors returned by
-// the package wrap these with the details (network name, ip:port/proto,
-// plugin and directories).
+// Sentinel errors. Each unwraps to an errdefs kind, so hulld maps it to the
+// right gRPC code and errdefs.IsNotFound and the like hold; callers test them
+// with errors.Is. The errors returned by the package wrap these with the
+// details (network name, ip:port/proto and holder, plugin and directories).
 var (
 	// ErrUnknownNetwork: no conflist of that name in the configuration directory.
-	ErrUnknownNetwork = fmt.Errorf("unknown network: %w", errdefs.ErrNotFound)
+	ErrUnknownNetwork error = &kindError{"unknown network", errdefs.ErrNotFound}
 	// ErrPortInUse: a host port is held by another attachment or bound by a host process.
-	ErrPortInUse = fmt.Errorf("port already in use: %w", errdefs.ErrConflict)
+	ErrPortInUse error = &kindError{"port already in use", errdefs.ErrConflict}
 	// ErrInvalidPort: a malformed or unsupported port mapping.
-	ErrInvalidPort = fmt.Errorf("invalid port mapping: %w", errdefs.ErrInvalidArgument)
+	ErrInvalidPort error = &kindError{"invalid port mapping", errdefs.ErrInvalidArgument}
 	// ErrMissingPlugin: a CNI plugin named by a conflist is in none of the plugin directories.
-	ErrMissingPlugin = fmt.Errorf("missing CNI plugin: %w", errdefs.ErrFailedPrecondition)
+	ErrMissingPlugin error = &kindError{"missing CNI plugin", errdefs.ErrFailedPrecondition}
 	// ErrNetworkInUse: the network still has attachments.
-	ErrNetworkInUse = fmt.Errorf("network in use: %w", errdefs.ErrFailedPrecondition)
+	ErrNetworkInUse error = &kindError{"network in use", errdefs.ErrFailedPrecondition}
 )
+
+// kindError is a sentinel with its own message that unwraps to an errdefs
+// kind (fmt.Errorf("...: %w", kind) would put the kind's text in every message).
+type kindError struct {
+	msg  string
+	kind error
+}
+
+func (e *kindError) Error() string { return e.msg }
+func (e *kindError) Unwrap() error { return e.kind }

@@ -1,0 +1,372 @@
+package network
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/containerd/errdefs"
+)
+
+func TestAttachContainerToContainer(t *testing.T) {
+	e := newTestEnv(t)
+	id := "t-" + randHex(4)
+	a := e.attach(t, AttachOptions{ID: "ns/" + id + "-a"})
+	b := e.attach(t, AttachOptions{ID: "ns/" + id + "-b"})
+	if a.MAC == "" || a.Gateway == "" || a.NetNS == "" || a.IfName != "eth0" || a.Network != e.cfg.DefaultName {
+		t.Fatalf("attachment lacks fields: %+v", a)
+	}
+	ipA, ipB := ipOf(t, a), ipOf(t, b)
+	if ipA == ipB {
+		t.Fatalf("both got %s", ipA)
+	}
+	serveEcho(t, b.NetNS, ":8080", "hello from b")
+	got, err := fetch(t, a.NetNS, ipB+":8080")
+	if err != nil || got != "hello from b" {
+		t.Fatalf("a -> b tcp: %q, %v", got, err)
+	}
+	if err := ping(t, a.NetNS, ipB); err != nil {
+		t.Fatalf("ping a -> b: %v", err)
+	}
+	if err := ping(t, b.NetNS, ipA); err != nil {
+		t.Fatalf("ping b -> a: %v", err)
+	}
+	if err := ping(t, b.NetNS, a.Gateway); err != nil {
+		t.Fatalf("ping b -> gateway: %v", err)
+	}
+	// lo is up inside (the loopback plugin).
+	serveEcho(t, a.NetNS, "127.0.0.1:9090", "lo")
+	if got, err := fetch(t, a.NetNS, "127.0.0.1:9090"); err != nil || got != "lo" {
+		t.Fatalf("lo in the netns: %q, %v", got, err)
+	}
+	for _, x := range []*Attachment{a, b} {
+		if err := e.m.Detach(context.Background(), x.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.assertClean(t, nil, nil)
+}
+
+func TestPublishedPort(t *testing.T) {
+	e := newTestEnv(t)
+	hp := freePort(t)
+	a := e.attach(t, AttachOptions{ID: "pub-" + randHex(4), Ports: []PortMapping{{HostPort: hp, ContainerPort: 80, Protocol: "tcp"}}})
+	serveEcho(t, a.NetNS, ":80", "page")
+	for _, host := range []string{"127.0.0.1", hostIP(t)} {
+		addr := fmt.Sprintf("%s:%d", host, hp)
+		got, err := fetch(t, "", addr)
+		if err != nil || got != "page" {
+			t.Errorf("host -> %s: %q, %v", addr, got, err)
+		}
+	}
+	if err := e.m.Detach(context.Background(), a.ID); err != nil {
+		t.Fatal(err)
+	}
+	e.assertClean(t, []string{a.ID}, []string{ipOf(t, a)})
+}
+
+func TestPublishedPortOnHostIP(t *testing.T) {
+	e := newTestEnv(t)
+	hp := freePort(t)
+	a := e.attach(t, AttachOptions{ID: "pubip-" + randHex(4), Ports: []PortMapping{{HostIP: "127.0.0.1", HostPort: hp, ContainerPort: 8000, Protocol: "tcp"}}})
+	serveEcho(t, a.NetNS, ":8000", "only lo")
+	if got, err := fetch(t, "", fmt.Sprintf("127.0.0.1:%d", hp)); err != nil || got != "only lo" {
+		t.Fatalf("host -> 127.0.0.1:%d: %q, %v", hp, got, err)
+	}
+	if !strings.Contains(a.Ports[0].String(), fmt.Sprintf("127.0.0.1:%d->8000/tcp", hp)) {
+		t.Fatalf("port string %q", a.Ports[0])
+	}
+}
+
+func TestPortInUse(t *testing.T) {
+	e := newTestEnv(t)
+	t.Run("host tcp listener", func(t *testing.T) {
+		hp := freePort(t)
+		l, err := net.Listen("tcp4", fmt.Sprintf("127.0.0.1:%d", hp))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		id := "busy-" + randHex(4)
+		_, err = e.m.Attach(context.Background(), AttachOptions{ID: id, Ports: []PortMapping{{HostPort: hp, ContainerPort: 80, Protocol: "tcp"}}})
+		want := fmt.Sprintf("0.0.0.0:%d/tcp", hp)
+		t.Logf("error: %v", err)
+		if !errors.Is(err, ErrPortInUse) || !errdefs.IsConflict(err) || !strings.Contains(err.Error(), want) ||
+			!strings.Contains(err.Error(), fmt.Sprintf("pid %d", os.Getpid())) {
+			t.Fatalf("got %v, want ErrPortInUse naming %s and this process", err, want)
+		}
+		e.assertClean(t, []string{id}, nil)
+	})
+	t.Run("host udp socket", func(t *testing.T) {
+		hp := freePort(t)
+		c, err := net.ListenPacket("udp4", fmt.Sprintf("0.0.0.0:%d", hp))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		_, err = e.m.Attach(context.Background(), AttachOptions{ID: "busyu-" + randHex(4), Ports: []PortMapping{{HostIP: "127.0.0.1", HostPort: hp, ContainerPort: 53, Protocol: "udp"}}})
+		if want := fmt.Sprintf("127.0.0.1:%d/udp", hp); !errors.Is(err, ErrPortInUse) || !strings.Contains(err.Error(), want) {
+			t.Fatalf("got %v, want ErrPortInUse naming %s", err, want)
+		}
+		e.assertClean(t, nil, nil)
+	})
+	t.Run("another attachment", func(t *testing.T) {
+		hp := freePort(t)
+		first := e.attach(t, AttachOptions{ID: "first-" + randHex(4), Ports: []PortMapping{{HostPort: hp, ContainerPort: 80, Protocol: "tcp"}}})
+		for _, p := range []PortMapping{
+			{HostPort: hp, ContainerPort: 81, Protocol: "tcp"},
+			{HostIP: "127.0.0.1", HostPort: hp, ContainerPort: 81, Protocol: "tcp"},
+		} {
+			_, err := e.m.Attach(context.Background(), AttachOptions{ID: "second-" + randHex(4), Ports: []PortMapping{p}})
+			if !errors.Is(err, ErrPortInUse) || !strings.Contains(err.Error(), first.ID) || !strings.Contains(err.Error(), fmt.Sprintf(":%d/tcp", hp)) {
+				t.Fatalf("%s: got %v, want ErrPortInUse naming %s", p, err, first.ID)
+			}
+		}
+		// The same port number over UDP is another port.
+		u := e.attach(t, AttachOptions{ID: "udp-" + randHex(4), Ports: []PortMapping{{HostPort: hp, ContainerPort: 53, Protocol: "udp"}}})
+		for _, x := range []*Attachment{first, u} {
+			if err := e.m.Detach(context.Background(), x.ID); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// Released on detach.
+		again := e.attach(t, AttachOptions{ID: "again-" + randHex(4), Ports: []PortMapping{{HostPort: hp, ContainerPort: 80, Protocol: "tcp"}}})
+		if err := e.m.Detach(context.Background(), again.ID); err != nil {
+			t.Fatal(err)
+		}
+		e.assertClean(t, []string{first.ID, u.ID, again.ID}, nil)
+	})
+}
+
+// writeConflist puts a hand-written conflist into the env's conf dir.
+func (e *testEnv) writeConflist(t *testing.T, name, body string) {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(e.cfg.ConfDir, name+".conflist"), []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestAttachBadInput(t *testing.T) {
+	e := newTestEnv(t)
+	ctx := context.Background()
+	missing := "missing-" + randHex(3)
+	e.writeConflist(t, missing, `{"cniVersion":"1.0.0","name":"`+missing+`","plugins":[{"type":"hull-no-such-plugin"}]}`)
+	// A chain that fails after the bridge plugin succeeded: the undo must run DEL.
+	failing, failBridge := "failing-"+randHex(3), "hnt"+randHex(4)
+	t.Cleanup(func() { delLink(failBridge) })
+	e.writeConflist(t, failing, `{"cniVersion":"1.0.0","name":"`+failing+`","plugins":[
+		{"type":"bridge","bridge":"`+failBridge+`","isGateway":true,"ipMasq":true,"ipam":{"type":"host-local","ranges":[[{"subnet":"`+randSubnet()+`"}]]}},
+		{"type":"portmap","capabilities":{"portMappings":true}},
+		{"type":"tuning","sysctl":{"net.ipv4.conf.eth0.hull_no_such_sysctl":"1"}}]}`)
+	emptyDir := t.TempDir()
+	noPlugins, err := New(Config{ConfDir: e.cfg.ConfDir, StateDir: t.TempDir(), PluginDirs: []string{emptyDir}, DefaultName: e.cfg.DefaultName})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hp := freePort(t)
+	for _, tc := range []struct {
+		name string
+		m    *Manager
+		o    AttachOptions
+		is   error
+		says []string
+	}{
+		{"unknown network", e.m, AttachOptions{Network: "hull-no-such-net"}, ErrUnknownNetwork, []string{`"hull-no-such-net"`}},
+		{"unknown network with a path", e.m, AttachOptions{Network: "../x"}, ErrUnknownNetwork, []string{`"../x"`}},
+		{"missing plugin", e.m, AttachOptions{Network: missing}, ErrMissingPlugin, []string{`"hull-no-such-plugin"`, "/usr/lib/cni"}},
+		{"empty plugin dir", noPlugins, AttachOptions{}, ErrMissingPlugin, []string{`"loopback"`, emptyDir}},
+		{"sctp", e.m, AttachOptions{Ports: []PortMapping{{HostPort: hp, ContainerPort: 80, Protocol: "sctp"}}}, ErrInvalidPort, []string{"sctp"}},
+		{"port twice", e.m, AttachOptions{Ports: []PortMapping{{HostPort: hp, ContainerPort: 80}, {HostPort: hp, ContainerPort: 81}}}, ErrInvalidPort, []string{"twice"}},
+		{"foreign host IP", e.m, AttachOptions{Ports: []PortMapping{{HostIP: "203.0.113.7", HostPort: hp, ContainerPort: 80}}}, ErrInvalidPort, []string{"203.0.113.7 is not an address of this host"}},
+		{"none", e.m, AttachOptions{Network: None}, errdefs.ErrInvalidArgument, []string{"none"}},
+		{"host", e.m, AttachOptions{Network: Host}, errdefs.ErrInvalidArgument, []string{"host"}},
+		{"plugin fails after bridge", e.m, AttachOptions{Network: failing, Ports: []PortMapping{{HostPort: hp, ContainerPort: 80, Protocol: "tcp"}}}, nil, []string{"tuning", "hull_no_such_sysctl"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.o.ID = "bad-" + randHex(4)
+			a, err := tc.m.Attach(ctx, tc.o)
+			if err == nil {
+				t.Fatalf("attached: %+v", a)
+			}
+			t.Logf("error: %v", err)
+			if tc.is != nil && !errors.Is(err, tc.is) {
+				t.Errorf("error %v is not %v", err, tc.is)
+			}
+			for _, s := range tc.says {
+				if !strings.Contains(err.Error(), s) {
+					t.Errorf("error %q does not say %q", err, s)
+				}
+			}
+			if _, err := tc.m.Attachment(tc.o.ID); !errdefs.IsNotFound(err) {
+				t.Errorf("a record is left: %v", err)
+			}
+			e.assertClean(t, []string{tc.o.ID}, nil)
+			if tc.name == "plugin fails after bridge" {
+				// The bridge came up and got a veth during ADD: none must be left on it.
+				(&testEnv{m: e.m, bridge: failBridge}).assertClean(t, []string{tc.o.ID}, nil)
+			}
+		})
+	}
+	// The same ID twice.
+	a := e.attach(t, AttachOptions{ID: "twice"})
+	if _, err := e.m.Attach(ctx, AttachOptions{ID: "twice"}); !errdefs.IsAlreadyExists(err) {
+		t.Errorf("second attach of one ID: %v", err)
+	}
+	if err := e.m.Detach(ctx, a.ID); err != nil {
+		t.Fatal(err)
+	}
+	// Detach is idempotent.
+	if err := e.m.Detach(ctx, a.ID); err != nil {
+		t.Fatalf("second detach: %v", err)
+	}
+	if err := e.m.Detach(ctx, "never-attached"); err != nil {
+		t.Fatalf("detach of an unknown ID: %v", err)
+	}
+}
+
+func TestDetachAfterRestart(t *testing.T) {
+	e := newTestEnv(t)
+	ctx := context.Background()
+	hp := freePort(t)
+	a := e.attach(t, AttachOptions{ID: "default/restart-" + randHex(4), Ports: []PortMapping{{HostPort: hp, ContainerPort: 80, Protocol: "tcp"}}})
+	serveEcho(t, a.NetNS, ":80", "before")
+	// The conflist changes while hulld is down; DEL must use what ADD used
+	// (libcni's cache), so the veth on the original bridge still goes.
+	conf := filepath.Join(e.cfg.ConfDir, e.cfg.DefaultName+".conflist")
+	b, err := os.ReadFile(conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherBridge := "hnt" + randHex(4)
+	t.Cleanup(func() { delLink(otherBridge) })
+	if err := os.WriteFile(conf, []byte(strings.Replace(string(b), e.bridge, otherBridge, 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	m2, err := New(e.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	as, err := m2.Attachments()
+	if err != nil || len(as) != 1 || as[0].ID != a.ID || ipOf(t, as[0]) != ipOf(t, a) {
+		t.Fatalf("attachments after restart: %+v, %v", as, err)
+	}
+	if got, err := fetch(t, "", fmt.Sprintf("127.0.0.1:%d", hp)); err != nil || got != "before" {
+		t.Fatalf("published port across the restart: %q, %v", got, err)
+	}
+	// Ports stay reserved across the restart.
+	if _, err := m2.Attach(ctx, AttachOptions{ID: "other-" + randHex(4), Ports: []PortMapping{{HostPort: hp, ContainerPort: 80}}}); !errors.Is(err, ErrPortInUse) {
+		t.Fatalf("port of a restored attachment: %v", err)
+	}
+	if err := m2.Detach(ctx, a.ID); err != nil {
+		t.Fatal(err)
+	}
+	e.assertClean(t, []string{a.ID}, []string{ipOf(t, a)})
+	if _, err := fetch(t, "", fmt.Sprintf("127.0.0.1:%d", hp)); err == nil {
+		t.Fatal("the published port still answers after detach")
+	}
+}
+
+func TestConcurrentAttach(t *testing.T) {
+	e := newTestEnv(t)
+	ctx := context.Background()
+	const n = 8
+	var wg sync.WaitGroup
+	res := make([]*Attachment, n)
+	errs := make([]error, n)
+	base := freePort(t)
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res[i], errs[i] = e.m.Attach(ctx, AttachOptions{ID: fmt.Sprintf("conc-%d-%s", i, randHex(3)),
+				Ports: []PortMapping{{HostIP: "127.0.0.1", HostPort: base + uint16(i)%7, ContainerPort: 80}}})
+		}()
+	}
+	wg.Wait()
+	// Eight attaches on seven distinct ports: exactly one loses the race for its port.
+	ips := map[string]bool{}
+	var lost int
+	var ids, addrs []string
+	for i := 0; i < n; i++ {
+		if errs[i] != nil {
+			if !errors.Is(errs[i], ErrPortInUse) {
+				t.Errorf("attach %d: %v", i, errs[i])
+			}
+			lost++
+			continue
+		}
+		ip := ipOf(t, res[i])
+		if ips[ip] {
+			t.Errorf("IP %s given twice", ip)
+		}
+		ips[ip] = true
+		ids, addrs = append(ids, res[i].ID), append(addrs, ip)
+	}
+	if lost != 1 {
+		t.Errorf("%d attaches failed, want 1", lost)
+	}
+	// Two attaches of one ID at once: one wins.
+	var errA, errB error
+	wg.Add(2)
+	go func() { defer wg.Done(); _, errA = e.m.Attach(ctx, AttachOptions{ID: "same"}) }()
+	go func() { defer wg.Done(); _, errB = e.m.Attach(ctx, AttachOptions{ID: "same"}) }()
+	wg.Wait()
+	if (errA == nil) == (errB == nil) || !errdefs.IsAlreadyExists(errors.Join(errA, errB)) {
+		t.Errorf("same ID twice at once: %v / %v", errA, errB)
+	}
+	ids = append(ids, "same")
+	for _, id := range ids {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := e.m.Detach(ctx, id); err != nil {
+				t.Errorf("detach %s: %v", id, err)
+			}
+		}()
+	}
+	wg.Wait()
+	e.assertClean(t, ids, addrs)
+}
+
+func TestTeardownCycles(t *testing.T) {
+	e := newTestEnv(t)
+	ctx := context.Background()
+	cycles := 100
+	if testing.Short() {
+		cycles = 10
+	}
+	hp := freePort(t)
+	var ids, ips []string
+	start := time.Now()
+	for i := 0; i < cycles; i++ {
+		id := fmt.Sprintf("default/cycle-%d-%s", i, randHex(3))
+		a, err := e.m.Attach(ctx, AttachOptions{ID: id, Ports: []PortMapping{
+			{HostPort: hp, ContainerPort: 80, Protocol: "tcp"}, {HostPort: hp, ContainerPort: 53, Protocol: "udp"}}})
+		if err != nil {
+			t.Fatalf("cycle %d: %v", i, err)
+		}
+		ids, ips = append(ids, id), append(ips, ipOf(t, a))
+		if i == 0 {
+			// The leak checks below can fail: while attached, the rules name the container.
+			if nat := iptablesSave(t, "nat"); !strings.Contains(nat, cniID(id)) || !mentionsIP(nat, ipOf(t, a)) {
+				t.Fatalf("nat rules do not name %s / %s while attached", cniID(id), ipOf(t, a))
+			}
+			if filter := iptablesSave(t, "filter"); !mentionsIP(filter, ipOf(t, a)) {
+				t.Fatalf("filter rules do not name %s while attached", ipOf(t, a))
+			}
+		}
+		if err := e.m.Detach(ctx, id); err != nil {
+			t.Fatalf("cycle %d: %v", i, err)
+		}
+	}
+	t.Logf("%d attach/detach cycles (2 published ports each) in %v, %v per cycle", cycles, time.Since(start).Round(time.Millisecond), (time.Since(start) / time.Duration(cycles)).Round(time.Millisecond))
+	e.assertClean(t, ids, ips)
+}
