@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -160,15 +161,15 @@ func NewDaemon(t testing.TB) *Daemon {
 func (d *Daemon) Start() {
 	d.t.Helper()
 	args := []string{"--root", d.Root, "--state", d.State, "--address", d.Address}
-	if d.Config != "" {
-		p := filepath.Join(d.Dir, "hulld.toml")
-		if err := os.WriteFile(p, []byte(d.Config), 0o600); err != nil {
-			d.t.Fatal(err)
-		}
-		args = append(args, "--config", p)
-	} else {
-		args = append(args, "--config", "/dev/null")
+	cfg := d.Config
+	if !strings.Contains(cfg, "[network]") {
+		cfg += d.privateNetwork()
 	}
+	p := filepath.Join(d.Dir, "hulld.toml")
+	if err := os.WriteFile(p, []byte(cfg), 0o600); err != nil {
+		d.t.Fatal(err)
+	}
+	args = append(args, "--config", p)
 	var err error
 	if d.log, err = os.OpenFile(filepath.Join(d.Dir, "hulld.log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600); err != nil {
 		d.t.Fatal(err)
@@ -193,6 +194,26 @@ func (d *Daemon) Start() {
 		}
 	}
 	d.t.Fatalf("hulld did not answer within 60s:\n%s", d.Log())
+}
+
+// privateNetwork is the [network] table a test daemon gets unless its
+// Config has one: its own conflist directory, bridge and subnet, so test
+// daemons running side by side never share a bridge while each keeps its
+// own IPAM state (which would hand out the same addresses twice).
+func (d *Daemon) privateNetwork() string {
+	h := fnv.New32a()
+	h.Write([]byte(d.Dir))
+	n := h.Sum32()
+	return fmt.Sprintf("\n[network]\nconf_dir = %q\nbridge = %q\nsubnet = \"10.%d.%d.0/24\"\n",
+		filepath.Join(d.Dir, "net.d"), d.Bridge(), 128+n%64, (n/64)%256)
+}
+
+// Bridge is the name of the private bridge of a test daemon (see
+// privateNetwork); the bridge plugin creates it, cleanup deletes it.
+func (d *Daemon) Bridge() string {
+	h := fnv.New32a()
+	h.Write([]byte(d.Dir))
+	return fmt.Sprintf("hb%08x", h.Sum32())
 }
 
 // Log returns the daemon's log so far.
@@ -309,6 +330,10 @@ func (d *Daemon) cleanup() {
 		if strings.Contains(d.Log(), "WARNING: DATA RACE") {
 			d.t.Errorf("hulld (built with -race) found a data race:\n%s", d.Log())
 		}
+	}
+	// The private bridge (CNI's bridge plugin never removes bridges).
+	if !strings.Contains(d.Config, "[network]") {
+		_ = exec.Command("ip", "link", "del", d.Bridge()).Run()
 	}
 	// Mounts a shim may have left, then the directories.
 	if data, err := os.ReadFile("/proc/self/mountinfo"); err == nil {
