@@ -33,6 +33,13 @@ func Boot(ctx context.Context, h Hypervisor, cfg Config, timeout time.Duration) 
 		timeout = DefaultAgentTimeout
 	}
 	sb := &Sandbox{Hypervisor: h, StartedAt: time.Now()}
+	caps := h.Capabilities()
+	if len(cfg.NetDevices) > 0 && !caps.Network {
+		return nil, fmt.Errorf("%w: the hypervisor driver cannot attach network devices", ErrInvalidConfig)
+	}
+	if len(cfg.Shares) > 0 && !caps.FileSystemSharing {
+		return nil, fmt.Errorf("%w: the hypervisor driver cannot share directories (virtio-fs)", ErrInvalidConfig)
+	}
 	if err := h.Start(ctx, cfg); err != nil {
 		return nil, err
 	}

@@ -1,4 +1,4 @@
-package qemu
+package vm
 
 import (
 	"fmt"
@@ -7,19 +7,18 @@ import (
 	"runtime"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/hullproject/hull/vm"
 )
 
-// startWithBinds starts cmd (a share's virtiofsd) in a mount namespace of
-// its own in which the share's binds are mounted under its source; exited
-// receives cmd.Wait's result. The namespace is made on a locked OS thread
-// that is never handed back to the Go scheduler: it stays parked in
-// cmd.Wait, because the server's PDEATHSIG fires when the thread that forked
-// it ends, and ends with the goroutine, taking the namespace (and so every
-// bind) with it once the server is gone. The host's mount table never holds
+// StartWithBinds starts cmd (a share's file server, virtiofsd) in a mount
+// namespace of its own in which s.Binds are mounted under s.Source, and
+// sends cmd.Wait's result to exited. Drivers call it for a Share with
+// Binds. The namespace is made on a locked OS thread that is never handed
+// back to the Go scheduler: it stays parked in cmd.Wait, because the
+// server's PDEATHSIG fires when the thread that forked it ends, and ends
+// with the goroutine, taking the namespace (and so every bind) with it once
+// the server is gone. The host's mount table never holds
 // the binds, so nothing is left to unmount however the shim ends.
-func startWithBinds(cmd *exec.Cmd, s vm.Share, exited chan<- error) error {
+func StartWithBinds(cmd *exec.Cmd, s Share, exited chan<- error) error {
 	started := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
@@ -41,7 +40,7 @@ func startWithBinds(cmd *exec.Cmd, s vm.Share, exited chan<- error) error {
 
 // bindInNewNS moves the calling thread into a new mount namespace, a slave
 // of the host's (unmounts on the host reach it), and mounts s.Binds.
-func bindInNewNS(s vm.Share) error {
+func bindInNewNS(s Share) error {
 	if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
 		return fmt.Errorf("unshare mount namespace: %w", err)
 	}

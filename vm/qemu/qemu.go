@@ -240,7 +240,7 @@ func (q *QEMU) startVirtiofsd(ctx context.Context, s vm.Share, sock string) erro
 	cmd.Stderr = &errb
 	exited := make(chan error, 1)
 	if len(s.Binds) > 0 {
-		if err := startWithBinds(cmd, s, exited); err != nil {
+		if err := vm.StartWithBinds(cmd, s, exited); err != nil {
 			return fmt.Errorf("start virtiofsd for %q: %w", s.Tag, err)
 		}
 	} else {
