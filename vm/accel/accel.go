@@ -7,8 +7,12 @@
 // paravirtual KVM (PVM) on which an ordinary guest hangs in early boot. So
 // Detect boots a probe guest (Hull's minimal kernel and the test init) under
 // `-accel kvm` with a timeout, and caches the verdict on disk keyed by the
-// probe kernel, the QEMU version and the host kernel, so the cost (one
-// short boot, or the timeout) is paid once.
+// probe kernel and initrd, the QEMU binary and the host kernel (files by
+// inode, size and mtime, so a cached answer costs a few stats), so the cost
+// (one short boot, or the timeout) is paid once.
+//
+// QEMUArg turns the verdict into QEMU's -accel value; for TCG it sizes the
+// translation cache (tb-size), which is most of an idle QEMU's memory.
 package accel
 
 import (
@@ -18,7 +22,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -45,7 +48,9 @@ type Result struct {
 	// Reason says why, in words for users.
 	Reason string `json:"reason"`
 	// Key is what a cached verdict was keyed by (empty when not cached).
-	Key       string    `json:"key,omitempty"`
+	Key string `json:"key,omitempty"`
+	// QEMU is the first line of `qemu --version` when the probe ran.
+	QEMU      string    `json:"qemu,omitempty"`
 	CheckedAt time.Time `json:"checked_at"`
 	// Cached is true when the verdict came from the on-disk cache.
 	Cached bool `json:"-"`
@@ -123,20 +128,6 @@ func openKVM(dev string) error {
 	return nil
 }
 
-// fileID identifies a file by its content.
-func fileID(p string) (string, error) {
-	f, err := os.Open(p)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
-}
-
 func qemuVersion(ctx context.Context, qemu string) (string, error) {
 	out, err := exec.CommandContext(ctx, qemu, "--version").Output()
 	if err != nil {
@@ -146,23 +137,36 @@ func qemuVersion(ctx context.Context, qemu string) (string, error) {
 	return strings.TrimSpace(first), nil
 }
 
-// cacheKey identifies everything the verdict depends on.
+// statID identifies a file cheaply by its path, inode, size and
+// modification time: enough to notice a rebuilt kernel or an upgraded
+// QEMU, without reading the file (every VM start asks for the verdict).
+func statID(p string) (string, error) {
+	var st unix.Stat_t
+	if err := unix.Stat(p, &st); err != nil {
+		return "", &os.PathError{Op: "stat", Path: p, Err: err}
+	}
+	return fmt.Sprintf("%s:%d:%d:%d:%d.%d", p, st.Dev, st.Ino, st.Size, st.Mtim.Sec, st.Mtim.Nsec), nil
+}
+
+// cacheKey identifies everything the verdict depends on: the QEMU binary,
+// the probe kernel and initrd, and the host kernel.
 func cacheKey(ctx context.Context, o *Options) (string, error) {
-	qv, err := qemuVersion(ctx, o.QEMU)
+	qemu, err := exec.LookPath(o.QEMU)
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("%s: %w", o.QEMU, err)
 	}
-	k, err := fileID(o.Kernel)
-	if err != nil {
-		return "", err
-	}
-	i, err := fileID(o.Initrd)
-	if err != nil {
-		return "", err
+	var parts []string
+	for _, f := range []string{qemu, o.Kernel, o.Initrd} {
+		id, err := statID(f)
+		if err != nil {
+			return "", err
+		}
+		parts = append(parts, id)
 	}
 	var uts unix.Utsname
 	_ = unix.Uname(&uts)
-	h := sha256.Sum256([]byte(strings.Join([]string{qv, k, i, unix.ByteSliceToString(uts.Release[:]), unix.ByteSliceToString(uts.Version[:])}, "\n")))
+	parts = append(parts, unix.ByteSliceToString(uts.Release[:]), unix.ByteSliceToString(uts.Version[:]))
+	h := sha256.Sum256([]byte(strings.Join(parts, "\n")))
 	return hex.EncodeToString(h[:]), nil
 }
 
@@ -214,6 +218,7 @@ func Detect(ctx context.Context, o Options) Result {
 		r = tcg(fmt.Sprintf("KVM unusable: %s opens, but a probe guest failed under KVM (%s); using TCG software emulation", o.DevKVM, first))
 	}
 	r.Key = key
+	r.QEMU, _ = qemuVersion(ctx, o.QEMU)
 	r.CheckedAt = time.Now().UTC()
 	if err := os.MkdirAll(o.CacheDir, 0o755); err == nil {
 		if b, err := json.Marshal(r); err == nil {
@@ -224,4 +229,29 @@ func Detect(ctx context.Context, o Options) Result {
 		}
 	}
 	return r
+}
+
+// DefaultTBSizeMiB is the TCG translation-cache size Hull gives QEMU when
+// a runtime does not set one. QEMU's own default (1 GiB on 64-bit hosts) is
+// reserved lazily, but a booted guest fills tens of MiB of it that stay
+// resident for the VM's life; a small cache is flushed and refilled
+// instead. Measured on the project machine with Hull's kernel and agent
+// (bench/vm_bench_test.go, BenchmarkVMTBSize): see the table there.
+const DefaultTBSizeMiB = 16
+
+// QEMUArg returns QEMU's -accel value for accelerator kind (KVM, TCG, or
+// an explicit value such as "tcg,thread=single", passed through). For plain
+// TCG it adds tb-size: tbSizeMiB when positive, DefaultTBSizeMiB when 0,
+// and nothing (QEMU's default) when negative.
+func QEMUArg(kind string, tbSizeMiB int) string {
+	if kind != TCG {
+		return kind
+	}
+	switch {
+	case tbSizeMiB == 0:
+		tbSizeMiB = DefaultTBSizeMiB
+	case tbSizeMiB < 0:
+		return TCG
+	}
+	return fmt.Sprintf("%s,tb-size=%d", TCG, tbSizeMiB)
 }
