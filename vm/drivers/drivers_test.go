@@ -1,0 +1,40 @@
+package drivers
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/hullproject/hull/vm"
+)
+
+func TestNew(t *testing.T) {
+	for _, tc := range []struct {
+		name, typ string
+		fs        bool
+	}{
+		{"", "*qemu.QEMU", true},
+		{"qemu", "*qemu.QEMU", true},
+		{"cloud-hypervisor", "*cloudhypervisor.CloudHypervisor", true},
+		{"firecracker", "*firecracker.Firecracker", false},
+	} {
+		h, err := New(tc.name, Options{})
+		if err != nil {
+			t.Fatalf("%q: %v", tc.name, err)
+		}
+		if got := fmt.Sprintf("%T", h); got != tc.typ {
+			t.Errorf("%q: driver %s, want %s", tc.name, got, tc.typ)
+		}
+		if h.Capabilities().FileSystemSharing != tc.fs {
+			t.Errorf("%q: FileSystemSharing %v, want %v", tc.name, !tc.fs, tc.fs)
+		}
+	}
+}
+
+func TestUnknown(t *testing.T) {
+	_, err := New("xen", Options{})
+	if !errors.Is(err, vm.ErrInvalidConfig) || !strings.Contains(err.Error(), `"xen"`) || !strings.Contains(err.Error(), "cloud-hypervisor") {
+		t.Fatalf("err = %v", err)
+	}
+}
