@@ -2,6 +2,7 @@ package vm
 
 import (
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
@@ -12,27 +13,43 @@ import (
 // StartWithBinds starts cmd (a share's file server, virtiofsd) in a mount
 // namespace of its own in which s.Binds are mounted under s.Source, and
 // sends cmd.Wait's result to exited. Drivers call it for a Share with
-// Binds. The namespace is made on a locked OS thread that is never handed
-// back to the Go scheduler: it stays parked in cmd.Wait, because the
-// server's PDEATHSIG fires when the thread that forked it ends, and ends
-// with the goroutine, taking the namespace (and so every bind) with it once
-// the server is gone. The host's mount table never holds
+// Binds. The namespace is made on a locked OS thread, which returns to the
+// host's namespace once the server started and is never handed back to the
+// Go scheduler: it stays parked in cmd.Wait, because the server's PDEATHSIG
+// fires when the thread that forked it ends. Only the server (and its
+// children) hold the namespace, so every bind goes with it. The host's mount table never holds
 // the binds, so nothing is left to unmount however the shim ends.
 func StartWithBinds(cmd *exec.Cmd, s Share, exited chan<- error) error {
 	started := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
-		// No UnlockOSThread: the thread's mount namespace is not the
-		// process's; Go ends the thread when this goroutine returns.
-		if err := bindInNewNS(s); err != nil {
-			started <- err
+		// No UnlockOSThread: the thread no longer shares its filesystem
+		// attributes with the others; Go ends it when this goroutine
+		// returns.
+		host, err := os.Open("/proc/thread-self/ns/mnt")
+		if err != nil {
+			started <- fmt.Errorf("open the mount namespace: %w", err)
 			return
 		}
-		if err := cmd.Start(); err != nil {
-			started <- err
+		defer host.Close()
+		err = bindInNewNS(s)
+		if err == nil {
+			err = cmd.Start()
+		}
+		// Back to the host's namespace: the new one lives on in the
+		// server, and the thread may be the main one, whose namespace is
+		// what /proc/self/mountinfo shows the whole process.
+		if serr := unix.Setns(int(host.Fd()), unix.CLONE_NEWNS); serr != nil && err == nil {
+			err = fmt.Errorf("back to the host mount namespace: %w", serr)
+			if cmd.Process != nil {
+				_ = cmd.Process.Kill()
+				_ = cmd.Wait()
+			}
+		}
+		started <- err
+		if err != nil {
 			return
 		}
-		started <- nil
 		exited <- cmd.Wait()
 	}()
 	return <-started
