@@ -35,14 +35,20 @@ func containersCmd(g *globals) *cobra.Command {
 				return g.printJSON(ms)
 			}
 			w := g.table()
-			fmt.Fprintln(w, "CONTAINER\tIMAGE\tRUNTIME\tLABELS")
+			fmt.Fprintln(w, "CONTAINER\tIMAGE\tRUNTIME\tNETWORK\tIP\tPORTS\tLABELS")
 			for _, x := range r.Containers {
 				var ls []string
 				for k, v := range x.Labels {
 					ls = append(ls, k+"="+v)
 				}
 				sort.Strings(ls)
-				fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", x.Id, x.Image, x.Runtime, strings.Join(ls, ","))
+				var ips []string
+				for _, ip := range x.Ips {
+					addr, _, _ := strings.Cut(ip, "/")
+					ips = append(ips, addr)
+				}
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", x.Id, x.Image, x.Runtime, x.Network,
+					orDash(strings.Join(ips, ",")), orDash(portsString(x.Ports)), strings.Join(ls, ","))
 			}
 			return w.Flush()
 		},
@@ -95,4 +101,11 @@ func containersCmd(g *globals) *cobra.Command {
 	}
 	cmd.AddCommand(ls, rm, info)
 	return cmd
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }

@@ -56,3 +56,36 @@ func TestParseLabels(t *testing.T) {
 		t.Fatal("empty key accepted")
 	}
 }
+
+func TestParsePublish(t *testing.T) {
+	for _, tc := range []struct {
+		net     string
+		in      []string
+		want    string // portsString of the result
+		wantErr string
+	}{
+		{in: nil, want: ""},
+		{in: []string{"8080:80"}, want: "0.0.0.0:8080->80/tcp"},
+		{in: []string{"127.0.0.1:8080:80/udp", "8443:443"}, want: "127.0.0.1:8080->80/udp, 0.0.0.0:8443->443/tcp"},
+		{net: "web", in: []string{"0.0.0.0:53:53/udp"}, want: "0.0.0.0:53->53/udp"},
+		{in: []string{"80"}, wantErr: "no host port"},
+		{in: []string{"x:80"}, wantErr: `"x" is not a port number`},
+		{in: []string{"8080:80/sctp"}, wantErr: "sctp"},
+		{in: []string{"8080:0"}, wantErr: "out of range"},
+		{in: []string{"1.2.3.4.5:8080:80"}, wantErr: "IPv4"},
+		{in: []string{"8080:80", "8080:81"}, wantErr: "already published"},
+		{net: "none", in: []string{"8080:80"}, wantErr: "needs a network, not --net none"},
+		{net: "host", in: []string{"8080:80"}, wantErr: "needs a network, not --net host"},
+	} {
+		got, err := parsePublish(tc.net, tc.in)
+		if tc.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("parsePublish(%q, %q) = %v, want an error naming %q", tc.net, tc.in, err, tc.wantErr)
+			}
+			continue
+		}
+		if err != nil || portsString(got) != tc.want {
+			t.Errorf("parsePublish(%q, %q) = %q, %v; want %q", tc.net, tc.in, portsString(got), err, tc.want)
+		}
+	}
+}

@@ -71,7 +71,7 @@ func New() *cobra.Command {
 		return nil
 	}
 	root.AddCommand(nsCmd(g), imagesCmd(g), infoCmd(g), runCmd(g), containersCmd(g), tasksCmd(g),
-		execCmd(g), attachCmd(g), logsCmd(g), stopCmd(g), eventsCmd(g), publishCmd(g))
+		execCmd(g), attachCmd(g), logsCmd(g), stopCmd(g), eventsCmd(g), publishCmd(g), networkCmd(g))
 	return root
 }
 
@@ -208,4 +208,12 @@ func tasks(g *globals) (hullv1.TasksClient, error) {
 		return nil, err
 	}
 	return hullv1.NewTasksClient(c), nil
+}
+
+func networks(g *globals) (hullv1.NetworksClient, error) {
+	c, err := g.client()
+	if err != nil {
+		return nil, err
+	}
+	return hullv1.NewNetworksClient(c), nil
 }

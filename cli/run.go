@@ -10,12 +10,13 @@ import (
 	"github.com/spf13/cobra"
 
 	hullv1 "github.com/hullproject/hull/api/hull/v1"
+	"github.com/hullproject/hull/network"
 )
 
 type runFlags struct {
 	rm, detach, tty, interactive, privileged, readOnly bool
-	runtime, user, hostname, cwd, memory               string
-	env, mounts, capAdd, capDrop, labels               []string
+	runtime, user, hostname, cwd, memory, network      string
+	env, mounts, capAdd, capDrop, labels, publish      []string
 	cpus                                               float64
 	pids                                               int64
 }
@@ -84,6 +85,36 @@ func parseLabels(list []string) (map[string]string, error) {
 	return out, nil
 }
 
+// parsePublish reads the -p flags, before anything is created.
+func parsePublish(netName string, publish []string) ([]*hullv1.PortMapping, error) {
+	if len(publish) == 0 {
+		return nil, nil
+	}
+	switch netName {
+	case network.None, network.Host:
+		return nil, fmt.Errorf("-p %s: publishing ports needs a network, not --net %s", publish[0], netName)
+	}
+	pms, err := network.ParsePorts(publish)
+	if err != nil {
+		return nil, fmt.Errorf("-p: %w", err)
+	}
+	var out []*hullv1.PortMapping
+	for _, p := range pms {
+		out = append(out, &hullv1.PortMapping{HostIp: p.HostIP, HostPort: uint32(p.HostPort), ContainerPort: uint32(p.ContainerPort), Protocol: p.Protocol})
+	}
+	return out, nil
+}
+
+// portsString shows published ports as docker ps does:
+// 0.0.0.0:8080->80/tcp, ...
+func portsString(ps []*hullv1.PortMapping) string {
+	var out []string
+	for _, p := range ps {
+		out = append(out, network.PortMapping{HostIP: p.HostIp, HostPort: uint16(p.HostPort), ContainerPort: uint16(p.ContainerPort), Protocol: p.Protocol}.String())
+	}
+	return strings.Join(out, ", ")
+}
+
 func runCmd(g *globals) *cobra.Command {
 	var f runFlags
 	cmd := &cobra.Command{
@@ -115,6 +146,10 @@ func runCmd(g *globals) *cobra.Command {
 	fl.BoolVar(&f.readOnly, "read-only", false, "read-only root filesystem")
 	fl.StringVar(&f.hostname, "hostname", "", "container hostname")
 	fl.StringArrayVar(&f.labels, "label", nil, "container label KEY=VALUE")
+	fl.StringVar(&f.network, "net", "", "network: none, host or a network's name (default: hulld's default network)")
+	fl.StringVar(&f.network, "network", "", "same as --net")
+	_ = fl.MarkHidden("network")
+	fl.StringArrayVarP(&f.publish, "publish", "p", nil, "publish a container port: [HOST_IP:]HOST_PORT:CONTAINER_PORT[/tcp|udp] (repeatable)")
 	return cmd
 }
 
@@ -136,10 +171,15 @@ func runContainer(ctx context.Context, g *globals, f *runFlags, img, id string, 
 	if err != nil {
 		return err
 	}
+	ports, err := parsePublish(f.network, f.publish)
+	if err != nil {
+		return err
+	}
 	cfg := &hullv1.ContainerConfig{
 		Process: &hullv1.ProcessConfig{Args: args, Env: f.env, User: f.user, Cwd: f.cwd, Tty: f.tty, Stdin: f.interactive},
 		Cpus:    f.cpus, Memory: mem, PidsLimit: f.pids, Privileged: f.privileged,
 		CapAdd: f.capAdd, CapDrop: f.capDrop, ReadOnly: f.readOnly, Hostname: f.hostname,
+		Network: f.network, Ports: ports,
 	}
 	for _, m := range f.mounts {
 		pm, err := parseMount(m)

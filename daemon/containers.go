@@ -118,7 +118,7 @@ func (s *containersSvc) Create(ctx context.Context, r *hullv1.CreateContainerReq
 	if err != nil {
 		return nil, err
 	}
-	return toAPIContainer(c), nil
+	return s.d.apiContainer(ns, c), nil
 }
 
 func (d *Daemon) createContainer(ctx context.Context, ns string, r *hullv1.CreateContainerRequest) (_ Container, err error) {
@@ -132,7 +132,8 @@ func (d *Daemon) createContainer(ctx context.Context, ns string, r *hullv1.Creat
 	if rtName == "" {
 		rtName = d.cfg.DefaultRuntime
 	}
-	if _, _, err := d.tasks.runtime(rtName); err != nil {
+	rt, _, err := d.tasks.runtime(rtName)
+	if err != nil {
 		return Container{}, err
 	}
 	if _, err := d.store.get(ns, r.Id); err == nil {
@@ -153,7 +154,12 @@ func (d *Daemon) createContainer(ctx context.Context, ns string, r *hullv1.Creat
 	if err != nil {
 		return Container{}, err
 	}
+	netName, ports, netOpts, err := d.netConfig(ctx, r.Id, rtName, rt, r.Config)
+	if err != nil {
+		return Container{}, fmt.Errorf("container %q: %w", r.Id, err)
+	}
 	opts := append([]oci.SpecOpt{oci.WithImageConfig(icfg.Config)}, more...)
+	opts = append(opts, netOpts...)
 	// User names are looked up in the image's /etc/passwd: then the spec
 	// is made once the rootfs snapshot exists, with it mounted.
 	byName := userName(icfg.Config.User) || userName(r.GetConfig().GetProcess().GetUser())
@@ -198,7 +204,8 @@ func (d *Daemon) createContainer(ctx context.Context, ns string, r *hullv1.Creat
 		}
 	}
 	c := Container{ID: r.Id, Image: img.Name, Runtime: rtName, Labels: r.Labels, Spec: specJSON, SnapshotKey: key,
-		Snapshotter: d.images.SnapshotterName, Stdin: r.GetConfig().GetProcess().GetStdin(), CreatedAt: time.Now().UTC()}
+		Snapshotter: d.images.SnapshotterName, Stdin: r.GetConfig().GetProcess().GetStdin(), CreatedAt: time.Now().UTC(),
+		Network: netName, Ports: ports}
 	t1 := time.Now()
 	if err := d.store.create(ns, c); err != nil {
 		d.removeSnapshot(ctx, ns, key)
@@ -217,9 +224,16 @@ func (d *Daemon) removeSnapshot(ctx context.Context, ns, key string) error {
 	return d.meta.RemoveSnapshot(ns, key)
 }
 
-func toAPIContainer(c Container) *hullv1.Container {
-	return &hullv1.Container{Id: c.ID, Image: c.Image, Runtime: c.Runtime, Labels: c.Labels, Spec: c.Spec,
-		SnapshotKey: c.SnapshotKey, Snapshotter: c.Snapshotter, CreatedAt: timestamppb.New(c.CreatedAt)}
+// apiContainer is a record as the API shows it, with the addresses of its
+// network attachment while it has one.
+func (d *Daemon) apiContainer(ns string, c Container) *hullv1.Container {
+	out := &hullv1.Container{Id: c.ID, Image: c.Image, Runtime: c.Runtime, Labels: c.Labels, Spec: c.Spec,
+		SnapshotKey: c.SnapshotKey, Snapshotter: c.Snapshotter, CreatedAt: timestamppb.New(c.CreatedAt),
+		Network: containerNetwork(c), Ports: portsToAPI(c.Ports)}
+	if a, err := d.net.Attachment(netID(ns, c.ID)); err == nil {
+		out.Ips = a.IPs
+	}
+	return out
 }
 
 func (s *containersSvc) Get(ctx context.Context, r *hullv1.ContainerRequest) (*hullv1.Container, error) {
@@ -231,7 +245,7 @@ func (s *containersSvc) Get(ctx context.Context, r *hullv1.ContainerRequest) (*h
 	if err != nil {
 		return nil, err
 	}
-	return toAPIContainer(c), nil
+	return s.d.apiContainer(ns, c), nil
 }
 
 func (s *containersSvc) List(ctx context.Context, _ *hullv1.Empty) (*hullv1.ListContainersResponse, error) {
@@ -245,7 +259,7 @@ func (s *containersSvc) List(ctx context.Context, _ *hullv1.Empty) (*hullv1.List
 	}
 	out := &hullv1.ListContainersResponse{}
 	for _, c := range cs {
-		out.Containers = append(out.Containers, toAPIContainer(c))
+		out.Containers = append(out.Containers, s.d.apiContainer(ns, c))
 	}
 	return out, nil
 }
@@ -269,6 +283,10 @@ func (s *containersSvc) Delete(ctx context.Context, r *hullv1.DeleteContainerReq
 		if finishTask, err = s.d.tasks.deleteLater(ctx, ns, r.Id); err != nil {
 			return nil, err
 		}
+	} else {
+		// No task: an attachment left by one that went while hulld was
+		// down goes now, before the id can be used again.
+		s.d.tasks.detach(ns, r.Id)
 	}
 	if err := s.d.store.delete(ns, r.Id); err != nil {
 		return nil, err

@@ -22,6 +22,7 @@ import (
 	"github.com/hullproject/hull/content"
 	"github.com/hullproject/hull/image"
 	"github.com/hullproject/hull/metadata"
+	"github.com/hullproject/hull/network"
 	"github.com/hullproject/hull/snapshot/auto"
 )
 
@@ -33,6 +34,7 @@ type Daemon struct {
 	store  *store
 	events *exchange
 	tasks  *tasks
+	net    *network.Manager
 
 	lock   *os.File
 	cancel context.CancelFunc
@@ -94,6 +96,11 @@ func New(ctx context.Context, cfg *config.Config, o Options) (_ *Daemon, err err
 		return nil, err
 	}
 	d.sweepSnapshots(ctx)
+	nc := cfg.Network
+	if d.net, err = network.New(network.Config{ConfDir: nc.ConfDir, PluginDirs: nc.PluginDirs, StateDir: cfg.NetworkStateDir(),
+		DefaultSubnet: nc.Subnet, DefaultBridge: nc.Bridge, DefaultName: nc.DefaultNetwork}); err != nil {
+		return nil, fmt.Errorf("network: %w", err)
+	}
 	tctx, cancel := context.WithCancel(context.Background())
 	d.cancel = cancel
 	d.tasks = &tasks{d: d, ctx: tctx, m: map[string]*task{}, creating: map[string]bool{}, closing: map[string]chan struct{}{},
@@ -167,6 +174,7 @@ func (d *Daemon) Serve(ctx context.Context, ready func()) error {
 	defer ts.Close()
 
 	d.tasks.restore(ctx)
+	d.tasks.sweepNetwork()
 
 	gl, err := listenUnix(d.cfg.Address)
 	if err != nil {
@@ -180,6 +188,7 @@ func (d *Daemon) Serve(ctx context.Context, ready func()) error {
 	hullv1.RegisterTasksServer(gs, &tasksSvc{d: d})
 	hullv1.RegisterEventsServer(gs, &eventsSvc{d: d})
 	hullv1.RegisterSystemServer(gs, &systemSvc{d: d})
+	hullv1.RegisterNetworksServer(gs, &networksSvc{d: d})
 	errc := make(chan error, 1)
 	go func() { errc <- gs.Serve(gl) }()
 	slog.Info("hulld serving", "address", d.cfg.Address, "root", d.cfg.Root, "state", d.cfg.State, "snapshotter", d.images.SnapshotterName)

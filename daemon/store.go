@@ -8,6 +8,8 @@ import (
 
 	"github.com/containerd/errdefs"
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/hullproject/hull/network"
 )
 
 // Container is a container record.
@@ -21,6 +23,10 @@ type Container struct {
 	Snapshotter string            `json:"snapshotter"`
 	Stdin       bool              `json:"stdin,omitempty"`
 	CreatedAt   time.Time         `json:"createdAt"`
+	// Network is "none", "host" or a network's name; Ports are published
+	// on the host while the task runs.
+	Network string                `json:"network,omitempty"`
+	Ports   []network.PortMapping `json:"ports,omitempty"`
 }
 
 // store keeps container records: v1/<ns>/<id> → JSON.
@@ -118,4 +124,27 @@ func (s *store) count(ns string) int {
 		return nil
 	})
 	return n
+}
+
+// usersOf lists the containers ("<ns>/<id>") of every namespace that use
+// network name.
+func (s *store) usersOf(name string) ([]string, error) {
+	var out []string
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketV1).ForEachBucket(func(ns []byte) error {
+			return tx.Bucket(bucketV1).Bucket(ns).ForEach(func(k, v []byte) error {
+				var c struct {
+					Network string `json:"network"`
+				}
+				if err := json.Unmarshal(v, &c); err != nil {
+					return fmt.Errorf("container %q: %w", k, err)
+				}
+				if c.Network == name {
+					out = append(out, string(ns)+"/"+string(k))
+				}
+				return nil
+			})
+		})
+	})
+	return out, err
 }

@@ -94,6 +94,8 @@ type task struct {
 	init  *proc
 	execs map[string]*proc
 	dead  bool // the shim is gone (cleaned up with `shim delete`)
+
+	netOnce sync.Once // the container's network attachment is gone
 }
 
 // shimConn returns the task's shim connection, or an error when the shim
@@ -330,7 +332,14 @@ func (ts *tasks) create(ctx context.Context, ns string, c Container) (_ *task, e
 			ts.undoCreate(t)
 		}
 	}()
-	if err := os.WriteFile(filepath.Join(bundle, "config.json"), c.Spec, 0o600); err != nil {
+	if err := ts.setupNetwork(ctx, ns, c, rt, &spec, bundle, mounts); err != nil {
+		return nil, err
+	}
+	specJSON, err := json.Marshal(&spec)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(bundle, "config.json"), specJSON, 0o600); err != nil {
 		return nil, err
 	}
 	if err := os.Mkdir(filepath.Join(bundle, "rootfs"), 0o711); err != nil {
@@ -400,6 +409,7 @@ func (ts *tasks) undoCreate(t *task) {
 	if t.shimLog != nil {
 		t.shimLog.Close()
 	}
+	ts.detachTask(t)
 	ts.removeBundle(t.bundle)
 }
 
@@ -470,6 +480,8 @@ func (ts *tasks) exited(t *task, p *proc, status uint32, at time.Time, publish b
 		if err := t.save(); err != nil {
 			slog.Warn("save task", "id", t.id, "err", err)
 		}
+		// Its ports and address are free once the container has ended.
+		ts.detachTask(t)
 	}
 	close(p.exited)
 	if publish {
@@ -775,6 +787,7 @@ func (ts *tasks) released(ns, id string, t *task, p *proc) {
 	if t.shimLog != nil {
 		t.shimLog.Close()
 	}
+	ts.detachTask(t)
 	ts.removeBundle(t.bundle)
 	_, _, status, at := p.snapshot()
 	ts.d.events.publish(&hullv1.Event{Namespace: ns, Topic: "/tasks/delete", ContainerId: id, ExitStatus: status, Timestamp: timestamppb.New(at)})
