@@ -43,6 +43,8 @@ import (
 //	kernel_params  added to the driver's kernel command line
 //	vcpus, memory_mib  the defaults vm.Size adds the container's limits to
 //	accel          QEMU -accel ("" lets vm/accel decide)
+//	tb_size_mib    TCG's translation-cache size in MiB (0: Hull's default,
+//	               accel.DefaultTBSizeMiB; -1: QEMU's own)
 //	boot_timeout   seconds to wait for the agent (vm.DefaultAgentTimeout)
 func init() {
 	RegisterBackend("vm", func(o *Options) (Backend, error) {
@@ -64,6 +66,7 @@ const (
 type vmConfig struct {
 	Kernel, Initrd, KernelParams, Accel string
 	VCPUs, MemoryMiB                    int
+	TBSizeMiB                           int
 	BootTimeout                         time.Duration
 }
 
@@ -113,12 +116,12 @@ func parseVMConfig(m map[string]any) (*vmConfig, error) {
 		default:
 			return fmt.Errorf("runtime option backend.%s: %v is not a number: %w", k, v, errdefs.ErrInvalidArgument)
 		}
-		if *dst < 0 {
+		if *dst < 0 && k != "tb_size_mib" {
 			return fmt.Errorf("runtime option backend.%s: %d is negative: %w", k, *dst, errdefs.ErrInvalidArgument)
 		}
 		return nil
 	}
-	known := map[string]bool{"guest_dir": true, "kernel": true, "initrd": true, "kernel_params": true, "accel": true, "vcpus": true, "memory_mib": true, "boot_timeout": true}
+	known := map[string]bool{"guest_dir": true, "kernel": true, "initrd": true, "kernel_params": true, "accel": true, "vcpus": true, "memory_mib": true, "boot_timeout": true, "tb_size_mib": true}
 	for k := range m {
 		if !known[k] {
 			return nil, fmt.Errorf("runtime option backend.%s: unknown key for the vm mode: %w", k, errdefs.ErrInvalidArgument)
@@ -129,6 +132,7 @@ func parseVMConfig(m map[string]any) (*vmConfig, error) {
 		str("guest_dir", &dir), str("kernel", &c.Kernel), str("initrd", &c.Initrd),
 		str("kernel_params", &c.KernelParams), str("accel", &c.Accel),
 		num("vcpus", &c.VCPUs), num("memory_mib", &c.MemoryMiB), num("boot_timeout", &timeout),
+		num("tb_size_mib", &c.TBSizeMiB),
 	} {
 		if err != nil {
 			return nil, err
@@ -235,7 +239,7 @@ func (b *VMBackend) Create(ctx context.Context, c *CreateConfig) (pid int, err e
 	}
 	vctx, cancel := context.WithCancel(context.Background())
 	b.stopVM = cancel
-	sb, err := vm.Boot(vctx, qemu.New(qemu.Options{Accel: b.cfg.Accel}), cfg, b.cfg.BootTimeout)
+	sb, err := vm.Boot(vctx, qemu.New(qemu.Options{Accel: b.cfg.Accel, TBSizeMiB: b.cfg.TBSizeMiB}), cfg, b.cfg.BootTimeout)
 	if b.net != nil {
 		// QEMU holds the taps now: they go when it does.
 		b.net.closeTaps()

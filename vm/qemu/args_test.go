@@ -1,10 +1,13 @@
 package qemu
 
 import (
+	"context"
+	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/hullproject/hull/vm"
+	"github.com/hullproject/hull/vm/accel"
 )
 
 func TestBuildArgs(t *testing.T) {
@@ -50,5 +53,24 @@ func TestBuildArgs(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestAccelArg(t *testing.T) {
+	for _, tc := range []struct {
+		accel string
+		tb    int
+		want  string
+	}{
+		{"tcg", 0, "tcg,tb-size=" + strconv.Itoa(accel.DefaultTBSizeMiB)},
+		{"tcg", 32, "tcg,tb-size=32"},
+		{"tcg", -1, "tcg"},
+		{"tcg,tb-size=8", 32, "tcg,tb-size=8"},
+		{"kvm", 32, "kvm"},
+	} {
+		q := New(Options{Accel: tc.accel, TBSizeMiB: tc.tb})
+		if got := q.accelArg(context.Background()); got != tc.want {
+			t.Errorf("Accel %q TBSizeMiB %d: %q, want %q", tc.accel, tc.tb, got, tc.want)
+		}
 	}
 }

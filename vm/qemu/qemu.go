@@ -49,7 +49,9 @@ type Options struct {
 	Binary    string // DefaultBinary
 	Virtiofsd string // DefaultVirtiofsd
 	// Accel is QEMU's -accel value ("kvm", "tcg", "tcg,tb-size=32"); empty
-	// means accel.Detect decides, and TBSizeMiB applies to TCG.
+	// means accel.Detect decides. TBSizeMiB is TCG's translation-cache size
+	// when Accel is "" or "tcg": 0 is accel.DefaultTBSizeMiB, negative
+	// QEMU's own default.
 	Accel     string
 	TBSizeMiB int
 	// PowerdownTimeout is how long Stop waits after system_powerdown before
@@ -120,10 +122,9 @@ func (q *QEMU) accelArg(ctx context.Context) string {
 		a = r.Accel
 		q.opts.Logger.Debug("acceleration", "accel", r.Accel, "reason", r.Reason)
 	}
-	if a == accel.TCG && q.opts.TBSizeMiB > 0 {
-		a += fmt.Sprintf(",tb-size=%d", q.opts.TBSizeMiB)
-	}
-	return a
+	// Plain TCG gets a translation cache of TBSizeMiB (0: Hull's default,
+	// negative: QEMU's); explicit values ("tcg,tb-size=8", "kvm") pass.
+	return accel.QEMUArg(a, q.opts.TBSizeMiB)
 }
 
 func procAttr() *syscall.SysProcAttr {
