@@ -10,10 +10,13 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	agentapi "github.com/hullproject/hull/agent/api"
+	"github.com/hullproject/hull/agent/server"
 	"github.com/hullproject/hull/agent/vsock"
 	"github.com/hullproject/hull/vm"
 	"github.com/hullproject/hull/vm/internal/vmm"
@@ -108,10 +111,57 @@ func proxy(path string) {
 				return
 			}
 			fmt.Fprintf(c, "OK %d\n", 1<<30+p)
+			if os.Getenv("HULL_FAKE_CH_AGENT") != "" {
+				serveAgent(c)
+				return
+			}
 			io.Copy(c, c)
 		}()
 	}
 }
+
+// stubAgent answers Version and DestroySandbox (after which the fake VMM
+// exits, as Cloud Hypervisor does when the guest powers off).
+type stubAgent struct {
+	agentapi.AgentService
+}
+
+func (stubAgent) Version(context.Context, *agentapi.VersionRequest) (*agentapi.VersionResponse, error) {
+	return &agentapi.VersionResponse{AgentVersion: "fake-agent"}, nil
+}
+
+func (stubAgent) DestroySandbox(context.Context, *agentapi.Empty) (*agentapi.Empty, error) {
+	go func() { time.Sleep(20 * time.Millisecond); os.Exit(0) }()
+	return &agentapi.Empty{}, nil
+}
+
+// serveAgent serves the stub agent on one proxied connection.
+func serveAgent(c net.Conn) {
+	srv, err := server.NewTTRPCServer(stubAgent{})
+	if err != nil {
+		return
+	}
+	srv.Serve(context.Background(), &oneConn{c: c, done: make(chan struct{})})
+}
+
+// oneConn is a listener that yields one connection.
+type oneConn struct {
+	c    net.Conn
+	once sync.Once
+	done chan struct{}
+}
+
+func (l *oneConn) Accept() (net.Conn, error) {
+	var c net.Conn
+	l.once.Do(func() { c = l.c })
+	if c != nil {
+		return c, nil
+	}
+	<-l.done
+	return nil, net.ErrClosed
+}
+func (l *oneConn) Close() error   { return nil }
+func (l *oneConn) Addr() net.Addr { return l.c.LocalAddr() }
 
 type fixture struct {
 	cfg vm.Config
@@ -268,6 +318,37 @@ func TestStartStop(t *testing.T) {
 	if err := h.Stop(ctx); err != nil {
 		t.Errorf("second Stop: %v", err)
 	}
+}
+
+// TestAgentOverHybridVsock: the host's agent client reaches the guest's
+// agent through the VMM's hybrid vsock, and the agent's power-off ends the
+// VM cleanly.
+func TestAgentOverHybridVsock(t *testing.T) {
+	f := setup(t)
+	t.Setenv("HULL_FAKE_CH_AGENT", "1")
+	h := New(Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := h.Start(ctx, f.cfg); err != nil {
+		t.Fatal(err)
+	}
+	c, err := vm.DialAgent(ctx, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := c.WaitReady(ctx)
+	if err != nil || v.AgentVersion != "fake-agent" {
+		t.Fatalf("WaitReady: %v, %v", v, err)
+	}
+	sb := &vm.Sandbox{Hypervisor: h, Agent: c}
+	if err := sb.Shutdown(ctx, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	rs := f.requests(t)
+	if k := rs[len(rs)-1].Key(); k != "PUT /api/v1/vm.boot" {
+		t.Errorf("the VM ended through %s, want the guest's power-off (no stop request)", k)
+	}
+	noStrays(t, h, f.cfg.StateDir)
 }
 
 func TestStartFails(t *testing.T) {
