@@ -6,6 +6,7 @@ package drivers
 import (
 	"fmt"
 	"log/slog"
+	"os/exec"
 	"slices"
 	"strings"
 
@@ -59,4 +60,56 @@ func New(name string, o Options) (vm.Hypervisor, error) {
 	default:
 		return qemu.New(qemu.Options{Binary: o.Binary, Accel: o.Accel, TBSizeMiB: o.TBSizeMiB, Logger: o.Logger}), nil
 	}
+}
+
+// Status says whether a driver can run on this host.
+type Status struct {
+	Name string
+	// Path is the hypervisor binary found ("" when missing).
+	Path string
+	// Reason says what is missing ("" when the binary is there).
+	Reason string
+}
+
+// Probe reports, for each driver, whether its binary is installed (it
+// does not check KVM: see vm/accel).
+func Probe() []Status {
+	var out []Status
+	for _, n := range Names() {
+		var p string
+		var err error
+		switch n {
+		case CloudHypervisor:
+			p, err = cloudhypervisor.LookPath(cloudhypervisor.Options{})
+		case Firecracker:
+			p, err = firecracker.LookPath(firecracker.Options{})
+		default:
+			p, err = exec.LookPath(qemu.DefaultBinary)
+			if err != nil {
+				err = fmt.Errorf("%s: %w (install qemu-system-x86)", qemu.DefaultBinary, vm.ErrHypervisorMissing)
+			}
+		}
+		s := Status{Name: n, Path: p}
+		if err != nil {
+			s.Reason = err.Error()
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+// Summary is Probe and the QEMU agent transport in words, one entry per
+// key, for `hull info` details.
+func Summary() map[string]string {
+	m := map[string]string{}
+	for _, s := range Probe() {
+		if s.Path != "" {
+			m["hypervisor."+s.Name] = s.Path
+		} else {
+			m["hypervisor."+s.Name] = "not available: " + s.Reason
+		}
+	}
+	t, reason := vm.SelectTransport(vm.VhostVsockDevice)
+	m["agent_transport"] = fmt.Sprintf("%s (%s)", t, reason)
+	return m
 }

@@ -38,3 +38,24 @@ func TestUnknown(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+func TestProbe(t *testing.T) {
+	t.Setenv("HULL_CLOUD_HYPERVISOR", "/nonexistent/cloud-hypervisor")
+	st := Probe()
+	if len(st) != 3 || st[0].Name != QEMU || st[1].Name != CloudHypervisor || st[2].Name != Firecracker {
+		t.Fatalf("Probe = %+v", st)
+	}
+	if st[1].Path != "" || !strings.Contains(st[1].Reason, "/nonexistent/cloud-hypervisor") {
+		t.Errorf("cloud-hypervisor: %+v", st[1])
+	}
+	for _, s := range st {
+		if (s.Path == "") == (s.Reason == "") {
+			t.Errorf("%s: path %q, reason %q: want exactly one", s.Name, s.Path, s.Reason)
+		}
+	}
+	m := Summary()
+	if !strings.HasPrefix(m["hypervisor.cloud-hypervisor"], "not available: ") || m["agent_transport"] == "" {
+		t.Errorf("Summary = %v", m)
+	}
+	t.Logf("this host: %v", m)
+}
