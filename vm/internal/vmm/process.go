@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/vishvananda/netns"
+
+	"github.com/hullproject/hull/vm"
 )
 
 // Spec is a process to start.
@@ -27,11 +29,10 @@ type Spec struct {
 	// NetNS is a network namespace path the process starts in ("" is
 	// this process's).
 	NetNS string
-	// Isolate, when set, runs on a locked OS thread before the process
-	// is started from it (unsharing a namespace, say). That thread is
-	// never handed back to Go's scheduler: it waits for the process and
-	// ends with it (PDEATHSIG fires when the forking thread ends).
-	Isolate func() error
+	// BindsOf, when it has Binds, starts the process (a share's
+	// virtiofsd) through vm.StartWithBinds: in a mount namespace of its
+	// own holding the binds.
+	BindsOf *vm.Share
 }
 
 // Process is a started process in its own process group, which is
@@ -54,26 +55,15 @@ func Start(s Spec) (*Process, error) {
 	}
 	cmd.ExtraFiles = s.ExtraFiles
 	p.cmd = cmd
-	if s.Isolate != nil {
-		started := make(chan error, 1)
-		go func() {
-			runtime.LockOSThread()
-			// No UnlockOSThread: the thread is not like the others.
-			if err := s.Isolate(); err != nil {
-				started <- err
-				return
-			}
-			if err := cmd.Start(); err != nil {
-				started <- err
-				return
-			}
-			started <- nil
-			p.err = cmd.Wait()
-			close(p.done)
-		}()
-		if err := <-started; err != nil {
+	if s.BindsOf != nil && len(s.BindsOf.Binds) > 0 {
+		exited := make(chan error, 1)
+		if err := vm.StartWithBinds(cmd, *s.BindsOf, exited); err != nil {
 			return nil, fmt.Errorf("start %s: %w", s.Path, err)
 		}
+		go func() {
+			p.err = <-exited
+			close(p.done)
+		}()
 		return p, nil
 	}
 	start := cmd.Start
