@@ -2,6 +2,7 @@ package vm
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -74,7 +75,8 @@ func TransportOf(h Hypervisor) AgentTransport {
 
 // DialAgent connects an agent client to h's guest: through the driver's
 // DialAgent when it has one, else to the unix socket AgentSocket. A dial
-// that waits for the guest gives up when the VM ends.
+// that waits for the guest gives up when the VM ends (with the VM's end as
+// the error), and wraps ErrAgentTimeout when ctx's deadline passes.
 func DialAgent(ctx context.Context, h Hypervisor) (*agent.Client, error) {
 	d, ok := h.(AgentDialer)
 	if !ok {
@@ -91,6 +93,18 @@ func DialAgent(ctx context.Context, h Hypervisor) (*agent.Client, error) {
 	}()
 	conn, err := d.DialAgent(dctx)
 	if err != nil {
+		select {
+		case <-h.Done():
+			if werr := h.Wait(); werr != nil {
+				return nil, werr
+			}
+			return nil, fmt.Errorf("%w: the guest powered off before its agent answered", ErrVMExited)
+		default:
+		}
+		if errors.Is(err, context.DeadlineExceeded) {
+			// Over vsock the wait for the agent is in the dial.
+			return nil, fmt.Errorf("%w: %w: %s: %w", ErrAgentTimeout, agent.ErrUnreachable, d.AgentTransport(), err)
+		}
 		return nil, fmt.Errorf("%w: %s: %w", agent.ErrUnreachable, d.AgentTransport(), err)
 	}
 	return agent.NewClient(conn), nil

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -54,8 +55,20 @@ func TestDialAgent(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		_, err := DialAgent(ctx, h)
-		if !errors.Is(err, agent.ErrUnreachable) || !errors.Is(err, context.Canceled) {
-			t.Fatalf("err = %v, want ErrUnreachable after the VM ended", err)
+		if !errors.Is(err, ErrVMExited) || !strings.Contains(err.Error(), "powered off before its agent answered") {
+			t.Fatalf("err = %v, want ErrVMExited", err)
+		}
+	})
+	t.Run("the agent never answers", func(t *testing.T) {
+		h := &dialerVM{dir: t.TempDir(), done: make(chan struct{}), dial: func(ctx context.Context) (net.Conn, error) {
+			<-ctx.Done()
+			return nil, ctx.Err()
+		}}
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		defer cancel()
+		_, err := DialAgent(ctx, h)
+		if !errors.Is(err, ErrAgentTimeout) || !errors.Is(err, agent.ErrUnreachable) || !strings.Contains(err.Error(), "hybrid-vsock") {
+			t.Fatalf("err = %v, want ErrAgentTimeout naming the transport", err)
 		}
 	})
 }
