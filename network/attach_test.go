@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/containerd/errdefs"
+	"golang.org/x/sys/unix"
 )
 
 func TestAttachContainerToContainer(t *testing.T) {
@@ -66,10 +67,24 @@ func TestPublishedPort(t *testing.T) {
 			t.Errorf("host -> %s: %q, %v", addr, got, err)
 		}
 	}
-	if err := e.m.Detach(context.Background(), a.ID); err != nil {
-		t.Fatal(err)
+	// Through the host's address from another container, and from the
+	// container itself (hairpin).
+	other := e.attach(t, AttachOptions{ID: "pub-other-" + randHex(4)})
+	for _, from := range []*Attachment{other, a} {
+		addr := fmt.Sprintf("%s:%d", hostIP(t), hp)
+		if got, err := fetch(t, from.NetNS, addr); err != nil || got != "page" {
+			t.Errorf("%s -> %s: %q, %v", from.ID, addr, got, err)
+		}
 	}
-	e.assertClean(t, []string{a.ID}, []string{ipOf(t, a)})
+	for _, x := range []*Attachment{a, other} {
+		if err := e.m.Detach(context.Background(), x.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.assertClean(t, []string{a.ID, other.ID}, []string{ipOf(t, a), ipOf(t, other)})
+	if _, err := fetch(t, "", fmt.Sprintf("127.0.0.1:%d", hp)); err == nil {
+		t.Error("the published port still answers after detach")
+	}
 }
 
 func TestPublishedPortOnHostIP(t *testing.T) {
@@ -345,6 +360,7 @@ func TestTeardownCycles(t *testing.T) {
 	}
 	hp := freePort(t)
 	var ids, ips []string
+	var inodes []uint64
 	start := time.Now()
 	for i := 0; i < cycles; i++ {
 		id := fmt.Sprintf("default/cycle-%d-%s", i, randHex(3))
@@ -354,6 +370,11 @@ func TestTeardownCycles(t *testing.T) {
 			t.Fatalf("cycle %d: %v", i, err)
 		}
 		ids, ips = append(ids, id), append(ips, ipOf(t, a))
+		var st unix.Stat_t
+		if err := unix.Stat(a.NetNS, &st); err != nil {
+			t.Fatal(err)
+		}
+		inodes = append(inodes, st.Ino)
 		if i == 0 {
 			// The leak checks below can fail: while attached, the rules name the container.
 			if nat := iptablesSave(t, "nat"); !strings.Contains(nat, cniID(id)) || !mentionsIP(nat, ipOf(t, a)) {
@@ -369,4 +390,21 @@ func TestTeardownCycles(t *testing.T) {
 	}
 	t.Logf("%d attach/detach cycles (2 published ports each) in %v, %v per cycle", cycles, time.Since(start).Round(time.Millisecond), (time.Since(start) / time.Duration(cycles)).Round(time.Millisecond))
 	e.assertClean(t, ids, ips)
+	assertNoThreadIn(t, inodes)
+}
+
+// assertNoThreadIn checks that no thread of this process is still in one of
+// the network namespaces (by inode): such a thread would keep it alive.
+func assertNoThreadIn(t *testing.T, inodes []uint64) {
+	t.Helper()
+	want := map[string]bool{}
+	for _, ino := range inodes {
+		want[fmt.Sprintf("net:[%d]", ino)] = true
+	}
+	tasks, _ := filepath.Glob("/proc/self/task/*/ns/net")
+	for _, task := range tasks {
+		if l, err := os.Readlink(task); err == nil && want[l] {
+			t.Errorf("thread %s is still in a container's netns %s", task, l)
+		}
+	}
 }

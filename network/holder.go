@@ -5,8 +5,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
+
+	"golang.org/x/sys/unix"
 )
 
 // socketHolder names the host process that has a socket on the mapping's
@@ -14,10 +17,15 @@ import (
 // /proc/net tables and then the fds under /proc; it runs only after a bind
 // test failed, so its cost does not matter.
 func socketHolder(p PortMapping) string {
+	// /proc/net follows the thread group leader's network namespace; read
+	// this thread's own, the one the bind test ran in.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	netDir := fmt.Sprintf("/proc/self/task/%d/net", unix.Gettid())
 	inodes := map[string]bool{}
-	files := []string{"/proc/net/tcp", "/proc/net/tcp6"}
+	files := []string{netDir + "/tcp", netDir + "/tcp6"}
 	if p.Protocol == "udp" {
-		files = []string{"/proc/net/udp", "/proc/net/udp6"}
+		files = []string{netDir + "/udp", netDir + "/udp6"}
 	}
 	want := fmt.Sprintf(":%04X", p.HostPort)
 	for _, f := range files {

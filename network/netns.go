@@ -12,12 +12,14 @@ import (
 // newNetNS creates a network namespace and bind-mounts it on path (a new
 // file). It is written by hand because the libraries at hand either pin the
 // mount directory (vishvananda/netns NewNamed uses /var/run/netns) or are
-// test helpers (plugins' testutils.NewNS); the work is one unshare and one
-// bind mount.
+// test helpers (plugins' testutils.NewNS); the work is one unshare, one bind
+// mount and one setns back.
 //
-// The unshare happens on a goroutine locked to its OS thread that returns
-// without unlocking: the Go runtime then ends that thread, so no goroutine
-// ever runs in the new namespace by accident and nothing has to be restored.
+// It runs on a goroutine locked to its OS thread. The thread goes back to
+// its original namespace before it is unlocked; if that fails the goroutine
+// ends still locked and the runtime retires the thread. (Ending locked is
+// not a general way out: the main thread is wedged rather than ended, and
+// would keep the namespace alive and make /proc/self/net lie.)
 func newNetNS(path string) (err error) {
 	f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE|os.O_EXCL, 0o444)
 	if err != nil {
@@ -26,23 +28,37 @@ func newNetNS(path string) (err error) {
 	f.Close()
 	defer func() {
 		if err != nil {
-			os.Remove(path)
+			removeNetNS(path)
 		}
 	}()
 	done := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
-		// No UnlockOSThread: the thread is discarded when this goroutine ends.
+		tid := unix.Gettid()
+		self := fmt.Sprintf("/proc/self/task/%d/ns/net", tid)
+		orig, err := os.Open(self)
+		if err != nil {
+			runtime.UnlockOSThread()
+			done <- fmt.Errorf("open current network namespace: %w", err)
+			return
+		}
+		defer orig.Close()
 		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+			runtime.UnlockOSThread()
 			done <- fmt.Errorf("unshare network namespace: %w", err)
 			return
 		}
-		src := fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid())
-		if err := unix.Mount(src, path, "", unix.MS_BIND, ""); err != nil {
-			done <- fmt.Errorf("bind mount %s on %s: %w", src, path, err)
+		mountErr := unix.Mount(self, path, "", unix.MS_BIND, "")
+		if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
+			// Stay locked: the thread is in the wrong namespace and must not be reused.
+			done <- fmt.Errorf("return to the original network namespace: %w", err)
 			return
 		}
-		done <- nil
+		runtime.UnlockOSThread()
+		if mountErr != nil {
+			mountErr = fmt.Errorf("bind mount %s on %s: %w", self, path, mountErr)
+		}
+		done <- mountErr
 	}()
 	return <-done
 }
