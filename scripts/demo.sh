@@ -60,6 +60,9 @@ done
 if ip link show "$BRIDGE" >/dev/null 2>&1; then
   die "a network interface named $BRIDGE exists already (another demo running?): remove it or set DEMO_BRIDGE"
 fi
+if ip -4 route show 2>/dev/null | grep -q "^${SUBNET%/*}/"; then
+  die "the demo's subnet $SUBNET is routed on this host already: choose another with DEMO_SUBNET=..."
+fi
 if [ -z "$IMAGE" ] && [ ! -s "$IMAGE_TAR" ]; then
   die "$IMAGE_TAR is missing: run make demo-image (make demo does)"
 fi
