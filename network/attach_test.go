@@ -58,8 +58,15 @@ func TestAttachContainerToContainer(t *testing.T) {
 func TestPublishedPort(t *testing.T) {
 	e := newTestEnv(t)
 	hp := freePort(t)
-	a := e.attach(t, AttachOptions{ID: "pub-" + randHex(4), Ports: []PortMapping{{HostPort: hp, ContainerPort: 80, Protocol: "tcp"}}})
+	a := e.attach(t, AttachOptions{ID: "pub-" + randHex(4), Ports: []PortMapping{
+		{HostPort: hp, ContainerPort: 80, Protocol: "tcp"}, {HostPort: hp, ContainerPort: 53, Protocol: "udp"}}})
 	serveEcho(t, a.NetNS, ":80", "page")
+	serveUDP(t, a.NetNS, ":53", "dns")
+	for _, host := range []string{"127.0.0.1", hostIP(t)} {
+		if got, err := askUDP(fmt.Sprintf("%s:%d", host, hp)); err != nil || got != "dns" {
+			t.Errorf("host -> %s:%d/udp: %q, %v", host, hp, got, err)
+		}
+	}
 	for _, host := range []string{"127.0.0.1", hostIP(t)} {
 		addr := fmt.Sprintf("%s:%d", host, hp)
 		got, err := fetch(t, "", addr)

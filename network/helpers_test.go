@@ -259,3 +259,49 @@ func hostIP(t *testing.T) string {
 	t.Skip("no non-loopback IPv4 address on the host")
 	return ""
 }
+
+// serveUDP answers every datagram with reply, from a socket made in the netns.
+func serveUDP(t *testing.T, nsPath, addr, reply string) {
+	t.Helper()
+	var c net.PacketConn
+	err := inNS(t, nsPath, func() error {
+		var err error
+		c, err = net.ListenPacket("udp4", addr)
+		return err
+	})
+	if err != nil {
+		t.Fatalf("listen %s/udp in %s: %v", addr, nsPath, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	go func() {
+		buf := make([]byte, 1500)
+		for {
+			_, from, err := c.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			c.WriteTo([]byte(reply), from)
+		}
+	}()
+}
+
+// askUDP sends a datagram to addr from the host and returns the answer.
+func askUDP(addr string) (string, error) {
+	c, err := net.Dial("udp4", addr)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	buf := make([]byte, 1500)
+	for try := 0; try < 3; try++ {
+		if _, err := c.Write([]byte("q")); err != nil {
+			return "", err
+		}
+		c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		n, err := c.Read(buf)
+		if err == nil {
+			return string(buf[:n]), nil
+		}
+	}
+	return "", fmt.Errorf("no answer from %s/udp", addr)
+}
