@@ -186,7 +186,7 @@ func (c *CloudHypervisor) Start(ctx context.Context, cfg vm.Config) (retErr erro
 	m.Run(proc)
 	actx, cancel := context.WithTimeout(ctx, c.opts.APITimeout)
 	defer cancel()
-	if err := vmm.WaitForSocket(actx, proc, p.api, "cloud-hypervisor"); err != nil {
+	if err := vmm.WaitForAPI(actx, proc, p.api, "cloud-hypervisor"); err != nil {
 		return err
 	}
 	payload := vmConfig(&cfg, p)

@@ -235,7 +235,7 @@ func (f *Firecracker) Start(ctx context.Context, cfg vm.Config) (retErr error) {
 	m.Run(proc)
 	actx, cancel := context.WithTimeout(ctx, f.opts.APITimeout)
 	defer cancel()
-	if err := vmm.WaitForSocket(actx, proc, p.api, "firecracker"); err != nil {
+	if err := vmm.WaitForAPI(actx, proc, p.api, "firecracker"); err != nil {
 		return err
 	}
 	for _, r := range requests(&cfg, p, drives) {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"runtime"
@@ -178,6 +179,26 @@ func WaitForSocket(ctx context.Context, p *Process, path, what string) error {
 			return fmt.Errorf("%s exited before its socket %s appeared: %v: %s", what, path, p.Err(), p.Stderr())
 		case <-ctx.Done():
 			return fmt.Errorf("%s: no socket %s: %w", what, path, ctx.Err())
+		case <-time.After(2 * time.Millisecond):
+		}
+	}
+}
+
+// WaitForAPI polls until a connection to the unix socket path succeeds
+// (the file exists a moment before its server listens), p exits, or ctx
+// ends. Not for vhost-user sockets, whose server takes one connection.
+func WaitForAPI(ctx context.Context, p *Process, path, what string) error {
+	for {
+		c, err := net.Dial("unix", path)
+		if err == nil {
+			c.Close()
+			return nil
+		}
+		select {
+		case <-p.Done():
+			return fmt.Errorf("%s exited before its API socket %s answered: %v: %s", what, path, p.Err(), p.Stderr())
+		case <-ctx.Done():
+			return fmt.Errorf("%s: API socket %s: %w (last: %v)", what, path, ctx.Err(), err)
 		case <-time.After(2 * time.Millisecond):
 		}
 	}
