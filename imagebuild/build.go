@@ -72,7 +72,7 @@ type Result struct {
 // NormalizeName checks an image name and returns its full form.
 func NormalizeName(name string) (string, error) {
 	if name == "" {
-		return "", fmt.Errorf("no image name: %w", ErrInvalidRecipe)
+		return "", fmt.Errorf("no image name (name = \"localhost/app:latest\" in a recipe, --name to hull-mkimage): %w", ErrInvalidRecipe)
 	}
 	n, err := reference.ParseNormalizedNamed(name)
 	if err != nil {
