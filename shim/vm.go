@@ -22,7 +22,7 @@ import (
 	"github.com/hullproject/hull/agent"
 	agentapi "github.com/hullproject/hull/agent/api"
 	"github.com/hullproject/hull/vm"
-	"github.com/hullproject/hull/vm/qemu"
+	"github.com/hullproject/hull/vm/drivers"
 )
 
 // The vm mode (`mode = "vm"` in the runtime options): each container runs
@@ -42,6 +42,7 @@ import (
 //	kernel, initrd override the kernel (vmlinux/bzImage) and agent initramfs
 //	kernel_params  added to the driver's kernel command line
 //	vcpus, memory_mib  the defaults vm.Size adds the container's limits to
+//	hypervisor     "qemu" (default), "cloud-hypervisor", "firecracker"
 //	accel          QEMU -accel ("" lets vm/accel decide)
 //	tb_size_mib    TCG's translation-cache size in MiB (0: Hull's default,
 //	               accel.DefaultTBSizeMiB; -1: QEMU's own)
@@ -65,6 +66,7 @@ const (
 
 type vmConfig struct {
 	Kernel, Initrd, KernelParams, Accel string
+	Hypervisor                          string
 	VCPUs, MemoryMiB                    int
 	TBSizeMiB                           int
 	BootTimeout                         time.Duration
@@ -121,7 +123,7 @@ func parseVMConfig(m map[string]any) (*vmConfig, error) {
 		}
 		return nil
 	}
-	known := map[string]bool{"guest_dir": true, "kernel": true, "initrd": true, "kernel_params": true, "accel": true, "vcpus": true, "memory_mib": true, "boot_timeout": true, "tb_size_mib": true}
+	known := map[string]bool{"guest_dir": true, "kernel": true, "initrd": true, "kernel_params": true, "accel": true, "vcpus": true, "memory_mib": true, "boot_timeout": true, "tb_size_mib": true, "hypervisor": true}
 	for k := range m {
 		if !known[k] {
 			return nil, fmt.Errorf("runtime option backend.%s: unknown key for the vm mode: %w", k, errdefs.ErrInvalidArgument)
@@ -130,13 +132,16 @@ func parseVMConfig(m map[string]any) (*vmConfig, error) {
 	var timeout int
 	for _, err := range []error{
 		str("guest_dir", &dir), str("kernel", &c.Kernel), str("initrd", &c.Initrd),
-		str("kernel_params", &c.KernelParams), str("accel", &c.Accel),
+		str("kernel_params", &c.KernelParams), str("accel", &c.Accel), str("hypervisor", &c.Hypervisor),
 		num("vcpus", &c.VCPUs), num("memory_mib", &c.MemoryMiB), num("boot_timeout", &timeout),
 		num("tb_size_mib", &c.TBSizeMiB),
 	} {
 		if err != nil {
 			return nil, err
 		}
+	}
+	if err := drivers.Validate(c.Hypervisor); err != nil {
+		return nil, fmt.Errorf("runtime option backend.hypervisor: %w", err)
 	}
 	if dir == "" {
 		dir = vmGuestDir()
@@ -232,14 +237,20 @@ func (b *VMBackend) Create(ctx context.Context, c *CreateConfig) (pid int, err e
 		storages = append(storages, &agentapi.Storage{Source: vmMountsTag, Fstype: "virtiofs", MountPoint: vmGuestMounts})
 	}
 	if netMode == vmNetJoin {
-		if b.net, err = setupVMNetwork(netNS); err != nil {
+		// Firecracker opens taps by name (its API takes no fd): persistent
+		// ones, which the shim does not hold.
+		if b.net, err = setupVMNetwork(netNS, b.cfg.Hypervisor == drivers.Firecracker); err != nil {
 			return 0, err
 		}
 		cfg.NetDevices = b.net.devices()
 	}
 	vctx, cancel := context.WithCancel(context.Background())
 	b.stopVM = cancel
-	sb, err := vm.Boot(vctx, qemu.New(qemu.Options{Accel: b.cfg.Accel, TBSizeMiB: b.cfg.TBSizeMiB}), cfg, b.cfg.BootTimeout)
+	h, err := drivers.New(b.cfg.Hypervisor, drivers.Options{Accel: b.cfg.Accel, TBSizeMiB: b.cfg.TBSizeMiB})
+	if err != nil {
+		return 0, err
+	}
+	sb, err := vm.Boot(vctx, h, cfg, b.cfg.BootTimeout)
 	if b.net != nil {
 		// QEMU holds the taps now: they go when it does.
 		b.net.closeTaps()
@@ -250,6 +261,8 @@ func (b *VMBackend) Create(ctx context.Context, c *CreateConfig) (pid int, err e
 	b.sb = sb
 	vmTraceBoot(c.ID, sb)
 	go b.watchVM()
+	// Drivers without virtio-fs attach the rootfs as a block image.
+	storages[0].Source, storages[0].Fstype = vm.ShareStorage(sb.Hypervisor, vmShareTag)
 
 	// The container uses the guest's network namespace: the VM is the
 	// sandbox. With --net none it has only lo (no NIC is attached); the

@@ -64,9 +64,10 @@ func specNetwork(s *specs.Spec) (vmNetMode, string, error) {
 
 // vmNetwork is what the shim set up in one network namespace.
 type vmNetwork struct {
-	nsPath string
-	links  []*vmLink
-	routes []*agentapi.Route
+	nsPath     string
+	persistent bool
+	links      []*vmLink
+	routes     []*agentapi.Route
 }
 
 // vmLink is one interface the VM took over.
@@ -80,10 +81,12 @@ type vmLink struct {
 	qdiscVeth bool // the ingress qdisc on the veth is the shim's
 }
 
-// setupVMNetwork takes over the interfaces of the namespace at nsPath. On
-// error nothing it added stays.
-func setupVMNetwork(nsPath string) (_ *vmNetwork, err error) {
-	n := &vmNetwork{nsPath: nsPath}
+// setupVMNetwork takes over the interfaces of the namespace at nsPath. The
+// taps are held only by the fds the hypervisor gets, unless persistent
+// (for a hypervisor that opens them by name): then the shim holds none and
+// teardown deletes them. On error nothing it added stays.
+func setupVMNetwork(nsPath string, persistent bool) (_ *vmNetwork, err error) {
+	n := &vmNetwork{nsPath: nsPath, persistent: persistent}
 	defer func() {
 		if err != nil {
 			_ = n.teardown()
@@ -166,12 +169,17 @@ func (n *vmNetwork) takeOver(link netlink.Link, i int) error {
 		Mode:       netlink.TUNTAP_MODE_TAP,
 		Flags:      netlink.TUNTAP_NO_PI | netlink.TUNTAP_VNET_HDR,
 		Queues:     1,
-		NonPersist: true, // the tap goes when QEMU (its last holder) does
+		NonPersist: !n.persistent, // else the tap goes when QEMU (its last holder) does
 	}
 	if err := netlink.LinkAdd(tap); err != nil {
 		return fmt.Errorf("create tap %s: %w", tap.Name, err)
 	}
 	vl.tap, vl.tapFile = tap.Name, tap.Fds[0]
+	if n.persistent {
+		// A single-queue tap is busy while open: the hypervisor opens it.
+		vl.tapFile.Close()
+		vl.tapFile = nil
+	}
 	tl, err := netlink.LinkByName(tap.Name)
 	if err != nil {
 		return fmt.Errorf("tap %s: %w", tap.Name, err)

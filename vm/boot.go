@@ -50,7 +50,7 @@ func Boot(ctx context.Context, h Hypervisor, cfg Config, timeout time.Duration) 
 	}
 	actx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	c, err := agent.Dial(actx, h.AgentSocket())
+	c, err := DialAgent(actx, h)
 	if err != nil {
 		return fail(err)
 	}

@@ -67,7 +67,8 @@ type Bind struct {
 type NetDevice struct {
 	// Tap is the open tap device (IFF_TAP|IFF_NO_PI, IFF_VNET_HDR optional)
 	// handed to the hypervisor process; the caller keeps and closes its
-	// copy.
+	// copy. Nil for a persistent tap that the driver opens by TapName in
+	// NetNS (Firecracker); QEMU and Cloud Hypervisor need the fd.
 	Tap *os.File
 	// TapName is the tap's name and NetNS the path of the network namespace
 	// holding it (for drivers that open the tap by name there).
@@ -162,8 +163,8 @@ func (c *Config) Validate() error {
 		}
 	}
 	for i, n := range c.NetDevices {
-		if n.Tap == nil {
-			return fmt.Errorf("%w: net device %d: no tap", ErrInvalidConfig, i)
+		if n.Tap == nil && (n.TapName == "" || n.NetNS == "") {
+			return fmt.Errorf("%w: net device %d: neither a tap fd nor a tap name and namespace", ErrInvalidConfig, i)
 		}
 		if hw, err := net.ParseMAC(n.MAC); err != nil || len(hw) != 6 {
 			return fmt.Errorf("%w: net device %d: MAC %q is not an Ethernet address", ErrInvalidConfig, i, n.MAC)

@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"time"
 
 	"github.com/hullproject/hull/agent"
 	"github.com/hullproject/hull/agent/server"
@@ -61,12 +60,6 @@ func run(log *slog.Logger) error {
 	defer close(stop)
 	go reaper.Run(stop)
 
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	port, err := server.FindPort(ctx, agent.PortName)
-	cancel()
-	if err != nil {
-		return err
-	}
 	powerOff := func() {
 		if err := server.PowerOff(); err != nil {
 			log.Error("power off", "err", err)
@@ -76,6 +69,5 @@ func run(log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	log.Info("serving", "port", port)
-	return srv.Serve(context.Background(), server.NewSerialListener(port))
+	return server.ServeAgent(context.Background(), srv, agent.PortName, log)
 }

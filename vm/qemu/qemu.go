@@ -105,7 +105,7 @@ func New(o Options) *QEMU {
 
 // Capabilities implements vm.Hypervisor.
 func (q *QEMU) Capabilities() vm.Capabilities {
-	return vm.Capabilities{FileSystemSharing: true, BlockDevices: true, Hotplug: true, Network: true}
+	return vm.Capabilities{FileSystemSharing: true, BlockDevices: true, Hotplug: true, Network: true, Vsock: HostHasVsock()}
 }
 
 // Args returns QEMU's command line of the last Start.
@@ -173,12 +173,19 @@ func (q *QEMU) Start(ctx context.Context, cfg vm.Config) (retErr error) {
 	cmd := exec.Command(bin, args...)
 	cmd.SysProcAttr = procAttr()
 	cmd.Stderr = &q.stderr
-	for _, n := range cfg.NetDevices {
+	for i, n := range cfg.NetDevices {
+		if n.Tap == nil {
+			return fmt.Errorf("%w: net device %d: QEMU needs the tap's fd", vm.ErrInvalidConfig, i)
+		}
 		cmd.ExtraFiles = append(cmd.ExtraFiles, n.Tap)
 	}
 	q.mu.Lock()
 	q.args = args
 	q.mu.Unlock()
+	// After the taps: the vsock device's fd follows the ExtraFiles so far.
+	if err := q.attachVsock(cmd, &cfg); err != nil {
+		return err
+	}
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start %s: %w", bin, err)
 	}
@@ -364,6 +371,7 @@ func (q *QEMU) kill() {
 
 func (q *QEMU) cleanup() {
 	q.cleaned.Do(func() {
+		q.detachVsock()
 		q.mu.Lock()
 		if q.qmp != nil {
 			q.qmp.close()
