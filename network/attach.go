@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -384,9 +385,12 @@ func (m *Manager) teardown(ctx context.Context, rec *record) error {
 	if !isNetNS(rec.NetNS) {
 		rt.NetNS = "" // plugins release host-side state without a netns
 	}
-	list, crt, err := m.cachedList(rec, rt)
+	list, crt, cached, err := m.cachedList(rec, rt)
 	if err != nil {
 		return fmt.Errorf("detach %q: %w", rec.ID, err)
+	}
+	if !cached {
+		m.delWithoutCache(ctx, list, rec, crt)
 	}
 	if err := m.cni.DelNetworkList(ctx, list, crt); err != nil {
 		return fmt.Errorf("detach %q: network %s: %w", rec.ID, rec.Network, err)
@@ -402,20 +406,84 @@ func (m *Manager) teardown(ctx context.Context, rec *record) error {
 }
 
 // cachedList returns the conflist and runtime config of an attachment's ADD:
-// libcni's cache first, else the copy in the record.
-func (m *Manager) cachedList(rec *record, rt *libcni.RuntimeConf) (*libcni.NetworkConfigList, *libcni.RuntimeConf, error) {
+// libcni's cache first, else the copy in the record (cached false).
+func (m *Manager) cachedList(rec *record, rt *libcni.RuntimeConf) (*libcni.NetworkConfigList, *libcni.RuntimeConf, bool, error) {
 	b, crt, err := m.cni.GetNetworkListCachedConfig(&libcni.NetworkConfigList{Name: rec.Network}, rt)
 	if err == nil && len(b) > 0 {
 		if list, err := libcni.ConfListFromBytes(b); err == nil {
 			crt.NetNS = rt.NetNS
-			return list, crt, nil
+			return list, crt, true, nil
 		}
 	}
 	list, err := libcni.ConfListFromBytes(rec.Conflist)
 	if err != nil {
-		return nil, nil, fmt.Errorf("recorded conflist of network %s: %w", rec.Network, err)
+		return nil, nil, false, fmt.Errorf("recorded conflist of network %s: %w", rec.Network, err)
 	}
-	return list, rt, nil
+	return list, rt, false, nil
+}
+
+// delWithoutCache helps the plugins that need the ADD result on DEL when
+// libcni has none (hulld died between the plugins' ADD and libcni's cache
+// write, or the cache was lost): the firewall plugin removes its rules only
+// for the addresses in prevResult. The addresses come from the record, else
+// from host-local's allocation files. The normal DEL follows.
+func (m *Manager) delWithoutCache(ctx context.Context, list *libcni.NetworkConfigList, rec *record, rt *libcni.RuntimeConf) {
+	var fw []*libcni.PluginConfig
+	ips := rec.IPs
+	for _, p := range list.Plugins {
+		if p.Network.Type == "firewall" {
+			fw = append(fw, p)
+		}
+		var pj pluginJSON
+		if len(ips) == 0 && json.Unmarshal(p.Bytes, &pj) == nil && pj.IPAM.Type == "host-local" && pj.IPAM.DataDir != "" {
+			ips = hostLocalIPs(filepath.Join(pj.IPAM.DataDir, list.Name), rec.CNIID, rec.IfName)
+		}
+	}
+	if len(fw) == 0 || len(ips) == 0 {
+		return
+	}
+	var prev []map[string]string
+	for _, ip := range ips {
+		prev = append(prev, map[string]string{"address": ip})
+	}
+	for _, p := range fw {
+		pc, err := libcni.InjectConf(p, map[string]any{
+			"name": list.Name, "cniVersion": list.CNIVersion,
+			"prevResult": map[string]any{"cniVersion": list.CNIVersion, "ips": prev},
+		})
+		if err == nil {
+			err = m.cni.DelNetwork(ctx, pc, rt)
+		}
+		if err != nil {
+			slog.Warn("network: firewall DEL without cached result", "id", rec.ID, "error", err)
+		}
+	}
+}
+
+// hostLocalIPs finds the addresses host-local allocated to a container
+// (files named by the address, holding "<container id>\r\n<ifname>").
+func hostLocalIPs(dir, containerID, ifName string) []string {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, e := range ents {
+		addr, err := netip.ParseAddr(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			continue
+		}
+		lines := strings.Fields(string(b))
+		if len(lines) == 0 || lines[0] != containerID || len(lines) > 1 && lines[1] != ifName {
+			continue
+		}
+		out = append(out, netip.PrefixFrom(addr, addr.BitLen()).String())
+	}
+	return out
 }
 
 // isNetNS reports whether path is a mounted network namespace.

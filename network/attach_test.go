@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/containerd/errdefs"
+	types100 "github.com/containernetworking/cni/pkg/types/100"
 	"golang.org/x/sys/unix"
 )
 
@@ -413,5 +414,67 @@ func assertNoThreadIn(t *testing.T, inodes []uint64) {
 		if l, err := os.Readlink(task); err == nil && want[l] {
 			t.Errorf("thread %s is still in a container's netns %s", task, l)
 		}
+	}
+}
+
+// TestDetachAfterCrash: hulld died in the middle of Attach. Detach from a new
+// manager must undo what was done, from the record alone when libcni has no
+// cache entry yet.
+func TestDetachAfterCrash(t *testing.T) {
+	ctx := context.Background()
+	for _, stage := range []string{"record only", "netns made", "ADD done, not cached"} {
+		t.Run(stage, func(t *testing.T) {
+			e := newTestEnv(t)
+			hp := freePort(t)
+			id := "crash/" + randHex(4)
+			list, _, err := e.m.load("")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if list, err = e.m.prepare(list); err != nil {
+				t.Fatal(err)
+			}
+			rec := &record{
+				Attachment: Attachment{ID: id, Network: e.cfg.DefaultName, NetNS: e.m.netnsPath(id), IfName: "eth0",
+					Ports: []PortMapping{{HostPort: hp, ContainerPort: 80, Protocol: "tcp"}}},
+				CNIID: cniID(id), Conflist: list.Bytes,
+			}
+			if err := e.m.writeRecord(rec); err != nil {
+				t.Fatal(err)
+			}
+			var ips []string
+			if stage != "record only" {
+				if err := newNetNS(rec.NetNS); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if stage == "ADD done, not cached" {
+				res, err := e.m.cni.AddNetworkList(ctx, list, e.m.runtimeConf(rec))
+				if err != nil {
+					t.Fatal(err)
+				}
+				r, _ := types100.NewResultFromResult(res)
+				ips = append(ips, r.IPs[0].Address.IP.String())
+				os.RemoveAll(filepath.Join(e.m.StateDir(), "cache"))
+				if nat := iptablesSave(t, "nat"); !strings.Contains(nat, cniID(id)) {
+					t.Fatal("no nat rules after ADD")
+				}
+				if !mentionsIP(iptablesSave(t, "filter"), ips[0]) {
+					t.Fatal("no firewall rules after ADD")
+				}
+			}
+			m2, err := New(e.cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			as, _ := m2.Attachments()
+			if len(as) != 1 || as[0].ID != id {
+				t.Fatalf("attachments after the crash: %+v", as)
+			}
+			if err := m2.Detach(ctx, id); err != nil {
+				t.Fatal(err)
+			}
+			e.assertClean(t, []string{id}, ips)
+		})
 	}
 }
