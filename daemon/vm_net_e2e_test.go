@@ -1,0 +1,168 @@
+package daemon_test
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hullproject/hull/internal/hulltest"
+	"github.com/hullproject/hull/vm/vmtest"
+)
+
+// The vm runtime on hulld's networks: the VM takes over the container's
+// veth (a tap mirrored with tc in the container's network namespace) and
+// the guest gets the veth's address, routes and MTU.
+
+// vmRuntime is the vm runtime these tests configure (TCG, a long boot
+// timeout: the machine is shared).
+const vmRuntime = "vmnet"
+
+// startVMNet is startNet with a vm runtime beside the default ones.
+func startVMNet(t *testing.T) *netEnv {
+	t.Helper()
+	hulltest.RequireRoot(t)
+	for _, p := range []string{"bridge", "host-local", "portmap", "loopback"} {
+		if _, err := os.Stat(filepath.Join("/usr/lib/cni", p)); err != nil {
+			t.Skipf("needs the CNI plugins in /usr/lib/cni (Debian containernetworking-plugins): %v", err)
+		}
+	}
+	if _, err := exec.LookPath("iptables"); err != nil {
+		t.Skip("needs iptables (the portmap and bridge plugins use it)")
+	}
+	kernel, initrd := vmtest.Kernel(t), vmtest.Initramfs(t)
+	ref := hulltest.Busybox(t)
+	e := &netEnv{ref: ref, bridge: "hv" + randHex(t, 4), netName: "hull0", subnet: randSubnet(t, 170)}
+	t.Cleanup(func() { deleteLink(e.bridge) })
+	d := hulltest.NewDaemon(t)
+	e.Daemon = d
+	e.confDir = filepath.Join(d.Dir, "net.d")
+	e.netDir = filepath.Join(d.State, "net")
+	d.Config = fmt.Sprintf("[network]\nconf_dir = %q\nbridge = %q\nsubnet = %q\n\n"+
+		"[runtimes.%s]\ntype = \"io.containerd.hull.v2\"\noptions = { mode = \"vm\", backend = { kernel = %q, initrd = %q, accel = \"tcg\", boot_timeout = 120 } }\n",
+		e.confDir, e.bridge, e.subnet, vmRuntime, kernel, initrd)
+	d.Start()
+	d.MustHull("images", "pull", ref)
+	return e
+}
+
+// vmHTTPServer runs busybox httpd on port 80 of a detached container
+// serving "hello from <id>"; args go to run (runtime, ports).
+func (e *netEnv) vmHTTPServer(t *testing.T, id string, args ...string) {
+	t.Helper()
+	run := append([]string{"run", "-d"}, args...)
+	run = append(run, e.ref, id, "sh", "-c",
+		"busybox mkdir -p /www && echo hello from "+id+" > /www/index.html && exec busybox httpd -f -p 80 -h /www")
+	e.MustHull(run...)
+}
+
+// getEventually GETs url until it answers (the server starts in the
+// background), for up to a minute.
+func getEventually(t *testing.T, url string) string {
+	t.Helper()
+	var last error
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		body, err := httpGet(url)
+		if err == nil {
+			return body
+		}
+		last = err
+	}
+	t.Fatalf("GET %s: %v", url, last)
+	return ""
+}
+
+// TestVMNetPublishedPort: `hull run --runtime vm -p HOSTPORT:80` of busybox
+// httpd answers on 127.0.0.1:HOSTPORT and on the host port of all
+// addresses; the guest's eth0 has the address hulld reports and the veth's
+// MTU; rm leaves no VM, no network state and frees the ports.
+func TestVMNetPublishedPort(t *testing.T) {
+	e := startVMNet(t)
+	id := "vmweb"
+	port, portAll := freePort(t), freePort(t)
+	e.vmHTTPServer(t, id, "--runtime", vmRuntime, "-p", fmt.Sprintf("127.0.0.1:%d:80", port), "-p", fmt.Sprintf("%d:80", portAll))
+	for _, p := range []int{port, portAll} {
+		if body := getEventually(t, fmt.Sprintf("http://127.0.0.1:%d/", p)); body != "hello from "+id+"\n" {
+			t.Errorf("GET 127.0.0.1:%d: %q", p, body)
+		}
+	}
+	ip := e.ip(t, id)
+	out := e.MustHull("exec", id, "sh", "-c", "cat /sys/class/net/eth0/mtu; ip -o -4 addr show dev eth0; ip route; cat /etc/hostname")
+	for _, want := range []string{"1500\n", " " + ip + "/24 ", "default via ", id + "\n"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("in the guest, %q lacks %q", out, want)
+		}
+	}
+	if ls := e.MustHull("c", "ls"); !strings.Contains(ls, fmt.Sprintf("127.0.0.1:%d->80/tcp", port)) {
+		t.Errorf("c ls lacks the published port:\n%s", ls)
+	}
+	e.MustHull("c", "rm", "-f", id)
+	waitVMGone(t, id)
+	e.checkNoLeftovers(t, id)
+	for _, p := range []int{port, portAll} {
+		if _, err := httpGet(fmt.Sprintf("http://127.0.0.1:%d/", p)); err == nil {
+			t.Errorf("port %d still answers after the container went", p)
+		}
+	}
+}
+
+// TestVMNetBridge: a vm container and a native one on the same bridge
+// reach each other both ways.
+func TestVMNetBridge(t *testing.T) {
+	e := startVMNet(t)
+	vmSrv, nativeSrv := "vmsrv", "nativesrv"
+	e.vmHTTPServer(t, vmSrv, "--runtime", vmRuntime)
+	e.vmHTTPServer(t, nativeSrv, "--runtime", "native")
+	vmIP, nativeIP := e.ip(t, vmSrv), e.ip(t, nativeSrv)
+
+	// native → vm, from a fresh native container on the bridge.
+	var out, errs string
+	var code int
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(500 * time.Millisecond) {
+		out, errs, code = e.Hull("run", "--rm", "--runtime", "native", e.ref, "nativecli", "busybox", "wget", "-qO-", "http://"+vmIP+"/")
+		if code == 0 {
+			break
+		}
+	}
+	if code != 0 || out != "hello from "+vmSrv+"\n" {
+		t.Errorf("native container to the vm one: code %d, out %q, err %q", code, out, errs)
+	}
+	// vm → native, from inside the vm container.
+	out, errs, code = e.Hull("exec", vmSrv, "busybox", "wget", "-qO-", "http://"+nativeIP+"/")
+	if code != 0 || out != "hello from "+nativeSrv+"\n" {
+		t.Errorf("vm container to the native one: code %d, out %q, err %q", code, out, errs)
+	}
+	// vm → vm (a second VM, run --rm).
+	out, errs, code = e.Hull("run", "--rm", "--runtime", vmRuntime, e.ref, "vmcli", "busybox", "wget", "-qO-", "http://"+vmIP+"/")
+	if code != 0 || out != "hello from "+vmSrv+"\n" {
+		t.Errorf("vm container to the vm one: code %d, out %q, err %q", code, out, errs)
+	}
+	e.MustHull("c", "rm", "-f", vmSrv, nativeSrv)
+	waitVMGone(t, vmSrv)
+	waitVMGone(t, "vmcli")
+	e.checkNoLeftovers(t, vmSrv, nativeSrv, "nativecli", "vmcli")
+}
+
+// TestVMNetHostAndNone: --net none in a VM has only lo (up), --net host is
+// refused naming the cause, and neither leaves anything.
+func TestVMNetHostAndNone(t *testing.T) {
+	e := startVMNet(t)
+	out, errs, code := e.Hull("run", "--rm", "--runtime", vmRuntime, "--net", "none", e.ref, "vmnone",
+		"sh", "-c", "ls /sys/class/net; cat /sys/class/net/lo/operstate")
+	if code != 0 || out != "lo\nunknown\n" {
+		t.Errorf("--net none: code %d, out %q (want only lo, up), err %q", code, out, errs)
+	}
+	out, errs, code = e.Hull("run", "--rm", "--runtime", vmRuntime, "--net", "host", e.ref, "vmhost", "true")
+	if code == 0 || !strings.Contains(errs, "host network") {
+		t.Errorf("--net host: code %d, out %q, err %q: want a refusal naming the host network", code, out, errs)
+	}
+	if ls := e.MustHull("c", "ls"); strings.Contains(ls, "vmhost") {
+		t.Errorf("the refused run left its container:\n%s", ls)
+	}
+	waitVMGone(t, "vmnone")
+	waitVMGone(t, "vmhost")
+	e.checkNoLeftovers(t, "vmnone", "vmhost")
+}
