@@ -146,7 +146,7 @@ func (n *vmNetwork) takeOver(link netlink.Link, i int) error {
 			continue
 		}
 		ar := &agentapi.Route{Device: a.Name, Scope: uint32(r.Scope), Metric: uint32(r.Priority), Family: uint32(r.Family)}
-		if r.Dst != nil {
+		if r.Dst != nil && !isDefaultRoute(r.Dst) {
 			ar.Destination = r.Dst.String()
 		}
 		if r.Gw != nil {
@@ -204,6 +204,13 @@ func (n *vmNetwork) takeOver(link netlink.Link, i int) error {
 		return fmt.Errorf("redirect %s to %s: %w", tap.Name, a.Name, err)
 	}
 	return nil
+}
+
+// isDefaultRoute says whether dst is 0.0.0.0/0 or ::/0 (netlink reports
+// the default route so).
+func isDefaultRoute(dst *net.IPNet) bool {
+	ones, _ := dst.Mask.Size()
+	return ones == 0 && dst.IP.IsUnspecified()
 }
 
 func ingressQdisc(index int) *netlink.Ingress {

@@ -401,3 +401,93 @@ func mountTableMentions(dir string) bool {
 	}
 	return false
 }
+
+// netnsState is what a namespace holds that the vm network touches: links
+// (name and kind), qdiscs and routes.
+func (n *testNetNS) state(t *testing.T) string {
+	t.Helper()
+	links := n.run(t, "ip", "-o", "link", "show")
+	var names []string
+	for _, l := range strings.Split(strings.TrimSpace(links), "\n") {
+		if f := strings.Fields(l); len(f) > 1 {
+			names = append(names, f[1])
+		}
+	}
+	addrs := strings.ReplaceAll(n.run(t, "ip", "addr"), " tentative", "") // IPv6 DAD ends meanwhile
+	return strings.Join(names, " ") + "\n" + n.run(t, "tc", "qdisc", "show") + addrs + n.run(t, "ip", "route")
+}
+
+// TestVMNetworkCycles: taking over a namespace's veth and giving it back,
+// 100 times, leaves the namespace as it was (no tap, no qdisc; addresses
+// and routes untouched), and the taps are mirrored to the veth meanwhile.
+func TestVMNetworkCycles(t *testing.T) {
+	testutil.RequireRoot(t)
+	n := newTestNetNS(t)
+	before := n.state(t)
+	for i := 0; i < 100; i++ {
+		vn, err := setupVMNetwork(n.path, i%2 == 1)
+		if err != nil {
+			t.Fatalf("cycle %d: %v", i, err)
+		}
+		if i == 0 {
+			if got := vn.devices(); len(got) != 1 || got[0].TapName != "tap0"+tapSuffix || got[0].MTU != n.mtu || got[0].Tap == nil {
+				t.Fatalf("devices %+v", got)
+			}
+			req := vn.request()
+			if len(req.Interfaces) != 1 || req.Interfaces[0].Name != "eth0" || fmt.Sprint(req.Interfaces[0].Addresses) != "["+n.ctrIP+"/24]" {
+				t.Fatalf("interfaces %+v", req.Interfaces)
+			}
+			if len(req.Routes) != 1 || req.Routes[0].Gateway != n.hostIP || req.Routes[0].Destination != "" {
+				t.Fatalf("routes %+v (want only the default via %s: the subnet's comes with the address)", req.Routes, n.hostIP)
+			}
+			filters := n.run(t, "tc", "filter", "show", "dev", "eth0", "ingress") + n.run(t, "tc", "filter", "show", "dev", "tap0"+tapSuffix, "ingress")
+			if !strings.Contains(filters, "Egress Redirect to device tap0"+tapSuffix) || !strings.Contains(filters, "Egress Redirect to device eth0") {
+				t.Fatalf("filters:\n%s", filters)
+			}
+		}
+		if err := vn.teardown(); err != nil {
+			t.Fatalf("cycle %d teardown: %v", i, err)
+		}
+	}
+	if after := n.state(t); after != before {
+		t.Fatalf("namespace changed:\n%s\nwas:\n%s", after, before)
+	}
+}
+
+// TestVMNetworkHalfway: a take-over that fails halfway (an ingress qdisc
+// of someone else's on the veth) leaves what was there and removes its
+// tap; a create that fails after the network was set up (no kernel)
+// leaves the namespace as it was, with no VM.
+func TestVMNetworkHalfway(t *testing.T) {
+	testutil.RequireRoot(t)
+	testutil.RequireBusybox(t)
+	n := newTestNetNS(t)
+	before := n.state(t)
+	n.run(t, "tc", "qdisc", "add", "dev", "eth0", "ingress")
+	withQdisc := n.state(t)
+	if _, err := setupVMNetwork(n.path, false); err == nil || !strings.Contains(err.Error(), "already there") {
+		t.Fatalf("take-over with a foreign ingress qdisc: %v", err)
+	}
+	if after := n.state(t); after != withQdisc {
+		t.Fatalf("namespace after the failed take-over:\n%s\nwas:\n%s", after, withQdisc)
+	}
+	n.run(t, "tc", "qdisc", "del", "dev", "eth0", "ingress")
+
+	bundle := testutil.NewBundle(t, "true")
+	bundle.Spec.Linux.Namespaces = setNetNS(bundle.Spec.Linux.Namespaces, n.path)
+	if err := bundle.Save(); err != nil {
+		t.Fatal(err)
+	}
+	b := &VMBackend{cfg: &vmConfig{Kernel: filepath.Join(t.TempDir(), "no-kernel"), Accel: "tcg"}, procs: map[string]*vmProc{}}
+	_, err := b.Create(context.Background(), &CreateConfig{ID: "vmhalfway", Bundle: bundle.Dir})
+	if err == nil || !strings.Contains(err.Error(), "no-kernel") {
+		t.Fatalf("create without a kernel: %v", err)
+	}
+	vmtest.NoStrays(t)
+	if after := n.state(t); after != before {
+		t.Fatalf("namespace after the failed create:\n%s\nwas:\n%s", after, before)
+	}
+	if _, err := os.Stat(filepath.Join(bundle.Dir, "vm")); err == nil {
+		t.Error("vm state dir left after the failed create")
+	}
+}
