@@ -16,7 +16,7 @@ import (
 )
 
 // nicWait bounds the wait for a NIC that the kernel has not probed yet.
-const nicWait = 5 * time.Second
+var nicWait = 5 * time.Second
 
 // ConfigureNetwork gives the guest the container's network as the host's
 // network namespace has it: interfaces found by MAC, renamed, their MTU and
