@@ -278,6 +278,11 @@ func (b *Builder) Build(ctx context.Context, r *Recipe) (*Result, error) {
 	if err := cl.add(scan...); err != nil {
 		return nil, err
 	}
+	for _, l := range r.Libraries {
+		if err := cl.library(l); err != nil {
+			return nil, err
+		}
+	}
 	// Libraries the named packages lack: look in their Depends, a level
 	// at a time.
 	depth := r.DependsDepth

@@ -89,6 +89,9 @@ func TestBuildBadInput(t *testing.T) {
 		{"library nowhere",
 			Recipe{Packages: []string{"libpcre2-8-0"}, Paths: []string{lib}, DependsDepth: -1},
 			ErrMissingLibrary, errdefs.IsNotFound, []string{"libc.so.6 (needed by " + lib}},
+		{"dlopen library nowhere",
+			Recipe{Packages: []string{"busybox-static"}, Binaries: []string{"/bin/busybox"}, Libraries: []string{"libhull-none.so.9"}},
+			ErrMissingLibrary, errdefs.IsNotFound, []string{"libhull-none.so.9 (needed by the recipe's libraries)"}},
 		{"bad name",
 			Recipe{Name: "Local/UPPER", Packages: []string{"busybox-static"}, Binaries: []string{"/bin/busybox"}},
 			ErrInvalidRecipe, errdefs.IsInvalidArgument, []string{`image name "Local/UPPER"`}},
@@ -127,12 +130,14 @@ func TestLibrariesFromDependsOrHost(t *testing.T) {
 		host     bool
 		packages []string
 		hostLibc bool
+		libs     []string
 	}{
-		{"depends", 0, false, []string{"libc6=", "libpcre2-8-0="}, false},
-		{"host", -1, true, []string{"libpcre2-8-0="}, true},
+		{"depends", 0, false, []string{"libc6=", "libpcre2-8-0="}, false, nil},
+		{"host", -1, true, []string{"libpcre2-8-0="}, true, nil},
+		{"dlopen", 0, false, []string{"libc6=", "libpcre2-8-0="}, false, []string{"libnss_compat.so.2"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			r := &Recipe{Name: "localhost/hull-test", Packages: []string{"libpcre2-8-0"}, Paths: []string{lib},
+			r := &Recipe{Name: "localhost/hull-test", Packages: []string{"libpcre2-8-0"}, Paths: []string{lib}, Libraries: tc.libs,
 				DependsDepth: tc.depth, HostLibraries: tc.host, Config: Config{Cmd: []string{"/bin/x"}}}
 			res, err := builder(t).Build(context.Background(), r)
 			if err != nil {
@@ -154,7 +159,11 @@ func TestLibrariesFromDependsOrHost(t *testing.T) {
 				t.Errorf("host files %v", res.HostFiles)
 			}
 			files := layerFiles(t, res)
-			for _, want := range []string{"lib/x86_64-linux-gnu/libc.so.6", "usr/lib/x86_64-linux-gnu/libpcre2-8.so.0", "etc/passwd", "tmp/"} {
+			want := []string{"lib/x86_64-linux-gnu/libc.so.6", "usr/lib/x86_64-linux-gnu/libpcre2-8.so.0", "etc/passwd", "tmp/"}
+			for _, l := range tc.libs {
+				want = append(want, "lib/x86_64-linux-gnu/"+l)
+			}
+			for _, want := range want {
 				if !files[want] {
 					t.Errorf("image lacks %s: %v", want, files)
 				}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
 )
@@ -125,6 +126,9 @@ type closure struct {
 	// hostRoot, when set, is searched after the staging tree (HostLibraries).
 	hostRoot string
 	fromHost []string
+	// first is the first ELF file read: the class and machine of
+	// libraries named by the recipe.
+	first *elfInfo
 }
 
 func newClosure(t *tree) *closure { return &closure{t: t, scanned: map[string]bool{}} }
@@ -146,6 +150,9 @@ func (c *closure) add(paths ...string) error {
 		}
 		if !ok {
 			continue
+		}
+		if c.first == nil {
+			c.first = info
 		}
 		if info.interp != "" {
 			c.pending = append(c.pending, need{name: info.interp, by: p, elf: info})
@@ -169,6 +176,21 @@ func (c *closure) add(paths ...string) error {
 			c.pending = append(c.pending, need{name: n, by: p, dirs: dirs, elf: info})
 		}
 	}
+	return c.resolve()
+}
+
+// library adds a library by soname (one a program loads with dlopen,
+// which no DT_NEEDED shows), looked for where the loader would look for
+// the first ELF file's libraries.
+func (c *closure) library(soname string) error {
+	like := c.first
+	if like == nil {
+		like = &elfInfo{class: elf.ELFCLASS64, machine: elf.EM_X86_64}
+		if runtime.GOARCH == "arm64" {
+			like.machine = elf.EM_AARCH64
+		}
+	}
+	c.pending = append(c.pending, need{name: soname, by: "the recipe's libraries", dirs: defaultDirs(like), elf: like})
 	return c.resolve()
 }
 

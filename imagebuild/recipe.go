@@ -81,6 +81,10 @@ type Recipe struct {
 	// Binaries are absolute paths of executables in the packages; each is
 	// taken with its shared-library closure.
 	Binaries []string `toml:"binaries"`
+	// Libraries are sonames to take with their own closure, for libraries
+	// a program loads with dlopen (DT_NEEDED does not name those), e.g.
+	// "libnss_compat.so.2".
+	Libraries []string `toml:"libraries"`
 	// Paths are files or directories (taken whole) from the packages.
 	// ELF files among them bring their libraries too.
 	Paths []string `toml:"paths"`
@@ -249,6 +253,11 @@ func (r *Recipe) Validate() error {
 	for _, p := range r.Paths {
 		if err := absClean("path", p); err != nil {
 			return err
+		}
+	}
+	for _, l := range r.Libraries {
+		if l == "" || strings.Contains(l, "/") {
+			return fmt.Errorf("library %q: want a soname such as libfoo.so.1: %w", l, ErrInvalidRecipe)
 		}
 	}
 	for _, f := range r.Files {

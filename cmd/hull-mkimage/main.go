@@ -137,6 +137,7 @@ func debianCmd(of *outFlags) *cobra.Command {
 	fl := c.Flags()
 	fl.StringArrayVar(&r.Packages, "package", nil, "Debian package (NAME or NAME=VERSION); repeat")
 	fl.StringArrayVar(&r.Binaries, "binary", nil, "executable to take with its shared libraries; repeat")
+	fl.StringArrayVar(&r.Libraries, "library", nil, "soname a binary loads with dlopen, taken like its DT_NEEDED ones; repeat")
 	fl.StringArrayVar(&r.Paths, "path", nil, "file or directory to take from the packages; repeat")
 	fl.StringArrayVar(&files, "file", nil, "IMAGEPATH=HOSTFILE: add a file of the host; repeat")
 	fl.StringArrayVar(&dirs, "dir", nil, "PATH[:MODE]: create a directory (MODE in octal); repeat")
