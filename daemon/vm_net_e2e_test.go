@@ -5,9 +5,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/hullproject/hull/internal/hulltest"
 	"github.com/hullproject/hull/vm/vmtest"
@@ -165,4 +168,71 @@ func TestVMNetHostAndNone(t *testing.T) {
 	waitVMGone(t, "vmnone")
 	waitVMGone(t, "vmhost")
 	e.checkNoLeftovers(t, "vmnone", "vmhost")
+}
+
+// TestVMNetShimKilled: when the shim of a networked vm container dies, its
+// VM goes (and with it the tap), and removing the container leaves no
+// network state.
+func TestVMNetShimKilled(t *testing.T) {
+	e := startVMNet(t)
+	id := "vmnetshimkill"
+	e.MustHull("run", "-d", "--runtime", vmRuntime, e.ref, id, "sleep", "1000")
+	waitFor(t, "running", func() bool { return strings.HasPrefix(taskStatus(e.Daemon, "default", id), "running") })
+	pids := vmProcs(id)
+	if len(pids) == 0 {
+		t.Fatal("no QEMU/virtiofsd for the running vm container")
+	}
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pids[0]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
+	shim, _ := strconv.Atoi(f[1])
+	if comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", shim)); !strings.HasPrefix(string(comm), "containerd-shim") {
+		t.Fatalf("parent of %d is %d (%s), not the shim", pids[0], shim, comm)
+	}
+	if err := unix.Kill(shim, unix.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "stopped", func() bool { return strings.HasPrefix(taskStatus(e.Daemon, "default", id), "stopped") })
+	waitVMGone(t, id)
+	e.MustHull("c", "rm", "-f", id)
+	e.checkNoLeftovers(t, id)
+}
+
+// TestVMBindMountThroughDaemon: `hull run --runtime vm --mount type=bind`
+// of a host directory (rw) and a host file (ro): read and written from the
+// guest container, the writes on the host, the ro file refused, and no
+// mount left on the host.
+func TestVMBindMountThroughDaemon(t *testing.T) {
+	e := startVMNet(t)
+	host := t.TempDir()
+	dir, file := filepath.Join(host, "vol"), filepath.Join(host, "conf.txt")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "in.txt"), []byte("from-host\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(file, []byte("conf\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	id := "vmbind"
+	out, errs, code := e.Hull("run", "--rm", "--runtime", vmRuntime, "--net", "none",
+		"--mount", "type=bind,src="+dir+",dst=/data,options=rbind:rw",
+		"--mount", "type=bind,src="+file+",dst=/etc/conf.txt,options=bind:ro",
+		e.ref, id, "sh", "-c", "cat /data/in.txt /etc/conf.txt; echo from-guest > /data/out.txt; echo no >> /etc/conf.txt 2>/dev/null || echo ro-refused")
+	if code != 0 || out != "from-host\nconf\nro-refused\n" {
+		t.Fatalf("run: code %d, out %q, err %q", code, out, errs)
+	}
+	if data, _ := os.ReadFile(filepath.Join(dir, "out.txt")); string(data) != "from-guest\n" {
+		t.Errorf("host sees %q, want the guest's write", data)
+	}
+	if data, _ := os.ReadFile(file); string(data) != "conf\n" {
+		t.Errorf("ro file changed on the host: %q", data)
+	}
+	waitVMGone(t, id)
+	if mi, _ := os.ReadFile("/proc/self/mountinfo"); strings.Contains(string(mi), host) {
+		t.Errorf("a mount of %s is left on the host", host)
+	}
 }
