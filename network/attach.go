@@ -253,7 +253,7 @@ func (m *Manager) Attach(ctx context.Context, o AttachOptions) (_ *Attachment, r
 		err = m.checkPlugins(list)
 	}
 	if err == nil {
-		err = m.checkPortsLocked(o.ID, ports)
+		err = m.checkPortsLocked(ctx, o.ID, ports)
 	}
 	if err != nil {
 		m.mu.Unlock()
@@ -495,10 +495,31 @@ func isNetNS(path string) bool {
 	return st.Type == unix.NSFS_MAGIC
 }
 
-// checkPortsLocked checks host ports against other attachments and against
-// host sockets (a real bind). m.mu is held.
-func (m *Manager) checkPortsLocked(id string, ports []PortMapping) error {
+// checkPortsLocked checks host ports against other attachments, against
+// ports other CNI users on the host publish, and against host sockets (a
+// real bind). m.mu is held.
+func (m *Manager) checkPortsLocked(ctx context.Context, id string, ports []PortMapping) error {
+	var others []cniHostPort
+	if len(ports) > 0 {
+		mine := map[string]bool{}
+		for oid := range m.active {
+			mine[cniID(oid)] = true
+		}
+		for _, hp := range cniHostPorts(ctx) {
+			if !mine[hp.id] {
+				others = append(others, hp)
+			}
+		}
+	}
 	for _, p := range ports {
+		// Published by someone else through portmap (another hulld, podman,
+		// a CRI runtime): no socket to find, but a DNAT rule would steal
+		// the traffic. Counted per port whatever the host IP.
+		for _, o := range others {
+			if o.proto == p.Protocol && o.lo <= p.HostPort && p.HostPort <= o.hi {
+				return fmt.Errorf("%w: %s is published by container %s of CNI network %s outside this daemon", ErrPortInUse, p.hostAddr(), o.id, o.network)
+			}
+		}
 		for oid, a := range m.active {
 			if oid == id {
 				continue

@@ -140,6 +140,24 @@ func TestPortInUse(t *testing.T) {
 		}
 		e.assertClean(t, nil, nil)
 	})
+	t.Run("another daemon", func(t *testing.T) {
+		other := newTestEnv(t) // its own state dir, network and bridge
+		hp := freePort(t)
+		theirs := other.attach(t, AttachOptions{ID: "theirs-" + randHex(4), Ports: []PortMapping{{HostPort: hp, ContainerPort: 80, Protocol: "tcp"}}})
+		_, err := e.m.Attach(context.Background(), AttachOptions{ID: "ours-" + randHex(4), Ports: []PortMapping{{HostIP: "127.0.0.1", HostPort: hp, ContainerPort: 80, Protocol: "tcp"}}})
+		t.Logf("error: %v", err)
+		if !errors.Is(err, ErrPortInUse) || !strings.Contains(err.Error(), cniID(theirs.ID)) || !strings.Contains(err.Error(), other.cfg.DefaultName) {
+			t.Fatalf("got %v, want ErrPortInUse naming %s of network %s", err, cniID(theirs.ID), other.cfg.DefaultName)
+		}
+		// The other protocol is free.
+		ours := e.attach(t, AttachOptions{ID: "ours-" + randHex(4), Ports: []PortMapping{{HostPort: hp, ContainerPort: 53, Protocol: "udp"}}})
+		if err := e.m.Detach(context.Background(), ours.ID); err != nil {
+			t.Fatal(err)
+		}
+		if err := other.m.Detach(context.Background(), theirs.ID); err != nil {
+			t.Fatal(err)
+		}
+	})
 	t.Run("another attachment", func(t *testing.T) {
 		hp := freePort(t)
 		first := e.attach(t, AttachOptions{ID: "first-" + randHex(4), Ports: []PortMapping{{HostPort: hp, ContainerPort: 80, Protocol: "tcp"}}})

@@ -130,3 +130,20 @@ func TestCNIID(t *testing.T) {
 		t.Errorf("a safe ID should stay as it is")
 	}
 }
+
+func TestParseHostPortRules(t *testing.T) {
+	rules := `-N CNI-HOSTPORT-DNAT
+-A CNI-HOSTPORT-DNAT -p tcp -m comment --comment "dnat name: \"hull0\" id: \"default_web-1a2b3c4d\"" -m multiport --dports 8080,8443 -j CNI-DN-6ebc99fbb0bf293cb618e
+-A CNI-HOSTPORT-DNAT -p udp -m comment --comment "dnat name: \"podman\" id: \"abc\"" -m multiport --dports 5000:5002 -j CNI-DN-1
+-A CNI-HOSTPORT-DNAT -j RETURN
+`
+	got := parseHostPortRules(rules)
+	want := []cniHostPort{
+		{proto: "tcp", network: "hull0", id: "default_web-1a2b3c4d", lo: 8080, hi: 8080},
+		{proto: "tcp", network: "hull0", id: "default_web-1a2b3c4d", lo: 8443, hi: 8443},
+		{proto: "udp", network: "podman", id: "abc", lo: 5000, hi: 5002},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("got %+v\nwant %+v", got, want)
+	}
+}
