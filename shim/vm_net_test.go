@@ -19,6 +19,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/hullproject/hull/internal/testutil"
+	"github.com/hullproject/hull/vm/guest/guesttest"
 	"github.com/hullproject/hull/vm/initramfs"
 	"github.com/hullproject/hull/vm/vmtest"
 )
@@ -31,10 +32,24 @@ import (
 // (vmtest's own would outlive the test binary: this package's TestMain is
 // the shim tests').
 func vmTestBackend(t *testing.T) *VMBackend {
+	return vmTestBackendOn(t, false)
+}
+
+// vmTestBackendOn is vmTestBackend on Hull's kernel, or on Debian's cloud
+// kernel with its modules in the initramfs.
+func vmTestBackendOn(t *testing.T, cloud bool) *VMBackend {
 	t.Helper()
 	testutil.RequireRoot(t)
 	testutil.RequireBusybox(t)
-	kernel := vmtest.Kernel(t)
+	var kernel string
+	var mods []initramfs.Module
+	if cloud {
+		guesttest.RequireQEMU(t)
+		m := guesttest.CloudKernel(t)
+		kernel, mods = m.Path(m.BzImage.Path), guesttest.CloudModules(m)
+	} else {
+		kernel = vmtest.Kernel(t)
+	}
 	dir := t.TempDir()
 	agentBin := filepath.Join(dir, "hull-agent")
 	cmd := exec.Command("go", "build", "-trimpath", "-tags", "netgo,osusergo",
@@ -45,7 +60,7 @@ func vmTestBackend(t *testing.T) *VMBackend {
 		t.Fatalf("build hull-agent: %v: %s", err, out)
 	}
 	rd := filepath.Join(dir, "agent.cpio")
-	if err := initramfs.WriteFile(rd, initramfs.Spec{Init: agentBin}); err != nil {
+	if err := initramfs.WriteFile(rd, initramfs.Spec{Init: agentBin, Modules: mods}); err != nil {
 		t.Fatal(err)
 	}
 	return &VMBackend{
@@ -178,7 +193,15 @@ func (n *testNetNS) run(t *testing.T, args ...string) string {
 // and MTU. After delete the tap and the qdiscs are gone from the namespace,
 // which stays, and no QEMU or virtiofsd is left.
 func TestVMNetwork(t *testing.T) {
-	b := vmTestBackend(t)
+	for _, k := range []struct {
+		name  string
+		cloud bool
+	}{{"hull kernel", false}, {"cloud kernel", true}} {
+		t.Run(k.name, func(t *testing.T) { testVMNetwork(t, vmTestBackendOn(t, k.cloud)) })
+	}
+}
+
+func testVMNetwork(t *testing.T, b *VMBackend) {
 	n := newTestNetNS(t)
 
 	// A host TCP listener on the host end of the veth.
