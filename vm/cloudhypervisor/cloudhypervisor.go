@@ -153,6 +153,11 @@ func (c *CloudHypervisor) Start(ctx context.Context, cfg vm.Config) (retErr erro
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
+	for i, n := range cfg.NetDevices {
+		if n.Tap == nil {
+			return fmt.Errorf("%w: net device %d: cloud-hypervisor needs the tap's fd (it is passed with vm.add-net)", vm.ErrInvalidConfig, i)
+		}
+	}
 	p := pathsFor(&cfg)
 	m := vmm.NewMachine(p.console, c.opts.Logger)
 	c.mu.Lock()

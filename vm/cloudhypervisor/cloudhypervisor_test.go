@@ -6,20 +6,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
-	agentapi "github.com/hullproject/hull/agent/api"
-	"github.com/hullproject/hull/agent/server"
-	"github.com/hullproject/hull/agent/vsock"
 	"github.com/hullproject/hull/vm"
 	"github.com/hullproject/hull/vm/internal/vmm"
+	"github.com/hullproject/hull/vm/internal/vmmtest"
 )
 
 // The test binary doubles as a fake cloud-hypervisor (HULL_FAKE_CH=1): it
@@ -63,7 +59,7 @@ func fakeCloudHypervisor() {
 			}
 			os.WriteFile(cfg.Serial.File, []byte("fake guest booting\n"), 0o644)
 			if cfg.Vsock != nil {
-				go proxy(cfg.Vsock.Socket)
+				vmmtest.ServeHybridProxy(cfg.Vsock.Socket, guest())
 			}
 		case "GET /api/v1/vm.info":
 			b, _ := json.Marshal(VMInfo{State: "Running", Config: &cfg})
@@ -94,74 +90,16 @@ func fakeCloudHypervisor() {
 	os.Exit(code)
 }
 
-func proxy(path string) {
-	l, err := net.Listen("unix", path)
-	if err != nil {
-		return
+// guest is the fake's guest behind the hybrid vsock, by environment.
+func guest() vmmtest.Guest {
+	switch {
+	case os.Getenv("HULL_FAKE_CH_NOAGENT") != "":
+		return vmmtest.Nobody
+	case os.Getenv("HULL_FAKE_CH_AGENT") != "":
+		return vmmtest.Agent
 	}
-	for {
-		c, err := l.Accept()
-		if err != nil {
-			return
-		}
-		go func() {
-			defer c.Close()
-			p, err := vsock.ServeHybrid(c)
-			if err != nil {
-				return
-			}
-			fmt.Fprintf(c, "OK %d\n", 1<<30+p)
-			if os.Getenv("HULL_FAKE_CH_AGENT") != "" {
-				serveAgent(c)
-				return
-			}
-			io.Copy(c, c)
-		}()
-	}
+	return vmmtest.Echo
 }
-
-// stubAgent answers Version and DestroySandbox (after which the fake VMM
-// exits, as Cloud Hypervisor does when the guest powers off).
-type stubAgent struct {
-	agentapi.AgentService
-}
-
-func (stubAgent) Version(context.Context, *agentapi.VersionRequest) (*agentapi.VersionResponse, error) {
-	return &agentapi.VersionResponse{AgentVersion: "fake-agent"}, nil
-}
-
-func (stubAgent) DestroySandbox(context.Context, *agentapi.Empty) (*agentapi.Empty, error) {
-	go func() { time.Sleep(20 * time.Millisecond); os.Exit(0) }()
-	return &agentapi.Empty{}, nil
-}
-
-// serveAgent serves the stub agent on one proxied connection.
-func serveAgent(c net.Conn) {
-	srv, err := server.NewTTRPCServer(stubAgent{})
-	if err != nil {
-		return
-	}
-	srv.Serve(context.Background(), &oneConn{c: c, done: make(chan struct{})})
-}
-
-// oneConn is a listener that yields one connection.
-type oneConn struct {
-	c    net.Conn
-	once sync.Once
-	done chan struct{}
-}
-
-func (l *oneConn) Accept() (net.Conn, error) {
-	var c net.Conn
-	l.once.Do(func() { c = l.c })
-	if c != nil {
-		return c, nil
-	}
-	<-l.done
-	return nil, net.ErrClosed
-}
-func (l *oneConn) Close() error   { return nil }
-func (l *oneConn) Addr() net.Addr { return l.c.LocalAddr() }
 
 type fixture struct {
 	cfg vm.Config
@@ -351,6 +289,59 @@ func TestAgentOverHybridVsock(t *testing.T) {
 	noStrays(t, h, f.cfg.StateDir)
 }
 
+// TestBoot: vm.Boot through the driver reaches the agent over the hybrid
+// vsock; the agent's answer is the sandbox's Version.
+func TestBoot(t *testing.T) {
+	f := setup(t)
+	t.Setenv("HULL_FAKE_CH_AGENT", "1")
+	h := New(Options{})
+	sb, err := vm.Boot(context.Background(), h, f.cfg, 30*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sb.Version.GetAgentVersion() != "fake-agent" {
+		t.Errorf("version %v", sb.Version)
+	}
+	if err := sb.Shutdown(context.Background(), 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	noStrays(t, h, f.cfg.StateDir)
+}
+
+// TestBootBadGuest: an agent that never answers is ErrAgentTimeout, a
+// guest that panics ErrGuestPanic; both with the console's tail, and
+// nothing left.
+func TestBootBadGuest(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		panic bool
+		want  error
+		tail  string
+	}{
+		{"agent never answers", false, vm.ErrAgentTimeout, "fake guest booting"},
+		{"guest panics", true, vm.ErrGuestPanic, "not syncing: fake"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := setup(t)
+			t.Setenv("HULL_FAKE_CH_NOAGENT", "1")
+			if tc.panic {
+				t.Setenv("HULL_FAKE_CH_PANIC", "1")
+			}
+			h := New(Options{ShutdownTimeout: 200 * time.Millisecond})
+			timeout := 500 * time.Millisecond
+			if tc.panic {
+				timeout = 30 * time.Second
+			}
+			_, err := vm.Boot(context.Background(), h, f.cfg, timeout)
+			if !errors.Is(err, tc.want) || !strings.Contains(err.Error(), tc.tail) {
+				t.Fatalf("Boot = %v, want %v with %q", err, tc.want, tc.tail)
+			}
+			<-h.Done()
+			noStrays(t, h, f.cfg.StateDir)
+		})
+	}
+}
+
 func TestStartFails(t *testing.T) {
 	for _, tc := range []struct {
 		name, fail string
@@ -432,6 +423,15 @@ func TestBadInput(t *testing.T) {
 		cfg := f.cfg
 		cfg.Kernel = filepath.Join(t.TempDir(), "none")
 		if err := New(Options{}).Start(context.Background(), cfg); !errors.Is(err, vm.ErrKernelMissing) {
+			t.Fatalf("err = %v", err)
+		}
+	})
+	t.Run("tap without an fd", func(t *testing.T) {
+		cfg := f.cfg
+		cfg.NetDevices = []vm.NetDevice{{TapName: "tap0", NetNS: "/run/netns/x", MAC: "02:00:00:00:00:05"}}
+		h := New(Options{})
+		err := h.Start(context.Background(), cfg)
+		if !errors.Is(err, vm.ErrInvalidConfig) || !strings.Contains(err.Error(), "tap's fd") || h.Pid() != 0 {
 			t.Fatalf("err = %v", err)
 		}
 	})

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,9 +14,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hullproject/hull/agent/vsock"
 	"github.com/hullproject/hull/vm"
 	"github.com/hullproject/hull/vm/internal/vmm"
+	"github.com/hullproject/hull/vm/internal/vmmtest"
 )
 
 // The test binary doubles as a fake firecracker (HULL_FAKE_FC=1): it
@@ -66,7 +65,7 @@ func fakeFirecracker() {
 		case r.Key() == "PUT /vsock":
 			var v Vsock
 			json.Unmarshal(r.Body, &v)
-			go proxy(v.UDSPath)
+			vmmtest.ServeHybridProxy(v.UDSPath, guest())
 		case r.Key() == "GET /":
 			return 200, fmt.Sprintf(`{"id":"anonymous-instance","state":%q,"vmm_version":"1.0-fake","app_name":"Firecracker"}`, state)
 		case r.Key() == "PATCH /vm":
@@ -101,26 +100,15 @@ func fakeFirecracker() {
 	os.Exit(code)
 }
 
-func proxy(path string) {
-	l, err := net.Listen("unix", path)
-	if err != nil {
-		return
+// guest is the fake's guest behind the hybrid vsock, by environment.
+func guest() vmmtest.Guest {
+	switch {
+	case os.Getenv("HULL_FAKE_FC_NOAGENT") != "":
+		return vmmtest.Nobody
+	case os.Getenv("HULL_FAKE_FC_AGENT") != "":
+		return vmmtest.Agent
 	}
-	for {
-		c, err := l.Accept()
-		if err != nil {
-			return
-		}
-		go func() {
-			defer c.Close()
-			p, err := vsock.ServeHybrid(c)
-			if err != nil {
-				return
-			}
-			fmt.Fprintf(c, "OK %d\n", 1<<30+p)
-			io.Copy(c, c)
-		}()
-	}
+	return vmmtest.Echo
 }
 
 type fixture struct {
@@ -271,6 +259,39 @@ func TestStartStop(t *testing.T) {
 		t.Errorf("console log %q", con)
 	}
 	noStrays(t, h, st)
+}
+
+// TestBoot: vm.Boot through the driver reaches the agent over the hybrid
+// vsock; the agent's power-off ends the VM.
+func TestBoot(t *testing.T) {
+	f := setup(t)
+	t.Setenv("HULL_FAKE_FC_AGENT", "1")
+	h := New(Options{})
+	sb, err := vm.Boot(context.Background(), h, f.cfg, 30*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sb.Version.GetAgentVersion() != "fake-agent" {
+		t.Errorf("version %v", sb.Version)
+	}
+	if err := sb.Shutdown(context.Background(), 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	noStrays(t, h, f.cfg.StateDir)
+}
+
+// TestBootAgentTimeout: an agent that never answers is ErrAgentTimeout
+// with the console's tail, and nothing is left.
+func TestBootAgentTimeout(t *testing.T) {
+	f := setup(t)
+	t.Setenv("HULL_FAKE_FC_NOAGENT", "1")
+	h := New(Options{ShutdownTimeout: 100 * time.Millisecond})
+	_, err := vm.Boot(context.Background(), h, f.cfg, 500*time.Millisecond)
+	if !errors.Is(err, vm.ErrAgentTimeout) || !strings.Contains(err.Error(), "fake guest booting") {
+		t.Fatalf("Boot = %v, want ErrAgentTimeout with the console tail", err)
+	}
+	<-h.Done()
+	noStrays(t, h, f.cfg.StateDir)
 }
 
 func TestStopKillsAfterTimeout(t *testing.T) {
