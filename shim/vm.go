@@ -32,6 +32,11 @@ import (
 // Stdio is relayed by the shim between the fifos it was given and the
 // agent's stream RPCs. Delete removes the container in the guest, shuts
 // the VM down (QEMU and virtiofsd end, their sockets go) and unmounts.
+// The network (vm_net.go): the VM takes over the interfaces of the network
+// namespace whose path the spec names (taps mirrored to the veths with tc;
+// the agent configures the guest's NICs), or has only lo when the spec asks
+// for a new namespace; a spec without one (host network) is refused. Bind
+// mounts (vm_mounts.go) reach the guest through a second virtio-fs share.
 //
 // Keys of the [backend] table (all optional):
 //
