@@ -39,10 +39,12 @@
 //
 // Attach then runs CNI ADD for the loopback plugin (lo up) and for the
 // network's conflist, with the portMappings capability carrying the published
-// ports. Before ADD every host port is checked twice: against the other
-// attachments of this manager, and with a real bind on the host address, so a
-// port held by a host process fails with ErrPortInUse naming ip:port/proto and
-// the holder. A plugin missing from PluginDirs fails with ErrMissingPlugin
+// ports. Before ADD every host port is checked three ways: against the other
+// attachments of this manager; against portmap's CNI-HOSTPORT-DNAT chain, for
+// ports other CNI users on the host publish (another hulld, podman); and with a
+// real bind on the host address, so a port held by a host process fails with
+// ErrPortInUse naming ip:port/proto and the holder (pid and command, found
+// through /proc). A plugin missing from PluginDirs fails with ErrMissingPlugin
 // before anything is created. Any failure undoes everything done so far.
 //
 // Each attachment is recorded as JSON in <StateDir>/attachments (written
@@ -50,7 +52,10 @@
 // libcni keeps its cache in <StateDir>/cache. Detach runs DEL with the cached
 // configuration and runtime arguments, so it works after hulld restarts (a new
 // Manager over the same directories) and after the conflist changed; it is
-// idempotent. Attach and Detach are serialized per ID; different IDs proceed
+// idempotent. When hulld died in the middle of an Attach the record is there
+// but libcni's cache may not be: DEL then runs with the recorded conflist, and
+// the firewall plugin, which needs the ADD result to find its rules, is given
+// the addresses from host-local's allocation files. Attach and Detach are serialized per ID; different IDs proceed
 // concurrently (host-local has its own lock).
 //
 // EtcFiles writes the container's resolv.conf, hosts and hostname.
