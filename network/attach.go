@@ -208,6 +208,15 @@ func (m *Manager) checkPlugins(list *libcni.NetworkConfigList) error {
 	return nil
 }
 
+func hasCapability(list *libcni.NetworkConfigList, c string) bool {
+	for _, p := range list.Plugins {
+		if p.Network.Capabilities[c] {
+			return true
+		}
+	}
+	return false
+}
+
 // Attach creates a netns, runs CNI ADD (loopback, then the network's
 // conflist with the portMappings capability) and records the attachment.
 // Before ADD it checks every host port: held by another attachment or bound
@@ -251,6 +260,9 @@ func (m *Manager) Attach(ctx context.Context, o AttachOptions) (_ *Attachment, r
 	}
 	if err == nil {
 		err = m.checkPlugins(list)
+	}
+	if err == nil && len(ports) > 0 && !hasCapability(list, "portMappings") {
+		err = fmt.Errorf("%w: network %s cannot publish ports (no plugin in its conflist has the portMappings capability)", ErrInvalidPort, netName)
 	}
 	if err == nil {
 		err = m.checkPortsLocked(ctx, o.ID, ports)

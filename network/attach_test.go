@@ -206,6 +206,10 @@ func TestAttachBadInput(t *testing.T) {
 		{"type":"bridge","bridge":"`+failBridge+`","isGateway":true,"ipMasq":true,"ipam":{"type":"host-local","ranges":[[{"subnet":"`+randSubnet()+`"}]]}},
 		{"type":"portmap","capabilities":{"portMappings":true}},
 		{"type":"tuning","sysctl":{"net.ipv4.conf.eth0.hull_no_such_sysctl":"1"}}]}`)
+	noPortmap, npBridge := "noportmap-"+randHex(3), "hnt"+randHex(4)
+	t.Cleanup(func() { delLink(npBridge) })
+	e.writeConflist(t, noPortmap, `{"cniVersion":"1.0.0","name":"`+noPortmap+`","plugins":[
+		{"type":"bridge","bridge":"`+npBridge+`","ipam":{"type":"host-local","ranges":[[{"subnet":"`+randSubnet()+`"}]]}}]}`)
 	emptyDir := t.TempDir()
 	noPlugins, err := New(Config{ConfDir: e.cfg.ConfDir, StateDir: t.TempDir(), PluginDirs: []string{emptyDir}, DefaultName: e.cfg.DefaultName})
 	if err != nil {
@@ -226,6 +230,7 @@ func TestAttachBadInput(t *testing.T) {
 		{"sctp", e.m, AttachOptions{Ports: []PortMapping{{HostPort: hp, ContainerPort: 80, Protocol: "sctp"}}}, ErrInvalidPort, []string{"sctp"}},
 		{"port twice", e.m, AttachOptions{Ports: []PortMapping{{HostPort: hp, ContainerPort: 80}, {HostPort: hp, ContainerPort: 81}}}, ErrInvalidPort, []string{"twice"}},
 		{"foreign host IP", e.m, AttachOptions{Ports: []PortMapping{{HostIP: "203.0.113.7", HostPort: hp, ContainerPort: 80}}}, ErrInvalidPort, []string{"203.0.113.7 is not an address of this host"}},
+		{"ports without portmap", e.m, AttachOptions{Network: noPortmap, Ports: []PortMapping{{HostPort: hp, ContainerPort: 80}}}, ErrInvalidPort, []string{"portMappings", noPortmap}},
 		{"none", e.m, AttachOptions{Network: None}, errdefs.ErrInvalidArgument, []string{"none"}},
 		{"host", e.m, AttachOptions{Network: Host}, errdefs.ErrInvalidArgument, []string{"host"}},
 		{"plugin fails after bridge", e.m, AttachOptions{Network: failing, Ports: []PortMapping{{HostPort: hp, ContainerPort: 80, Protocol: "tcp"}}}, nil, []string{"tuning", "hull_no_such_sysctl"}},
