@@ -43,6 +43,28 @@ func TestAttachContainerToContainer(t *testing.T) {
 	if err := ping(t, b.NetNS, a.Gateway); err != nil {
 		t.Fatalf("ping b -> gateway: %v", err)
 	}
+	// Container to host, through the gateway and to the host's own address.
+	hl, err := net.Listen("tcp4", "0.0.0.0:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hl.Close()
+	go func() {
+		for {
+			c, err := hl.Accept()
+			if err != nil {
+				return
+			}
+			c.Write([]byte("host"))
+			c.Close()
+		}
+	}()
+	hport := hl.Addr().(*net.TCPAddr).Port
+	for _, ip := range []string{a.Gateway, hostIP(t)} {
+		if got, err := fetch(t, a.NetNS, fmt.Sprintf("%s:%d", ip, hport)); err != nil || got != "host" {
+			t.Errorf("container -> host %s:%d: %q, %v", ip, hport, got, err)
+		}
+	}
 	// lo is up inside (the loopback plugin).
 	serveEcho(t, a.NetNS, "127.0.0.1:9090", "lo")
 	if got, err := fetch(t, a.NetNS, "127.0.0.1:9090"); err != nil || got != "lo" {
