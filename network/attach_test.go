@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -349,13 +350,18 @@ func TestConcurrentAttach(t *testing.T) {
 	var wg sync.WaitGroup
 	res := make([]*Attachment, n)
 	errs := make([]error, n)
-	base := freePort(t)
+	var ports []uint16
+	for len(ports) < n-1 {
+		if p := freePort(t); !slices.Contains(ports, p) {
+			ports = append(ports, p)
+		}
+	}
 	for i := 0; i < n; i++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			res[i], errs[i] = e.m.Attach(ctx, AttachOptions{ID: fmt.Sprintf("conc-%d-%s", i, randHex(3)),
-				Ports: []PortMapping{{HostIP: "127.0.0.1", HostPort: base + uint16(i)%7, ContainerPort: 80}}})
+				Ports: []PortMapping{{HostIP: "127.0.0.1", HostPort: ports[i%(n-1)], ContainerPort: 80}}})
 		}()
 	}
 	wg.Wait()
