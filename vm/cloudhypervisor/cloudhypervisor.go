@@ -71,6 +71,7 @@ type CloudHypervisor struct {
 var (
 	_ vm.Hypervisor  = (*CloudHypervisor)(nil)
 	_ vm.AgentDialer = (*CloudHypervisor)(nil)
+	_ vm.Pauser      = (*CloudHypervisor)(nil)
 )
 
 // New returns a driver for one VM.

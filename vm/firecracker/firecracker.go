@@ -78,6 +78,7 @@ var (
 	_ vm.Hypervisor  = (*Firecracker)(nil)
 	_ vm.AgentDialer = (*Firecracker)(nil)
 	_ vm.BlockShares = (*Firecracker)(nil)
+	_ vm.Pauser      = (*Firecracker)(nil)
 )
 
 // New returns a driver for one VM.
