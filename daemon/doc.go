@@ -29,6 +29,15 @@
 //     reconnects to every shim; a process that exited meanwhile is
 //     reported (status and /tasks/exit) with its code; a shim that died is
 //     cleaned up with `shim delete`.
+//   - networks: a network.Manager over the CNI conflists of [network]
+//     conf_dir (network.go). A container names a network (the default one
+//     unless --net), "none" or "host"; at task create a named network's
+//     attachment is made (netns, veth, address, published ports) and the
+//     spec joins its netns by path; resolv.conf, hosts and hostname are
+//     bind-mounted (native) or written into the rootfs (vm). The
+//     attachment goes when the init exits, at task delete or failed
+//     create, at container delete, and at start for tasks that ended
+//     while hulld was down.
 //   - a forced container delete (hull run --rm, hull c rm -f) stops the
 //     task, removes the record and answers; the shim's Delete and
 //     Shutdown, the bundle and the rw snapshot go in the background

@@ -395,6 +395,7 @@ func TestNetBadInput(t *testing.T) {
 				if code == 0 || !strings.Contains(errs, tc.want) {
 					t.Fatalf("hull %s: code %d, stdout %q, stderr %q (want it to name %q)", strings.Join(args, " "), code, out, errs, tc.want)
 				}
+				t.Logf("%s", strings.TrimSpace(errs))
 				if ls := e.MustHull("c", "ls"); strings.Contains(ls, id) {
 					t.Fatalf("the failed run left its container:\n%s", ls)
 				}
