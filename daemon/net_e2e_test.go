@@ -265,6 +265,12 @@ func TestNetBridge(t *testing.T) {
 				t.Fatalf("hostname: %q", out)
 			}
 
+			// The leak check below looks for rules naming the container:
+			// there are some while it runs.
+			if out, err := exec.Command("iptables-save").Output(); err != nil || !strings.Contains(string(out), `"default_`+srv+`-`) {
+				t.Fatalf("no iptables rule names %s while it runs (%v):\n%s", srv, err, out)
+			}
+
 			// The ports are free once the container is gone.
 			e.MustHull("c", "rm", "-f", srv)
 			e.checkNoLeftovers(t, srv, cli)
