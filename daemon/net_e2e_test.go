@@ -26,6 +26,7 @@ import (
 
 	hullv1 "github.com/hullproject/hull/api/hull/v1"
 	"github.com/hullproject/hull/internal/hulltest"
+	"github.com/hullproject/hull/network"
 )
 
 // netEnv is a hulld whose default network is private to the test: its
@@ -579,7 +580,8 @@ func TestNetNoLeaks(t *testing.T) {
 }
 
 // A container whose task ends while hulld is down loses its attachment
-// when the next hulld starts; a running one keeps its address.
+// when the next hulld starts, and so does an attachment without a task; a
+// running container keeps its address.
 func TestNetRestartSweep(t *testing.T) {
 	e := startNet(t)
 	e.MustHull("run", "-d", e.ref, "swept", "sleep", "100")
@@ -594,6 +596,15 @@ func TestNetRestartSweep(t *testing.T) {
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
+	// An attachment no task has, as a hulld that crashed in a task create
+	// leaves it.
+	m, err := network.New(network.Config{ConfDir: e.confDir, StateDir: e.netDir, DefaultBridge: e.bridge, DefaultSubnet: e.subnet, DefaultName: e.netName})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Attach(context.Background(), network.AttachOptions{ID: "default/ghost", Ports: []network.PortMapping{{HostPort: uint16(freePort(t)), ContainerPort: 80, Protocol: "tcp"}}}); err != nil {
+		t.Fatal(err)
+	}
 	e.Start()
 	for _, c := range e.containers(t) {
 		switch {
@@ -606,6 +617,13 @@ func TestNetRestartSweep(t *testing.T) {
 	if out := e.MustHull("exec", "kept", "cat", "/etc/hostname"); out != "kept\n" {
 		t.Fatalf("kept: %q", out)
 	}
+	if atts, err := m.Attachments(); err != nil || len(atts) != 1 || atts[0].ID != "default/kept" {
+		var ids []string
+		for _, a := range atts {
+			ids = append(ids, a.ID)
+		}
+		t.Fatalf("attachments after the restart: %v, %v; want only default/kept", ids, err)
+	}
 	e.MustHull("c", "rm", "-f", "swept", "kept")
-	e.checkNoLeftovers(t, "swept", "kept")
+	e.checkNoLeftovers(t, "swept", "kept", "ghost")
 }
