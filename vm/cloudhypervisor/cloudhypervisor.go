@@ -154,6 +154,9 @@ func (c *CloudHypervisor) Start(ctx context.Context, cfg vm.Config) (retErr erro
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
+	if err := vmm.RequireELFKernel(cfg.Kernel, "cloud-hypervisor", true); err != nil {
+		return err
+	}
 	for i, n := range cfg.NetDevices {
 		if n.Tap == nil {
 			return fmt.Errorf("%w: net device %d: cloud-hypervisor needs the tap's fd (it is passed with vm.add-net)", vm.ErrInvalidConfig, i)

@@ -120,8 +120,11 @@ func setup(t *testing.T) *fixture {
 	state := filepath.Join(dir, "state")
 	os.Mkdir(state, 0o700)
 	kernel, initrd, disk := filepath.Join(dir, "vmlinux"), filepath.Join(dir, "agent.cpio"), filepath.Join(dir, "root.img")
-	for _, f := range []string{kernel, initrd, disk} {
+	for _, f := range []string{initrd, disk} {
 		os.WriteFile(f, []byte("x"), 0o644)
+	}
+	if err := vmmtest.WriteFakeVmlinux(kernel); err != nil {
+		t.Fatal(err)
 	}
 	return &fixture{log: log, cfg: vm.Config{
 		ID: "ch-test", StateDir: state, Kernel: kernel, Initrd: initrd, KernelParams: "quiet",
@@ -423,6 +426,15 @@ func TestBadInput(t *testing.T) {
 		cfg := f.cfg
 		cfg.Kernel = filepath.Join(t.TempDir(), "none")
 		if err := New(Options{}).Start(context.Background(), cfg); !errors.Is(err, vm.ErrKernelMissing) {
+			t.Fatalf("err = %v", err)
+		}
+	})
+	t.Run("bzImage kernel", func(t *testing.T) {
+		cfg := f.cfg
+		cfg.Kernel = filepath.Join(t.TempDir(), "bzImage")
+		os.WriteFile(cfg.Kernel, []byte("MZ..."), 0o644)
+		err := New(Options{}).Start(context.Background(), cfg)
+		if !errors.Is(err, vm.ErrInvalidConfig) || !strings.Contains(err.Error(), "not an ELF vmlinux") {
 			t.Fatalf("err = %v", err)
 		}
 	})

@@ -176,6 +176,9 @@ func (f *Firecracker) Start(ctx context.Context, cfg vm.Config) (retErr error) {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
+	if err := vmm.RequireELFKernel(cfg.Kernel, "firecracker", false); err != nil {
+		return err
+	}
 	ns, err := netNS(&cfg)
 	if err != nil {
 		return err

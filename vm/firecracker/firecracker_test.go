@@ -130,8 +130,11 @@ func setup(t *testing.T) *fixture {
 	state := filepath.Join(dir, "state")
 	os.Mkdir(state, 0o700)
 	kernel, initrd, disk := filepath.Join(dir, "vmlinux"), filepath.Join(dir, "agent.cpio"), filepath.Join(dir, "vol.img")
-	for _, f := range []string{kernel, initrd, disk} {
+	for _, f := range []string{initrd, disk} {
 		os.WriteFile(f, []byte("x"), 0o644)
+	}
+	if err := vmmtest.WriteFakeVmlinux(kernel); err != nil {
+		t.Fatal(err)
 	}
 	return &fixture{log: log, cfg: vm.Config{
 		ID: "fc-test", StateDir: state, Kernel: kernel, Initrd: initrd, KernelParams: "quiet",
@@ -366,6 +369,10 @@ func TestBadInput(t *testing.T) {
 	}{
 		{"missing binary", func(c *vm.Config, o *Options) { o.Binary = "/nonexistent/firecracker" }, vm.ErrHypervisorMissing, BinaryEnv},
 		{"missing kernel", func(c *vm.Config, o *Options) { c.Kernel = "/nonexistent/vmlinux" }, vm.ErrKernelMissing, "/nonexistent/vmlinux"},
+		{"bzImage kernel", func(c *vm.Config, o *Options) {
+			c.Kernel = filepath.Join(t.TempDir(), "bzImage")
+			os.WriteFile(c.Kernel, []byte("MZ..."), 0o644)
+		}, vm.ErrInvalidConfig, "not an ELF vmlinux"},
 		{"tap without a name", func(c *vm.Config, o *Options) {
 			c.NetDevices = []vm.NetDevice{{Tap: tap, MAC: "02:00:00:00:00:03"}}
 		}, vm.ErrInvalidConfig, "by name"},
