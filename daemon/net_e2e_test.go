@@ -602,9 +602,12 @@ func TestNetRestartSweep(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := m.Attach(context.Background(), network.AttachOptions{ID: "default/ghost", Ports: []network.PortMapping{{HostPort: uint16(freePort(t)), ContainerPort: 80, Protocol: "tcp"}}}); err != nil {
+	ghost := "ghost-" + randHex(t, 4)
+	if _, err := m.Attach(context.Background(), network.AttachOptions{ID: "default/" + ghost, Ports: []network.PortMapping{{HostPort: uint16(freePort(t)), ContainerPort: 80, Protocol: "tcp"}}}); err != nil {
 		t.Fatal(err)
 	}
+	// Whatever happens below, its rules go (they are the host's).
+	t.Cleanup(func() { _ = m.Detach(context.Background(), "default/"+ghost) })
 	e.Start()
 	for _, c := range e.containers(t) {
 		switch {
@@ -625,5 +628,5 @@ func TestNetRestartSweep(t *testing.T) {
 		t.Fatalf("attachments after the restart: %v, %v; want only default/kept", ids, err)
 	}
 	e.MustHull("c", "rm", "-f", "swept", "kept")
-	e.checkNoLeftovers(t, "swept", "kept", "ghost")
+	e.checkNoLeftovers(t, "swept", "kept", ghost)
 }

@@ -272,20 +272,49 @@ func writeEtcFiles(rootfs []mount.Mount, files map[string]string) error {
 	})
 }
 
-// detach removes a container's network attachment, if it has one.
-func (ts *tasks) detach(ns, id string) {
+// detach removes a container's network attachment, if it has one. A
+// failure is logged: the attachment stays recorded, and a later end of the
+// task, the container's delete or the next hulld start tries again.
+func (ts *tasks) detach(ns, id string) error {
+	return ts.d.detach(netID(ns, id))
+}
+
+// detach runs the Detach of attachment id, again after a pause when it
+// fails: a plugin's iptables call can lose a race with another process's
+// (iptables-nft answers EBUSY), and CNI DEL is meant to be repeated.
+func (d *Daemon) detach(id string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if err := ts.d.net.Detach(ctx, netID(ns, id)); err != nil {
-		slog.Warn("network detach", "ns", ns, "id", id, "err", err)
+	var err error
+	for i, pause := range []time.Duration{100 * time.Millisecond, 500 * time.Millisecond, 0} {
+		if err = d.net.Detach(ctx, id); err == nil {
+			if i > 0 {
+				slog.Info("network detach succeeded on a retry", "attachment", id, "try", i+1)
+			}
+			return nil
+		}
+		slog.Warn("network detach", "attachment", id, "try", i+1, "err", err)
+		if pause == 0 {
+			break
+		}
+		select {
+		case <-time.After(pause):
+		case <-ctx.Done():
+			return err
+		}
 	}
+	return err
 }
 
 // detachTask detaches a task's container once, however many of its ends
-// (exit, delete, failed create) ask for it; later callers wait for the
-// first.
+// (exit, delete, failed create) ask for it; a caller waits for one in
+// progress, and tries again if that failed.
 func (ts *tasks) detachTask(t *task) {
-	t.netOnce.Do(func() { ts.detach(t.ns, t.id) })
+	t.netMu.Lock()
+	defer t.netMu.Unlock()
+	if !t.netDone && ts.detach(t.ns, t.id) == nil {
+		t.netDone = true
+	}
 }
 
 // sweepNetwork detaches attachments that no live task uses (their task
@@ -304,11 +333,7 @@ func (ts *tasks) sweepNetwork() {
 			}
 		}
 		slog.Info("network sweep: detaching", "attachment", a.ID, "network", a.Network)
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		if err := ts.d.net.Detach(ctx, a.ID); err != nil {
-			slog.Warn("network sweep", "attachment", a.ID, "err", err)
-		}
-		cancel()
+		_ = ts.d.detach(a.ID)
 	}
 }
 

@@ -95,7 +95,8 @@ type task struct {
 	execs map[string]*proc
 	dead  bool // the shim is gone (cleaned up with `shim delete`)
 
-	netOnce sync.Once // the container's network attachment is gone
+	netMu   sync.Mutex
+	netDone bool // the container's network attachment is gone
 }
 
 // shimConn returns the task's shim connection, or an error when the shim
