@@ -57,7 +57,10 @@ func DialHybrid(ctx context.Context, path string, port uint32) (net.Conn, error)
 		if err == nil {
 			return c, nil
 		}
-		last = err
+		// An attempt cut short by ctx's end says less than the one before.
+		if last == nil || ctx.Err() == nil {
+			last = err
+		}
 		select {
 		case <-ctx.Done():
 			return nil, fmt.Errorf("hybrid vsock %s port %d: %w (last: %w)", path, port, ctx.Err(), last)

@@ -65,7 +65,10 @@ func Dial(ctx context.Context, cid, port uint32) (net.Conn, error) {
 		if err == nil {
 			return c, nil
 		}
-		last = err
+		// An attempt cut short by ctx's end says less than the one before.
+		if last == nil || ctx.Err() == nil {
+			last = err
+		}
 		if !retryable(err) {
 			return nil, fmt.Errorf("vsock dial %d:%d: %w", cid, port, err)
 		}
