@@ -413,6 +413,21 @@ func TestNetBadInput(t *testing.T) {
 			}
 		})
 	}
+	// A host port another container publishes: refused, naming it; the
+	// first keeps it.
+	held := freePort(t)
+	e.MustHull("run", "-d", "-p", fmt.Sprintf("%d:80", held), e.ref, "holder", "sleep", "100")
+	if _, errs, code := e.Hull("run", "-d", "-p", fmt.Sprintf("127.0.0.1:%d:80", held), e.ref, "taker", "sleep", "100"); code == 0 || !strings.Contains(errs, strconv.Itoa(held)) || !strings.Contains(errs, "holder") {
+		t.Fatalf("a port another container publishes: code %d, stderr %q (want the port and the holder named)", code, errs)
+	} else {
+		t.Logf("%s", strings.TrimSpace(errs))
+	}
+	if ls := e.MustHull("c", "ls"); lineOf(ls, "taker") != "" || !strings.Contains(lineOf(ls, "holder"), fmt.Sprintf("0.0.0.0:%d->80/tcp", held)) {
+		t.Fatalf("c ls after the refused run:\n%s", ls)
+	}
+	e.MustHull("c", "rm", "-f", "holder")
+	e.checkNoLeftovers(t, "holder", "taker")
+
 	// The listener still has its port, untouched.
 	if c, err := net.Dial("tcp", busy.Addr().String()); err != nil {
 		t.Fatalf("the busy port: %v", err)
