@@ -45,7 +45,8 @@ func randHex(n int) string {
 }
 
 // testEnv is a manager with private directories, a private default network
-// on a unique bridge ("hnt" + 8 hex) and subnet (10.200-249.x.0/24), torn
+// on a unique bridge ("hnt" + 8 hex) and subnet (10.96-127.x.0/24, apart
+// from the ranges the daemon's tests use), torn
 // down at the end: attachments detached, bridge deleted.
 type testEnv struct {
 	m      *Manager
@@ -57,7 +58,7 @@ type testEnv struct {
 func randSubnet() string {
 	var b [2]byte
 	rand.Read(b[:])
-	return fmt.Sprintf("10.%d.%d.0/24", 200+int(b[0])%50, b[1])
+	return fmt.Sprintf("10.%d.%d.0/24", 96+int(b[0])%32, b[1])
 }
 
 func newTestEnv(t *testing.T) *testEnv {
