@@ -4,20 +4,26 @@
 // The API (agent/api, ttrpc, generated from agent.proto) follows Kata
 // Containers' agent: CreateContainer, StartContainer, ExecProcess,
 // SignalProcess, WaitProcess, Write/Read of the stdio streams, CloseStdin,
-// TtyWinResize, StatsContainer, DestroySandbox. Containers are run with the
-// native runtime's code (runtime/container) inside the guest, so they get the
-// same namespaces, cgroups (v2 in the guest), capabilities and seccomp as
-// under hull-runtime on a host.
+// TtyWinResize, StatsContainer, ConfigureNetwork (Kata's UpdateInterface and
+// UpdateRoutes: the guest NICs get the addresses, routes and MTU of the
+// container's veths, which the VM took over), DestroySandbox. Containers
+// are run with the native runtime's code (runtime/container) inside the
+// guest, so they get the same namespaces, cgroups (v2 in the guest),
+// capabilities and seccomp as under hull-runtime on a host; they share the
+// guest's network namespace (the VM is the sandbox).
 //
 // # Transport
 //
-// The agent serves on a virtio-serial port named PortName (found under
-// /sys/class/virtio-ports/*/name, polled until it appears). A port has no
-// connection semantics: while no host client is connected read() returns 0
-// at once, so the guest polls rather than spinning; a 0 after data means the
-// host client went away, and the port is reopened for the next one
-// (Reconnect on the host side). vsock (for hosts with /dev/vhost-vsock) is
-// not implemented yet: this build machine has no vhost-vsock to test it on.
+// The guest serves on every channel it has (server.ServeAgent): a
+// virtio-serial port named PortName (found under
+// /sys/class/virtio-ports/*/name, polled until it appears) and, when a
+// virtio-vsock device exists, AF_VSOCK port 1024 (agent/vsock.Port). Hosts
+// dial vsock where /dev/vhost-vsock opens (QEMU), the hybrid-vsock socket
+// for Cloud Hypervisor and Firecracker (vm.DialAgent), virtio-serial
+// otherwise. A serial port has no connection semantics: while no host
+// client is connected read() returns 0 at once, so the guest polls rather
+// than spinning; a 0 after data means the host client went away, and the
+// port is reopened for the next one (Reconnect on the host side).
 //
 // # Guest side
 //

@@ -632,12 +632,35 @@ func (b *VMBackend) CloseStdin(ctx context.Context, execID string) error {
 	return nil
 }
 
-func (b *VMBackend) Pause(context.Context) error {
-	return fmt.Errorf("pause in the vm mode: %w", errdefs.ErrNotImplemented)
+// Pause freezes the VM's vCPUs (one container per VM: the container, its
+// agent included, stops until Resume).
+func (b *VMBackend) Pause(ctx context.Context) error {
+	if p, ok := b.pauser(); ok {
+		if err := p.Pause(ctx); err != nil {
+			return fmt.Errorf("pause the vm: %w", err)
+		}
+		return nil
+	}
+	return fmt.Errorf("pause in the vm mode with this hypervisor: %w", errdefs.ErrNotImplemented)
 }
 
-func (b *VMBackend) Resume(context.Context) error {
-	return fmt.Errorf("resume in the vm mode: %w", errdefs.ErrNotImplemented)
+// Resume lets a paused VM run again.
+func (b *VMBackend) Resume(ctx context.Context) error {
+	if p, ok := b.pauser(); ok {
+		if err := p.Resume(ctx); err != nil {
+			return fmt.Errorf("resume the vm: %w", err)
+		}
+		return nil
+	}
+	return fmt.Errorf("resume in the vm mode with this hypervisor: %w", errdefs.ErrNotImplemented)
+}
+
+func (b *VMBackend) pauser() (vm.Pauser, bool) {
+	if b.sb == nil {
+		return nil, false
+	}
+	p, ok := b.sb.Hypervisor.(vm.Pauser)
+	return p, ok
 }
 
 func (b *VMBackend) Pids(context.Context) ([]int, error) {

@@ -514,3 +514,53 @@ func TestVMNetworkHalfway(t *testing.T) {
 		t.Error("vm state dir left after the failed create")
 	}
 }
+
+// TestVMPauseResume: pausing a vm container freezes its VM (the guest's
+// clock and processes stop: a counter does not advance), resuming lets it
+// go on.
+func TestVMPauseResume(t *testing.T) {
+	b := vmTestBackend(t)
+	bundle := testutil.NewBundle(t, "sh", "-c", "i=0; while true; do i=$((i+1)); echo $i > /tmp/n; sleep 0.05; done")
+	r, err := vmCreate(t, b, bundle)
+	if err != nil {
+		t.Fatalf("create: %v", err)
+	}
+	ctx := context.Background()
+	if err := b.Pause(ctx); err != nil {
+		t.Fatalf("pause: %v", err)
+	}
+	// The agent does not answer while paused; QEMU's state says so.
+	if st := qmpStatus(t, b); st != "paused" {
+		t.Errorf("VM status while paused: %q", st)
+	}
+	if err := b.Resume(ctx); err != nil {
+		t.Fatalf("resume: %v", err)
+	}
+	if st := qmpStatus(t, b); st != "running" {
+		t.Errorf("VM status after resume: %q", st)
+	}
+	out1, _ := r.exec("cat", "/tmp/n")
+	time.Sleep(300 * time.Millisecond)
+	out2, _ := r.exec("cat", "/tmp/n")
+	if out1 == out2 || strings.TrimSpace(out1) == "" {
+		t.Errorf("the container does not run after resume: %q then %q", out1, out2)
+	}
+	r.stop()
+	vmtest.NoStrays(t)
+}
+
+// qmpStatus is the VM's run state as QEMU reports it (QMP query-status).
+func qmpStatus(t *testing.T, b *VMBackend) string {
+	t.Helper()
+	q, ok := b.sb.Hypervisor.(interface {
+		Status(context.Context) (string, error)
+	})
+	if !ok {
+		t.Fatalf("%T reports no status", b.sb.Hypervisor)
+	}
+	st, err := q.Status(context.Background())
+	if err != nil {
+		t.Fatalf("status: %v", err)
+	}
+	return st
+}

@@ -37,7 +37,8 @@ func Boot(ctx context.Context, h Hypervisor, cfg Config, timeout time.Duration) 
 	if len(cfg.NetDevices) > 0 && !caps.Network {
 		return nil, fmt.Errorf("%w: the hypervisor driver cannot attach network devices", ErrInvalidConfig)
 	}
-	if len(cfg.Shares) > 0 && !caps.FileSystemSharing {
+	if _, blocks := h.(BlockShares); len(cfg.Shares) > 0 && !caps.FileSystemSharing && !blocks {
+		// (Drivers without virtio-fs may turn shares into block images.)
 		return nil, fmt.Errorf("%w: the hypervisor driver cannot share directories (virtio-fs)", ErrInvalidConfig)
 	}
 	if err := h.Start(ctx, cfg); err != nil {

@@ -1,8 +1,9 @@
 // Package vm is the seam between Hull's vm runtime and the hypervisors that
 // run its guests: the Hypervisor interface (one VM per value; the QEMU
-// driver is vm/qemu, Cloud Hypervisor and Firecracker drivers are to sit
-// beside it), the Config a VM is started from, sizing from a container's
-// limits, and Boot, which starts a VM and waits for its agent.
+// driver is vm/qemu, vm/cloudhypervisor and vm/firecracker sit beside it,
+// vm/drivers picks one by name), the Config a VM is started from (shares
+// with their binds, disks, network devices backed by taps), sizing from a
+// container's limits, and Boot, which starts a VM and waits for its agent.
 package vm
 
 import (
