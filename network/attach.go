@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -284,9 +285,7 @@ func (m *Manager) Attach(ctx context.Context, o AttachOptions) (_ *Attachment, r
 		if retErr == nil {
 			return
 		}
-		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
-		defer cancel()
-		if err := m.teardown(uctx, rec); err != nil {
+		if err := m.teardown(ctx, rec); err != nil {
 			slog.Error("network: undoing a failed attach", "id", o.ID, "error", err)
 			return // the record stays so that Detach can try again
 		}
@@ -295,13 +294,24 @@ func (m *Manager) Attach(ctx context.Context, o AttachOptions) (_ *Attachment, r
 	if err := m.writeRecord(rec); err != nil {
 		return nil, fmt.Errorf("attachment %q: %w", o.ID, err)
 	}
+	// The caller's context is honoured between steps, not inside a plugin:
+	// a plugin killed half way (bridge between its IPAM and its NAT rules)
+	// leaves state that its own DEL then trips over.
+	pctx, cancel := pluginContext(ctx)
+	defer cancel()
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("attachment %q: %w", o.ID, err)
+	}
 	if err := newNetNS(rec.NetNS); err != nil {
 		return nil, fmt.Errorf("attachment %q: %w", o.ID, err)
 	}
-	if _, err := m.cni.AddNetwork(ctx, loopbackConf, &libcni.RuntimeConf{ContainerID: rec.CNIID, NetNS: rec.NetNS, IfName: "lo"}); err != nil {
+	if _, err := m.cni.AddNetwork(pctx, loopbackConf, &libcni.RuntimeConf{ContainerID: rec.CNIID, NetNS: rec.NetNS, IfName: "lo"}); err != nil {
 		return nil, fmt.Errorf("attachment %q: loopback: %w", o.ID, err)
 	}
-	res, err := m.cni.AddNetworkList(ctx, list, m.runtimeConf(rec))
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("attachment %q: %w", o.ID, err)
+	}
+	res, err := m.cni.AddNetworkList(pctx, list, m.runtimeConf(rec))
 	if err != nil {
 		return nil, fmt.Errorf("attachment %q: network %s: %w", o.ID, netName, err)
 	}
@@ -391,8 +401,19 @@ func (m *Manager) Detach(ctx context.Context, id string) error {
 	return nil
 }
 
+// pluginTimeout bounds one CNI call made with pluginContext.
+const pluginTimeout = 2 * time.Minute
+
+// pluginContext is the context plugins run under: not cancelled with the
+// caller's (see Attach), but bounded.
+func pluginContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), pluginTimeout)
+}
+
 // teardown runs CNI DEL for the network and loopback and removes the netns.
 func (m *Manager) teardown(ctx context.Context, rec *record) error {
+	ctx, cancel := pluginContext(ctx)
+	defer cancel()
 	rt := m.runtimeConf(rec)
 	if !isNetNS(rec.NetNS) {
 		rt.NetNS = "" // plugins release host-side state without a netns
@@ -401,11 +422,18 @@ func (m *Manager) teardown(ctx context.Context, rec *record) error {
 	if err != nil {
 		return fmt.Errorf("detach %q: %w", rec.ID, err)
 	}
+	// The addresses, for the checks after a failed DEL.
+	ips := rec.IPs
+	for _, dir := range hostLocalDirs(list) {
+		ips = append(ips, hostLocalIPs(dir, rec.CNIID, rec.IfName)...)
+	}
 	if !cached {
 		m.delWithoutCache(ctx, list, rec, crt)
 	}
 	if err := m.cni.DelNetworkList(ctx, list, crt); err != nil {
-		return fmt.Errorf("detach %q: network %s: %w", rec.ID, rec.Network, err)
+		if err := m.delEachPlugin(ctx, list, rec, crt, ips, err); err != nil {
+			return fmt.Errorf("detach %q: network %s: %w", rec.ID, rec.Network, err)
+		}
 	}
 	lrt := &libcni.RuntimeConf{ContainerID: rec.CNIID, NetNS: rt.NetNS, IfName: "lo"}
 	if err := m.cni.DelNetwork(ctx, loopbackConf, lrt); err != nil {
@@ -415,6 +443,82 @@ func (m *Manager) teardown(ctx context.Context, rec *record) error {
 		return fmt.Errorf("detach %q: %w", rec.ID, err)
 	}
 	return nil
+}
+
+// delEachPlugin follows a failed DEL of the whole list: it runs every
+// plugin's DEL on its own, in reverse order, going on past failures (the
+// list stops at the first), then looks for what is left: host-local
+// allocations of the container, and iptables rules naming it or its
+// addresses. Plugins' DEL is not always idempotent (the bridge plugin fails
+// on a NAT chain that an interrupted ADD never made), so a DEL that fails
+// but leaves nothing is a success; anything left keeps the error.
+func (m *Manager) delEachPlugin(ctx context.Context, list *libcni.NetworkConfigList, rec *record, rt *libcni.RuntimeConf, ips []string, listErr error) error {
+	prev, _ := m.cni.GetNetworkListCachedResult(list, rt)
+	errs := []error{listErr}
+	for i := len(list.Plugins) - 1; i >= 0; i-- {
+		inject := map[string]any{"name": list.Name, "cniVersion": list.CNIVersion}
+		if prev != nil {
+			inject["prevResult"] = prev
+		}
+		pc, err := libcni.InjectConf(list.Plugins[i], inject)
+		if err == nil {
+			err = m.cni.DelNetwork(ctx, pc, rt)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("plugin %s (delete): %w", list.Plugins[i].Network.Type, err))
+		}
+	}
+	left := residue(list, rec, ips)
+	if len(left) > 0 {
+		return fmt.Errorf("%w; left behind: %s", errors.Join(errs...), strings.Join(left, ", "))
+	}
+	slog.Warn("network: CNI DEL failed but left nothing behind", "id", rec.ID, "network", rec.Network, "error", errors.Join(errs...))
+	return nil
+}
+
+// residue lists what of an attachment is still on the host.
+func residue(list *libcni.NetworkConfigList, rec *record, ips []string) []string {
+	var left []string
+	for _, dir := range hostLocalDirs(list) {
+		for _, ip := range hostLocalIPs(dir, rec.CNIID, rec.IfName) {
+			left = append(left, "IPAM allocation "+strings.TrimSuffix(ip, "/32"))
+		}
+	}
+	seen := map[string]bool{}
+	for _, table := range []string{"nat", "filter"} {
+		out, err := exec.Command("iptables-save", "-t", table).Output()
+		if err != nil {
+			continue
+		}
+		rules := string(out)
+		if strings.Contains(rules, `\"`+rec.CNIID+`\"`) {
+			left = append(left, "iptables "+table+" rules naming "+rec.CNIID)
+		}
+		clear(seen)
+		for _, cidr := range ips {
+			ip := strings.Split(cidr, "/")[0]
+			if seen[ip] {
+				continue
+			}
+			seen[ip] = true
+			if strings.Contains(rules, " "+ip+"/32 ") || strings.Contains(rules, " "+ip+":") || strings.Contains(rules, " "+ip+" ") {
+				left = append(left, "iptables "+table+" rules naming "+ip)
+			}
+		}
+	}
+	return left
+}
+
+// hostLocalDirs are the directories host-local keeps the list's allocations in.
+func hostLocalDirs(list *libcni.NetworkConfigList) []string {
+	var dirs []string
+	for _, p := range list.Plugins {
+		var pj pluginJSON
+		if json.Unmarshal(p.Bytes, &pj) == nil && pj.IPAM.Type == "host-local" && pj.IPAM.DataDir != "" {
+			dirs = append(dirs, filepath.Join(pj.IPAM.DataDir, list.Name))
+		}
+	}
+	return dirs
 }
 
 // cachedList returns the conflist and runtime config of an attachment's ADD:
@@ -441,14 +545,15 @@ func (m *Manager) cachedList(rec *record, rt *libcni.RuntimeConf) (*libcni.Netwo
 // from host-local's allocation files. The normal DEL follows.
 func (m *Manager) delWithoutCache(ctx context.Context, list *libcni.NetworkConfigList, rec *record, rt *libcni.RuntimeConf) {
 	var fw []*libcni.PluginConfig
-	ips := rec.IPs
 	for _, p := range list.Plugins {
 		if p.Network.Type == "firewall" {
 			fw = append(fw, p)
 		}
-		var pj pluginJSON
-		if len(ips) == 0 && json.Unmarshal(p.Bytes, &pj) == nil && pj.IPAM.Type == "host-local" && pj.IPAM.DataDir != "" {
-			ips = hostLocalIPs(filepath.Join(pj.IPAM.DataDir, list.Name), rec.CNIID, rec.IfName)
+	}
+	ips := rec.IPs
+	if len(ips) == 0 {
+		for _, dir := range hostLocalDirs(list) {
+			ips = append(ips, hostLocalIPs(dir, rec.CNIID, rec.IfName)...)
 		}
 	}
 	if len(fw) == 0 || len(ips) == 0 {

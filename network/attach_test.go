@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -528,4 +529,121 @@ func TestDetachAfterCrash(t *testing.T) {
 			e.assertClean(t, []string{id}, ips)
 		})
 	}
+}
+
+// TestAttachCancelled: a context that ends somewhere inside Attach (before
+// the netns, between plugins, ...) leaves either a whole attachment or nothing.
+func TestAttachCancelled(t *testing.T) {
+	e := newTestEnv(t)
+	hp := freePort(t)
+	var ids, ips []string
+	for _, d := range []time.Duration{time.Millisecond, 5 * time.Millisecond, 15 * time.Millisecond, 30 * time.Millisecond,
+		50 * time.Millisecond, 80 * time.Millisecond, 120 * time.Millisecond} {
+		ctx, cancel := context.WithTimeout(context.Background(), d)
+		id := fmt.Sprintf("cancel-%d-%s", d.Milliseconds(), randHex(3))
+		ids = append(ids, id)
+		a, err := e.m.Attach(ctx, AttachOptions{ID: id, Ports: []PortMapping{{HostPort: hp, ContainerPort: 80, Protocol: "tcp"}}})
+		cancel()
+		if err == nil {
+			ips = append(ips, ipOf(t, a))
+			if err := e.m.Detach(context.Background(), id); err != nil {
+				t.Fatal(err)
+			}
+		} else if _, rerr := e.m.Attachment(id); !errdefs.IsNotFound(rerr) {
+			t.Fatalf("after %v: %v, and a record is left", d, err)
+		}
+		t.Logf("timeout %v: %v", d, err)
+		e.assertClean(t, ids, ips)
+	}
+}
+
+// TestDetachWhenDELFails: a plugin's DEL that fails but leaves nothing does
+// not block Detach; one that leaves something keeps the record and says what.
+func TestDetachWhenDELFails(t *testing.T) {
+	e := newTestEnv(t)
+	ctx := context.Background()
+	t.Run("nothing left", func(t *testing.T) {
+		a := e.attach(t, AttachOptions{ID: "delfail-" + randHex(4)})
+		// Remove the bridge plugin's NAT rule and chain, as an ADD cut short
+		// would have: its DEL then fails on the missing chain.
+		var chain string
+		for _, line := range strings.Split(iptablesSave(t, "nat"), "\n") {
+			if strings.HasPrefix(line, "-A POSTROUTING ") && strings.Contains(line, cniID(a.ID)) {
+				f := strings.Fields(line)
+				chain = f[len(f)-1]
+				args := append([]string{"-w", "-t", "nat", "-D"}, unquoteFields(t, line)[1:]...)
+				if out, err := exec.Command("iptables", args...).CombinedOutput(); err != nil {
+					t.Fatalf("iptables %v: %v: %s", args, err, out)
+				}
+			}
+		}
+		if chain == "" {
+			t.Fatal("no ipMasq rule for the attachment")
+		}
+		exec.Command("iptables", "-w", "-t", "nat", "-F", chain).Run()
+		exec.Command("iptables", "-w", "-t", "nat", "-X", chain).Run()
+		if err := e.m.Detach(ctx, a.ID); err != nil {
+			t.Fatalf("detach: %v", err)
+		}
+		e.assertClean(t, []string{a.ID}, []string{ipOf(t, a)})
+	})
+	t.Run("something left", func(t *testing.T) {
+		a := e.attach(t, AttachOptions{ID: "delleft-" + randHex(4)})
+		// A manager that cannot find the bridge plugin.
+		dir := t.TempDir()
+		for _, p := range []string{"loopback", "host-local", "portmap", "firewall"} {
+			if err := os.Symlink(filepath.Join("/usr/lib/cni", p), filepath.Join(dir, p)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		cfg := e.cfg
+		cfg.PluginDirs = []string{dir}
+		m2, err := New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = m2.Detach(ctx, a.ID)
+		t.Logf("detach: %v", err)
+		if err == nil || !strings.Contains(err.Error(), "bridge") || !strings.Contains(err.Error(), "left behind: IPAM allocation "+ipOf(t, a)) {
+			t.Fatalf("detach without the bridge plugin: %v", err)
+		}
+		if _, err := m2.Attachment(a.ID); err != nil {
+			t.Fatalf("the record is gone: %v", err)
+		}
+		if err := e.m.Detach(ctx, a.ID); err != nil {
+			t.Fatal(err)
+		}
+		e.assertClean(t, []string{a.ID}, []string{ipOf(t, a)})
+	})
+}
+
+// unquoteFields splits an iptables-save line into arguments, honouring the
+// double quotes around comments.
+func unquoteFields(t *testing.T, line string) []string {
+	t.Helper()
+	var out []string
+	var cur strings.Builder
+	inQ, any := false, false
+	for i := 0; i < len(line); i++ {
+		c := line[i]
+		switch {
+		case c == '\\' && inQ && i+1 < len(line):
+			i++
+			cur.WriteByte(line[i])
+		case c == '"':
+			inQ, any = !inQ, true
+		case c == ' ' && !inQ:
+			if cur.Len() > 0 || any {
+				out = append(out, cur.String())
+			}
+			cur.Reset()
+			any = false
+		default:
+			cur.WriteByte(c)
+		}
+	}
+	if cur.Len() > 0 || any {
+		out = append(out, cur.String())
+	}
+	return out
 }

@@ -55,7 +55,16 @@
 // idempotent. When hulld died in the middle of an Attach the record is there
 // but libcni's cache may not be: DEL then runs with the recorded conflist, and
 // the firewall plugin, which needs the ADD result to find its rules, is given
-// the addresses from host-local's allocation files. Attach and Detach are serialized per ID; different IDs proceed
+// the addresses from host-local's allocation files.
+//
+// Plugins run under a context of their own (bounded, not cancelled with the
+// caller's, which is checked between steps): a plugin killed half way leaves
+// state its own DEL trips over. Some DELs are not idempotent anyway (the
+// bridge plugin fails on a NAT chain an interrupted ADD never made), so when
+// the list's DEL fails every plugin's DEL runs on its own, and Detach then
+// looks for what is left (host-local allocations, iptables rules naming the
+// container or its addresses): nothing left is a success, anything left keeps
+// the record and the error names it. Attach and Detach are serialized per ID; different IDs proceed
 // concurrently (host-local has its own lock).
 //
 // EtcFiles writes the container's resolv.conf, hosts and hostname.
