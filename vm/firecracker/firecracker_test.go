@@ -283,6 +283,27 @@ func TestBoot(t *testing.T) {
 	noStrays(t, h, f.cfg.StateDir)
 }
 
+// TestBootShare: vm.Boot lets a share through to Firecracker, which
+// attaches it as an ext4 drive; vm.ShareStorage names it.
+func TestBootShare(t *testing.T) {
+	needMkfsExt4(t)
+	f := setup(t)
+	f.cfg.Shares = []vm.Share{{Tag: "hullrootfs", Source: t.TempDir()}}
+	t.Setenv("HULL_FAKE_FC_AGENT", "1")
+	h := New(Options{})
+	sb, err := vm.Boot(context.Background(), h, f.cfg, 30*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dev, fs := vm.ShareStorage(sb.Hypervisor, "hullrootfs"); dev != "/dev/vdb" || fs != "ext4" {
+		t.Errorf("ShareStorage = %s, %s", dev, fs)
+	}
+	if err := sb.Shutdown(context.Background(), 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	noStrays(t, h, f.cfg.StateDir)
+}
+
 // TestBootAgentTimeout: an agent that never answers is ErrAgentTimeout
 // with the console's tail, and nothing is left.
 func TestBootAgentTimeout(t *testing.T) {
