@@ -284,11 +284,18 @@ func requests(cfg *vm.Config, p paths, drives []Drive) []request {
 	return rs
 }
 
+// PowerOffParam on the kernel command line asks hull-agent to end the
+// guest with a reboot rather than a power-off: Firecracker exits on the
+// guest's keyboard-controller reset (reboot=k), while a power-off without
+// ACPI only halts the vCPUs.
+const PowerOffParam = "hull.poweroff=reboot"
+
 // kernelCmdline is the base command line plus cfg.KernelParams: the
-// serial console, the keyboard-controller reboot Firecracker ends on,
-// reboot on panic, and no PCI probing (devices are virtio-mmio).
+// serial console, the keyboard-controller reboot Firecracker ends on (also
+// for the agent's power-off and on panic), and no PCI probing (devices are
+// virtio-mmio).
 func kernelCmdline(cfg *vm.Config) string {
-	parts := []string{"console=ttyS0", "reboot=k", "panic=-1", "pci=off"}
+	parts := []string{"console=ttyS0", "reboot=k", "panic=-1", "pci=off", PowerOffParam}
 	if cfg.KernelParams != "" {
 		parts = append(parts, cfg.KernelParams)
 	}

@@ -196,7 +196,7 @@ func TestStartStop(t *testing.T) {
 	img := filepath.Join(st, "share0.ext4")
 	want := []string{
 		`PUT /machine-config {"vcpu_count":2,"mem_size_mib":192}`,
-		fmt.Sprintf(`PUT /boot-source {"kernel_image_path":%q,"initrd_path":%q,"boot_args":"console=ttyS0 reboot=k panic=-1 pci=off quiet"}`, f.cfg.Kernel, f.cfg.Initrd),
+		fmt.Sprintf(`PUT /boot-source {"kernel_image_path":%q,"initrd_path":%q,"boot_args":"console=ttyS0 reboot=k panic=-1 pci=off hull.poweroff=reboot quiet"}`, f.cfg.Kernel, f.cfg.Initrd),
 		fmt.Sprintf(`PUT /drives/disk0 {"drive_id":"disk0","path_on_host":%q,"is_root_device":false,"is_read_only":false}`, f.cfg.Disks[0].Path),
 		fmt.Sprintf(`PUT /drives/share0 {"drive_id":"share0","path_on_host":%q,"is_root_device":false,"is_read_only":false}`, img),
 		`PUT /network-interfaces/net0 {"iface_id":"net0","host_dev_name":"tap-fc0","guest_mac":"02:00:00:00:00:02"}`,
