@@ -2,16 +2,17 @@ package container
 
 import (
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"syscall"
 	"time"
@@ -225,17 +226,18 @@ func Create(ctx context.Context, o CreateOptions) (_ *Process, retErr error) {
 		cfg.RuntimeHooks = true
 	}
 
-	trace.Mark("cgroup manager, sockets")
-	exePath, exe, err := runtimeExe()
+	trace.Mark("sockets")
+	// Joining namespaces (or making a time namespace) needs nsenter's C
+	// constructor, which only hull-runtime itself has.
+	needSelf := len(plan.joins) > 0 || plan.unshare != 0 || plan.joinPid
+	initBin, err := initExe(needSelf)
 	if err != nil {
 		return nil, err
 	}
-	if exe != nil {
-		defer exe.Close()
-	}
+	defer initBin.Close()
 	cmd = &exec.Cmd{
-		Path:       exePath,
-		Args:       []string{"hull-runtime", "init"},
+		Path:       initBin.path,
+		Args:       initBin.args,
 		Env:        initEnv(base),
 		ExtraFiles: extra,
 		Stdin:      o.Stdin, Stdout: o.Stdout, Stderr: o.Stderr,
@@ -270,57 +272,28 @@ func Create(ctx context.Context, o CreateOptions) (_ *Process, retErr error) {
 	if plan.joinPid {
 		cmd.Env = append(cmd.Env, initproc.EnvSetsid+"=1")
 	}
-	// The init joins its cgroup itself, from nsenter's C constructor
-	// while single-threaded (see cgroups.Manager.Prepare), unless
-	// nsenter has namespaces to enter first or a new user namespace may
-	// lack the rights on the host's cgroup files.
-	selfJoin := len(plan.joins) == 0 && plan.unshare == 0 && !plan.joinPid && !plan.newNS[specs.UserNamespace]
-	if selfJoin {
-		cmd.Env = append(cmd.Env, initproc.EnvCgroupJoin+"=1")
-	}
 	if plan.newNS[specs.UserNamespace] {
 		cmd.SysProcAttr.UidMappings = idMaps(spec.Linux.UIDMappings)
 		cmd.SysProcAttr.GidMappings = idMaps(spec.Linux.GIDMappings)
-		cmd.SysProcAttr.GidMappingsEnableSetgroups = true
+		// Only a privileged runtime may allow setgroups(2) in the new
+		// namespace: the kernel takes an unprivileged gid_map only after
+		// "deny" (user_namespaces(7)).
+		cmd.SysProcAttr.GidMappingsEnableSetgroups = os.Geteuid() == 0
 		// Become root of the new user namespace before execve, so that
 		// the init keeps its capabilities there.
 		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: 0, Gid: 0, NoSetGroups: true}
 	}
-	trace.Mark("memfd")
+	trace.Mark("init binary")
 	if err := cmd.Start(); err != nil {
+		if initBin.helper != "" {
+			return nil, fmt.Errorf("start init %s: %w", initBin.helper, err)
+		}
 		return nil, fmt.Errorf("start init: %w", err)
 	}
 	pid = cmd.Process.Pid // killed by the deferred cleanup on error
 	child.Close()
-	// While the init execs and its Go runtime starts (on the other
-	// CPU), resolve and make the cgroup (the init's constructor waits for
-	// it), then save the state.
-	mgr, err = cgroups.New(cgPath, o.ID, res)
-	if err != nil {
-		return nil, fmt.Errorf("linux.cgroupsPath %q: %w", cgPath, err)
-	}
-	h.Record.CgroupPath = cgPath
-	if selfJoin {
-		var files []string
-		if files, err = mgr.Prepare(); err != nil {
-			return nil, fmt.Errorf("linux.cgroupsPath: %w", err)
-		}
-		if err := sendJoinFiles(sync, files); err != nil {
-			return nil, fmt.Errorf("container init: %w", initExitErr(cmd, err))
-		}
-		selfJoin = len(files) > 0
-	}
-	// Saved once here (with the cgroup paths, all a delete after a
-	// crash needs) and once when ready (with the resources): other CLI
-	// calls wait on the lock until then.
-	if h.Record.Cgroup, err = json.Marshal(cgState{Paths: mgr.Paths()}); err != nil {
-		return nil, err
-	}
-	if err := h.Save(); err != nil {
-		return nil, err
-	}
+	trace.Mark("init started")
 	dec := json.NewDecoder(sync)
-	pid = cmd.Process.Pid
 	if plan.joinPid {
 		var m initproc.Message
 		if err := dec.Decode(&m); err != nil {
@@ -337,55 +310,71 @@ func Create(ctx context.Context, o CreateOptions) (_ *Process, retErr error) {
 		pid = m.Pid
 		cmd = nil
 	}
-	if h.Record.PidStart, _, err = procStart(pid); err != nil {
-		return nil, fmt.Errorf("init exited at once: %w", err)
-	}
 	h.Record.Pid = pid
-	trace.Mark("init started")
-	// The config goes first: the init builds the rootfs while the
-	// cgroup is made and joined, then waits for MsgCgroupDone.
+	// The config goes first: the init decodes it and builds the rootfs
+	// while the cgroup is made here, then waits for MsgCgroupDone.
 	st := h.SpecState(Creating)
 	cfg.State = &st
 	if err := sendMsg(sync, initproc.Message{Type: initproc.MsgConfig, Config: cfg}); err != nil {
 		return nil, fmt.Errorf("send config to init: %w", err)
 	}
-	if !selfJoin {
+	if h.Record.PidStart, _, err = procStart(pid); err != nil {
+		return nil, fmt.Errorf("init exited at once: %w", err)
+	}
+	mgr, err = cgroups.New(cgPath, o.ID, res)
+	if err != nil {
+		return nil, fmt.Errorf("linux.cgroupsPath %q: %w", cgPath, err)
+	}
+	h.Record.CgroupPath = cgPath
+	// The init moves itself into the v1 hierarchies on MsgCgroupDone
+	// (see initproc.Message.CgroupTasks), unless namespaces it joined
+	// change what the paths name or a new user namespace may lack the
+	// rights on the host's cgroup files.
+	var tasks []string
+	if len(plan.joins) == 0 && plan.unshare == 0 && !plan.newNS[specs.UserNamespace] {
+		if tasks, err = mgr.Prepare(); err != nil {
+			return nil, fmt.Errorf("linux.cgroupsPath: %w", err)
+		}
+	}
+	trace.Mark("cgroup prepared")
+	// Saved once here (with the cgroup paths, all a delete after a
+	// crash needs) and once when ready (with the resources): other CLI
+	// calls wait on the lock until then.
+	if h.Record.Cgroup, err = json.Marshal(cgState{Paths: mgr.Paths()}); err != nil {
+		return nil, err
+	}
+	if err := h.Save(); err != nil {
+		return nil, err
+	}
+	if len(tasks) == 0 {
 		if err := mgr.Apply(pid); err != nil {
-			return nil, fmt.Errorf("linux.cgroupsPath: join cgroup: %w", err)
+			if !rootlessWithoutCgroup(spec, err) {
+				return nil, fmt.Errorf("linux.cgroupsPath: join cgroup: %w", err)
+			}
+			slog.Info("rootless: running without a cgroup", "err", err)
+			if err := mgr.Destroy(); err != nil {
+				slog.Debug("destroy cgroup", "err", err)
+			}
+			mgr = nil
+			h.Record.Cgroup = nil
 		}
 		trace.Mark("cgroup applied")
 	}
-	if err := mgr.Set(res); err != nil {
-		return nil, fmt.Errorf("linux.resources: %w", err)
-	}
-	trace.Mark("cgroup set")
-	if selfJoin {
-		var m initproc.Message
-		if err := dec.Decode(&m); err != nil {
-			return nil, fmt.Errorf("container init: %w", initExitErr(cmd, err))
+	if mgr != nil {
+		if err := mgr.Set(res); err != nil {
+			return nil, fmt.Errorf("linux.resources: %w", err)
 		}
-		if m.Type != initproc.MsgCgroupJoined {
-			return nil, fmt.Errorf("container init sent %q, want %q", m.Type, initproc.MsgCgroupJoined)
+		trace.Mark("cgroup set")
+		if h.Record.Cgroup, err = json.Marshal(cgState{Paths: mgr.Paths(), Resources: mgr.Resources()}); err != nil {
+			return nil, err
 		}
-		if m.Msg != "" {
-			// e.g. a named hierarchy that refuses: Apply knows what
-			// may be ignored.
-			slog.Debug("init could not join its cgroup itself", "err", m.Msg)
-			if err := mgr.Apply(pid); err != nil {
-				return nil, fmt.Errorf("linux.cgroupsPath: join cgroup: %w", err)
-			}
-		}
-		trace.Mark("cgroup joined by init")
-	}
-	if h.Record.Cgroup, err = json.Marshal(cgState{Paths: mgr.Paths(), Resources: mgr.Resources()}); err != nil {
-		return nil, err
 	}
 	if spec.Linux != nil && len(spec.Linux.NetDevices) > 0 {
 		if err := moveNetDevices(pid, spec.Linux.NetDevices); err != nil {
 			return nil, err
 		}
 	}
-	if err := sendMsg(sync, initproc.Message{Type: initproc.MsgCgroupDone}); err != nil {
+	if err := sendMsg(sync, initproc.Message{Type: initproc.MsgCgroupDone, CgroupTasks: tasks}); err != nil {
 		// The init failed meanwhile: its report says why.
 		var m initproc.Message
 		if dec.Decode(&m) == nil && m.Type == initproc.MsgError {
@@ -450,6 +439,22 @@ func Create(ctx context.Context, o CreateOptions) (_ *Process, retErr error) {
 	return &Process{Pid: pid, cmd: cmd, HasPoststart: hasPoststart}, nil
 }
 
+// rootlessWithoutCgroup reports whether an unprivileged runtime that was
+// refused the cgroup (err) may run the container without one: as runc
+// does, when the spec asks for no resource limits (a rootless spec has
+// none). With limits, the refusal is an error.
+func rootlessWithoutCgroup(spec *specs.Spec, err error) bool {
+	if os.Geteuid() == 0 || !errors.Is(err, fs.ErrPermission) {
+		return false
+	}
+	if spec.Linux == nil || spec.Linux.Resources == nil {
+		return true
+	}
+	r := *spec.Linux.Resources
+	r.Devices = nil // the device rules are the v1 controller's defaults
+	return reflect.ValueOf(r).IsZero()
+}
+
 type cgState struct {
 	Paths     map[string]string     `json:"paths"`
 	Resources *specs.LinuxResources `json:"resources,omitempty"`
@@ -472,19 +477,6 @@ func idMaps(m []specs.LinuxIDMapping) []syscall.SysProcIDMap {
 		out[i] = syscall.SysProcIDMap{ContainerID: int(v.ContainerID), HostID: int(v.HostID), Size: int(v.Size)}
 	}
 	return out
-}
-
-// sendJoinFiles answers the init's C constructor (nsenter), which waits
-// for the cgroup files to join itself into: a native-endian uint32 length,
-// then the files, one a line. No files (length 0): it joins nothing.
-func sendJoinFiles(w io.Writer, files []string) error {
-	var list []byte
-	for _, f := range files {
-		list = append(append(list, f...), '\n')
-	}
-	msg := binary.NativeEndian.AppendUint32(nil, uint32(len(list)))
-	_, err := w.Write(append(msg, list...))
-	return err
 }
 
 func sendMsg(w io.Writer, m initproc.Message) error {
@@ -556,7 +548,7 @@ func waitGone(pid int, start uint64, timeout time.Duration) bool {
 // process's: that comes from the spec at execve). One P and no GC keep
 // the short-lived init cheap.
 func initEnv(syncFD int) []string {
-	return []string{initproc.EnvSyncFD + "=" + strconv.Itoa(syncFD), "GOMAXPROCS=1", "GOGC=off"}
+	return []string{initproc.EnvSyncFD + "=" + strconv.Itoa(syncFD), initProtocolEnv(), "GOMAXPROCS=1", "GOGC=off"}
 }
 
 // SeccompCacheDir holds compiled seccomp programs (see seccomp.Cache).

@@ -20,20 +20,21 @@
 //
 // # Process model
 //
-// create re-executes the runtime binary as `hull-runtime init` (see
-// runtime/initproc) in new namespaces made by clone flags; namespaces
-// joined by path are entered by the C constructor of runtime/nsenter
-// before the Go runtime starts. The init joins its cgroup v1 hierarchies
-// itself from that C constructor while single-threaded (the runtime makes
-// the directories meanwhile: cgroups.Manager.Prepare), else the runtime
-// moves it (runtime/cgroups); the runtime sends it the spec over a socketpair and
+// create starts the container init (runtime/initproc) in new namespaces
+// made by clone flags: hull-runtime-init, a pure Go build of the init
+// installed beside hull-runtime, or `hull-runtime init` when that is
+// missing or when namespaces are joined by path, which the C constructor
+// of runtime/nsenter enters before the Go runtime starts (exe.go). The
+// init is born in its cgroup, forked by a runtime thread that joined the
+// v1 hierarchies first (startInCgroup), else the runtime moves it
+// (runtime/cgroups). The runtime sends it the spec over a socketpair and
 // reads back either an error naming the failing field or "ready".
 // Prestart and createRuntime hooks run in the runtime when the init asks
 // (mounts made, before pivot_root). start opens the exec fifo; the init
 // then runs the startContainer hooks and execve's, and start waits for
 // the fifo to close on execve before the poststart hooks. run does both
-// in one step without a fifo. The binary the init runs from is a
-// read-only bind of the runtime (runtimeExe, CVE-2019-5736).
+// in one step without a fifo. The init's binary is opened through a
+// private read-only bind mount (initExe, CVE-2019-5736).
 //
 // On any error, create kills the init, removes the cgroup and the state
 // directory: a failed create leaves nothing behind.

@@ -110,16 +110,14 @@ func Exec(ctx context.Context, o ExecOptions) (*Process, error) {
 		cfg.ConsoleSocketFD = 3 + len(extra)
 		extra = append(extra, cs)
 	}
-	exePath, exe, err := runtimeExe()
+	initBin, err := initExe(len(joins) > 0 || joinPid)
 	if err != nil {
 		return nil, err
 	}
-	if exe != nil {
-		defer exe.Close()
-	}
+	defer initBin.Close()
 	cmd := &exec.Cmd{
-		Path:        exePath,
-		Args:        []string{"hull-runtime", "init"},
+		Path:        initBin.path,
+		Args:        initBin.args,
 		Env:         initEnv(base),
 		ExtraFiles:  extra,
 		Stdin:       o.Stdin,

@@ -22,6 +22,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"unsafe"
 
 	"github.com/containerd/console"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -36,6 +37,10 @@ import (
 func Main() {
 	runtime.GOMAXPROCS(1)
 	runtime.LockOSThread()
+	// Started as /proc/self/fd/N (see container.initExe), it would show
+	// as "N" in ps.
+	name := []byte("hull-init\x00")
+	_ = unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(&name[0])), 0, 0, 0)
 	fd, err := strconv.Atoi(os.Getenv(EnvSyncFD))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "hull-runtime init: must be started by hull-runtime")
@@ -46,6 +51,12 @@ func Main() {
 	os.Unsetenv(EnvSyncFD)
 	os.Unsetenv(EnvSetsid)
 	i := &initp{sync: sync, dec: json.NewDecoder(sync)}
+	if v := os.Getenv(EnvProtocol); v != ProtocolVersion {
+		exe, _ := os.Readlink("/proc/self/exe")
+		i.send(Message{Type: MsgError, Msg: fmt.Sprintf("container init %s speaks protocol %s, the runtime %q: install hull-runtime and %s from the same build", exe, ProtocolVersion, v, "hull-runtime-init")})
+		os.Exit(1)
+	}
+	os.Unsetenv(EnvProtocol)
 	if err := i.run(); err != nil {
 		if !i.ready {
 			i.send(Message{Type: MsgError, Msg: err.Error()})
@@ -264,6 +275,37 @@ func (i *initp) run() error {
 	return fmt.Errorf("exec %s: %w", p.Args[0], err)
 }
 
+// joinCgroups moves the init into its cgroup v1 hierarchies by writing
+// "0" to each "tasks" file: that moves only the calling thread, the one
+// that execve's the container's process (Main keeps its goroutine locked
+// to it), and spares the kernel the global cgroup_threadgroup_rwsem that
+// moving a whole process (a cgroup.procs write) takes for writing, an RCU
+// grace period each time: measured here 0.4 ms for the eight v1
+// hierarchies against 12-20 ms. The Go runtime's other threads stay
+// behind until execve ends them. A hierarchy that refuses the thread gets
+// the whole process.
+func joinCgroups(tasks []string) error {
+	for _, f := range tasks {
+		if err := writeCgroupFile(f, "0"); err != nil {
+			procs := filepath.Join(filepath.Dir(f), "cgroup.procs")
+			if perr := writeCgroupFile(procs, strconv.Itoa(os.Getpid())); perr != nil {
+				return fmt.Errorf("linux.cgroupsPath: join %s: %w", filepath.Dir(f), err)
+			}
+		}
+	}
+	return nil
+}
+
+func writeCgroupFile(file, data string) error {
+	fd, err := unix.Open(file, unix.O_WRONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	_, err = unix.Write(fd, []byte(data))
+	return err
+}
+
 // setupContainer is the create path: cgroup namespace, rootfs, hooks,
 // pivot_root, hostname, sysctls.
 func (i *initp) setupContainer() error {
@@ -283,10 +325,13 @@ func (i *initp) setupContainer() error {
 			return cgs, nil
 		}
 		cgDone = true
-		if _, err := i.recv(MsgCgroupDone); err != nil {
+		m, err := i.recv(MsgCgroupDone)
+		if err != nil {
 			return nil, err
 		}
-		var err error
+		if err := joinCgroups(m.CgroupTasks); err != nil {
+			return nil, err
+		}
 		if cgs, err = rootfs.ReadCgroups(); err != nil {
 			return nil, err
 		}

@@ -5,7 +5,7 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
-	"github.com/hullproject/hull/runtime/seccomp"
+	"github.com/hullproject/hull/runtime/seccomp/bpf"
 )
 
 // Environment variables the runtime sets for `hull-runtime init`.
@@ -13,10 +13,15 @@ const (
 	EnvSyncFD  = "_HULL_SYNCFD" // the sync socket
 	EnvNsEnter = "_HULL_NSENTER"
 	EnvSetsid  = "_HULL_SETSID"
-	// EnvCgroupJoin: nsenter's constructor waits for the cgroup files
-	// and joins them itself (runtime/nsenter).
-	EnvCgroupJoin = "_HULL_CGROUP_JOIN"
+	// EnvProtocol carries the runtime's ProtocolVersion: an init of
+	// another build (a stale hull-runtime-init beside hull-runtime)
+	// refuses to run rather than misread the config.
+	EnvProtocol = "_HULL_PROTOCOL"
 )
+
+// ProtocolVersion names the sync-socket protocol of this build: change
+// it whenever Message, Config or the order of the exchange changes.
+const ProtocolVersion = "3"
 
 // Message types on the sync socket (newline-delimited JSON).
 const (
@@ -29,9 +34,6 @@ const (
 	// after the config, so that the init builds the rootfs meanwhile).
 	MsgCgroupDone = "cgroup-done"
 	MsgError      = "error" // init -> runtime: Msg says what failed
-	// MsgCgroupJoined: nsenter -> runtime: the init moved itself into
-	// its cgroups; Msg names the first file it could not write.
-	MsgCgroupJoined = "cgroup-joined"
 	// MsgSeccomp: init -> runtime: a listener fd follows (after the
 	// runtime's MsgSeccompAck) as one byte with SCM_RIGHTS; the runtime
 	// answers MsgSeccompDone once it has handed it to listenerPath.
@@ -46,6 +48,10 @@ type Message struct {
 	Msg    string  `json:"msg,omitempty"`
 	Pid    int     `json:"pid,omitempty"`
 	Config *Config `json:"config,omitempty"`
+	// CgroupTasks (MsgCgroupDone) are the "tasks" files of the
+	// container's cgroup v1 hierarchies, which the init writes "0" to
+	// (itself) on receipt; empty: the runtime has moved it.
+	CgroupTasks []string `json:"cgroupTasks,omitempty"`
 }
 
 // Config tells init what to set up.
@@ -82,7 +88,7 @@ type Config struct {
 	FifoFD          int `json:"fifoFD,omitempty"`
 	ConsoleSocketFD int `json:"consoleSocketFD,omitempty"`
 	// Seccomp is the compiled filter of linux.seccomp (nil: none).
-	Seccomp *seccomp.Program `json:"seccomp,omitempty"`
+	Seccomp *bpf.Program `json:"seccomp,omitempty"`
 	// PreserveFDs extra fds (3..3+N-1) are passed on to the process.
 	PreserveFDs int `json:"preserveFDs,omitempty"`
 }
@@ -105,12 +111,49 @@ func (c *Config) EncodeSpec() error {
 	return err
 }
 
-// DecodeSpec fills Spec from SpecJSON, and Process from Spec when unset.
+// initSpec is the part of config.json the init reads. Decoding into it
+// rather than specs.Spec skips linux.resources, linux.seccomp (compiled by
+// the runtime), linux.intelRdt and the rest the runtime handles: a cold
+// encoding/json builds codecs for every type it meets, about half the
+// init's decode time for the whole spec.
+type initSpec struct {
+	Version    string         `json:"ociVersion"`
+	Process    *specs.Process `json:"process,omitempty"`
+	Root       *specs.Root    `json:"root,omitempty"`
+	Hostname   string         `json:"hostname,omitempty"`
+	Domainname string         `json:"domainname,omitempty"`
+	Mounts     []specs.Mount  `json:"mounts,omitempty"`
+	Hooks      *specs.Hooks   `json:"hooks,omitempty"`
+	Linux      *initLinux     `json:"linux,omitempty"`
+}
+
+type initLinux struct {
+	Devices           []specs.LinuxDevice     `json:"devices,omitempty"`
+	RootfsPropagation string                  `json:"rootfsPropagation,omitempty"`
+	MaskedPaths       []string                `json:"maskedPaths,omitempty"`
+	ReadonlyPaths     []string                `json:"readonlyPaths,omitempty"`
+	Sysctl            map[string]string       `json:"sysctl,omitempty"`
+	MountLabel        string                  `json:"mountLabel,omitempty"`
+	Personality       *specs.LinuxPersonality `json:"personality,omitempty"`
+}
+
+// DecodeSpec fills Spec from SpecJSON (the fields the init uses, see
+// initSpec), and Process from Spec when unset.
 func (c *Config) DecodeSpec() error {
 	if c.Spec == nil && len(c.SpecJSON) > 0 {
-		c.Spec = new(specs.Spec)
-		if err := json.Unmarshal(c.SpecJSON, c.Spec); err != nil {
+		var is initSpec
+		if err := json.Unmarshal(c.SpecJSON, &is); err != nil {
 			return err
+		}
+		c.Spec = &specs.Spec{
+			Version: is.Version, Process: is.Process, Root: is.Root, Hostname: is.Hostname, Domainname: is.Domainname,
+			Mounts: is.Mounts, Hooks: is.Hooks,
+		}
+		if l := is.Linux; l != nil {
+			c.Spec.Linux = &specs.Linux{
+				Devices: l.Devices, RootfsPropagation: l.RootfsPropagation, MaskedPaths: l.MaskedPaths,
+				ReadonlyPaths: l.ReadonlyPaths, Sysctl: l.Sysctl, MountLabel: l.MountLabel, Personality: l.Personality,
+			}
 		}
 	}
 	if c.Process == nil && len(c.ProcessJSON) > 0 {

@@ -9,13 +9,13 @@ import (
 
 	"github.com/hullproject/hull/runtime/caps"
 	"github.com/hullproject/hull/runtime/label"
-	"github.com/hullproject/hull/runtime/seccomp"
+	"github.com/hullproject/hull/runtime/seccomp/bpf"
 )
 
 // loadSeccomp installs the program the runtime compiled (a single
 // seccomp(2) call; no libseccomp in the init). For a SCMP_ACT_NOTIFY
 // program it passes the listener fd to the runtime.
-func (i *initp) loadSeccomp(p *seccomp.Program) error {
+func (i *initp) loadSeccomp(p *bpf.Program) error {
 	fd, err := p.Load()
 	if err != nil {
 		return err

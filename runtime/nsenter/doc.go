@@ -23,17 +23,9 @@
 // Errors are written as {"type":"error","msg":...} naming the namespace
 // and path, and the process exits 1.
 //
-// Cgroup self-join: when _HULL_CGROUP_JOIN is set (the init of a create
-// with no namespace to join and no new user namespace), the constructor
-// first waits on the sync fd for the cgroup v1 "tasks" files (a native
-// uint32 length, then the files one a line), writes "0" to each while the
-// process is single-threaded, and answers {"type":"cgroup-joined"} (with
-// "msg" naming the first failure, after which the runtime moves it the
-// usual way). A thread writing "0" to "tasks" moves only itself and the
-// kernel skips the global cgroup_threadgroup_rwsem that a cgroup.procs
-// write of another pid takes for writing, an RCU grace period each time
-// (see cgroups.Manager.Prepare): measured here 0.4 ms for the eight v1
-// hierarchies against 12-20 ms.
+// The cgroup: the init is born in it, forked by a runtime thread that
+// joined it first (container.startInCgroup), so nothing here deals with
+// cgroups.
 //
 // Importing this package (for its side effect) is all a main needs; when
 // _HULL_NSENTER is unset the constructor returns at once.

@@ -3,7 +3,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <sched.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,75 +28,6 @@ static void hull_report(const char *what, const char *path, int err)
 	_exit(1);
 }
 
-// hull_readn reads exactly n bytes; 0 on success.
-static int hull_readn(int fd, void *buf, size_t n)
-{
-	char *p = buf;
-
-	while (n > 0) {
-		ssize_t r = read(fd, p, n);
-
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			return -1;
-		p += r;
-		n -= (size_t)r;
-	}
-	return 0;
-}
-
-// hull_cgroup_join moves the still single-threaded init into its v1
-// cgroups when _HULL_CGROUP_JOIN is set. It waits on the sync socket for
-// the runtime's list of "tasks" files (a native uint32 length, then the
-// files one a line; length 0: nothing to join), writes "0" to each and
-// answers {"type":"cgroup-joined"}, with "msg" naming the first failure.
-// Writing "0" to "tasks" moves the calling thread only, which is the whole
-// process here, and spares the kernel's global threadgroup lock (an RCU
-// grace period) that a cgroup.procs write of another pid takes.
-static void hull_cgroup_join(void)
-{
-	const char *want = getenv("_HULL_CGROUP_JOIN");
-	const char *sfd = getenv("_HULL_SYNCFD");
-	char msg[1024] = "", buf[1100];
-	char *list, *tok, *save = NULL, *p;
-	uint32_t len;
-	int fd, n;
-
-	if (want == NULL || sfd == NULL)
-		return;
-	unsetenv("_HULL_CGROUP_JOIN");
-	fd = atoi(sfd);
-	if (hull_readn(fd, &len, sizeof(len)) < 0 || len == 0 || len > (1u << 20))
-		return;
-	list = malloc((size_t)len + 1);
-	if (list == NULL || hull_readn(fd, list, len) < 0) {
-		free(list);
-		return;
-	}
-	list[len] = '\0';
-	for (tok = strtok_r(list, "\n", &save); tok != NULL;
-	     tok = strtok_r(NULL, "\n", &save)) {
-		int tfd = open(tok, O_WRONLY | O_CLOEXEC);
-
-		if (tfd < 0 || write(tfd, "0", 1) != 1) {
-			snprintf(msg, sizeof(msg), "%s: %s", tok, strerror(errno));
-			if (tfd >= 0)
-				close(tfd);
-			break;
-		}
-		close(tfd);
-	}
-	free(list);
-	for (p = msg; *p != '\0'; p++)
-		if (*p == '"' || *p == '\\' || (unsigned char)*p < 0x20)
-			*p = '?';
-	n = snprintf(buf, sizeof(buf),
-		     "{\"type\":\"cgroup-joined\",\"msg\":\"%s\"}\n", msg);
-	if (n > 0)
-		(void)!write(fd, buf, (size_t)n);
-}
-
 // hull_nsenter runs in every hull-runtime process before main. It does
 // nothing unless _HULL_NSENTER names namespaces to join, as
 // "user:/proc/1/ns/user,net:/var/run/netns/x,...", user first, then
@@ -113,7 +43,6 @@ __attribute__((constructor)) static void hull_nsenter(void)
 	char *types[HULL_MAX_NS];
 	int n = 0, i, joinpid = 0, joinuser = 0;
 
-	hull_cgroup_join();
 	if ((spec == NULL || *spec == '\0') &&
 	    (unshare_env == NULL || *unshare_env == '\0'))
 		return;

@@ -11,10 +11,12 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// ReadCgroups parses /proc/self/cgroup: controller list ("cpu,cpuacct",
-// "" for the v2 hierarchy) -> path.
+// ReadCgroups parses the calling thread's /proc/thread-self/cgroup:
+// controller list ("cpu,cpuacct", "" for the v2 hierarchy) -> path. The
+// init joins its cgroup v1 hierarchies thread by thread, so the thread
+// that execve's (the caller, locked) is the one that counts.
 func ReadCgroups() (map[string]string, error) {
-	data, err := os.ReadFile("/proc/self/cgroup")
+	data, err := os.ReadFile("/proc/thread-self/cgroup")
 	if err != nil {
 		return nil, err
 	}

@@ -61,7 +61,7 @@ func (c *Cache) Compile(s *specs.LinuxSeccomp) (*Program, error) {
 	if data, err := os.ReadFile(path); err == nil {
 		var p Program
 		if json.Unmarshal(data, &p) == nil {
-			if _, err := p.instructions(); err == nil {
+			if _, err := p.Instructions(); err == nil {
 				return &p, nil
 			}
 		}

@@ -31,7 +31,7 @@ func FuzzValidate(f *testing.F) {
 		if err != nil {
 			t.Fatalf("Validate accepted a profile Compile refuses: %v\n%s", err, data)
 		}
-		if _, err := p.instructions(); err != nil {
+		if _, err := p.Instructions(); err != nil {
 			t.Fatalf("compiled program: %v", err)
 		}
 	})

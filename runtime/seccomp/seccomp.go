@@ -6,12 +6,14 @@ import (
 	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/hullproject/hull/runtime/seccomp/bpf"
 )
 
 // Errors returned by this package; test with errors.Is.
 var (
 	// ErrInvalid marks a profile that is wrong whatever the host.
-	ErrInvalid = errors.New("invalid seccomp profile")
+	ErrInvalid = bpf.ErrInvalid
 	// ErrUnsupported marks a valid profile that the linked libseccomp or
 	// the running kernel cannot honour.
 	ErrUnsupported = errors.New("seccomp feature not supported on this host")

@@ -1,0 +1,154 @@
+package container_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/hullproject/hull/internal/testutil"
+	"github.com/hullproject/hull/oci"
+	"github.com/hullproject/hull/runtime/container"
+	"github.com/hullproject/hull/runtime/initproc"
+)
+
+// The init of a container that joins no namespace runs from
+// hull-runtime-init when it is installed beside hull-runtime, through a
+// private read-only mount that leaves nothing in the host's mount table
+// (so that runtimes of different builds can run side by side).
+func TestInitBinary(t *testing.T) {
+	r := newRT(t)
+	helper := filepath.Join(filepath.Dir(r.bin), container.InitBinary)
+	hs, err := os.Stat(helper)
+	if err != nil {
+		t.Skipf("%s not built (make build builds it): %v", helper, err)
+	}
+	before := hullMounts(t)
+	b := testutil.NewBundle(t, "true")
+	c := r.mustCreate(b)
+	fd, err := unix.Open(fmt.Sprintf("/proc/%d/exe", c.pid), unix.O_PATH|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Size != hs.Size() {
+		t.Errorf("the init runs a binary of %d bytes, %s has %d", st.Size, helper, hs.Size())
+	}
+	var sfs unix.Statfs_t
+	if err := unix.Fstatfs(fd, &sfs); err != nil {
+		t.Fatal(err)
+	}
+	if sfs.Flags&unix.ST_RDONLY == 0 {
+		t.Errorf("the init's binary is on a writable mount")
+	}
+	if after := hullMounts(t); after != before {
+		t.Errorf("host mounts changed while a container exists:\nbefore %q\nafter  %q", before, after)
+	}
+	r.output(c)
+	r.must("delete", c.id)
+}
+
+// hullMounts lists the host's mounts whose line names a hull-runtime path.
+func hullMounts(t *testing.T) string {
+	t.Helper()
+	data, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, l := range strings.Split(string(data), "\n") {
+		if strings.Contains(l, "hull-runtime") {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+// An init of another build refuses to run, saying so, instead of
+// misreading the config.
+func TestInitBinaryOtherBuild(t *testing.T) {
+	r := newRT(t)
+	for _, bin := range []string{filepath.Join(filepath.Dir(r.bin), container.InitBinary), r.bin} {
+		if _, err := os.Stat(bin); err != nil {
+			continue
+		}
+		t.Run(filepath.Base(bin), func(t *testing.T) {
+			fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			parent, child := os.NewFile(uintptr(fds[0]), "parent"), os.NewFile(uintptr(fds[1]), "child")
+			defer parent.Close()
+			cmd := exec.Command(bin, "init")
+			cmd.ExtraFiles = []*os.File{child}
+			cmd.Env = []string{initproc.EnvSyncFD + "=3", initproc.EnvProtocol + "=0-other-build"}
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			child.Close()
+			var m initproc.Message
+			if err := json.NewDecoder(parent).Decode(&m); err != nil {
+				t.Fatalf("read the init's report: %v", err)
+			}
+			err = cmd.Wait()
+			if m.Type != initproc.MsgError || !strings.Contains(m.Msg, "same build") || err == nil {
+				t.Errorf("init of another protocol: %+v, exit %v", m, err)
+			}
+		})
+	}
+}
+
+// A non-root user runs a rootless spec (`spec --rootless`: a user
+// namespace mapping only its own uid and gid, no cgroup limits): the
+// container's process is root in its namespace and the user outside, and
+// the runtime needs no cgroup.
+func TestRootless(t *testing.T) {
+	r := newRT(t)
+	const uid, gid = 65534, 65534 // nobody, nogroup
+	b := testutil.NewBundle(t, "sh", "-c", "cat /proc/self/uid_map; id -u; echo ok")
+	oci.Rootless(b.Spec) // maps root's ids: the user's instead
+	b.Spec.Linux.UIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: uid, Size: 1}}
+	b.Spec.Linux.GIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: gid, Size: 1}}
+	if err := b.Save(); err != nil {
+		t.Fatal(err)
+	}
+	// The user must reach the bundle and own its state directory.
+	for d := b.Dir; d != "/" && d != os.TempDir(); d = filepath.Dir(d) {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	state := filepath.Join(b.Dir, "state")
+	if err := os.Mkdir(state, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(state, uid, gid); err != nil {
+		t.Fatal(err)
+	}
+	id := r.newID()
+	cmd := exec.Command(r.bin, "--root", state, "run", "--bundle", b.Dir, id)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: gid}}
+	cmd.Env = []string{"PATH=/usr/bin:/bin", "XDG_RUNTIME_DIR=" + state}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("rootless run: %v: %s", err, out)
+	}
+	fields := strings.Fields(string(out))
+	if len(fields) < 5 || fields[0] != "0" || fields[1] != fmt.Sprint(uid) || fields[3] != "0" || fields[4] != "ok" {
+		t.Errorf("rootless container printed %q, want uid_map \"0 %d 1\", id 0, ok", out, uid)
+	}
+	if ents, _ := os.ReadDir(state); len(ents) != 0 {
+		t.Errorf("state left behind: %v", ents)
+	}
+}
