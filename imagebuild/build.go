@@ -341,7 +341,9 @@ func (b *Builder) Build(ctx context.Context, r *Recipe) (*Result, error) {
 	res := &Result{Name: name, Files: files, Size: size, HostFiles: cl.fromHost}
 	used := map[string]bool{}
 	for _, e := range t.entries {
-		used[e.origin] = true
+		if e.typ != tar.TypeDir { // a shared directory is no package's content
+			used[e.origin] = true
+		}
 	}
 	for _, p := range s.order {
 		if used[p.Name] {
