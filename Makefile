@@ -10,7 +10,7 @@ export GOFLAGS ?= -buildvcs=false
 # STATIC_CGO_CMDS use cgo (libseccomp, the nsenter constructor) and are
 # linked statically: one page-cache image, no dynamic loader on the hot path.
 CMDS            := $(notdir $(wildcard cmd/*))
-STATIC_CMDS     ?= containerd-shim-hull-v2
+STATIC_CMDS     ?= containerd-shim-hull-v2 hull-runtime-init
 STATIC_CGO_CMDS ?= hull-runtime
 
 .PHONY: all build deps test test-unit bench demo clean fmt vet lint
