@@ -2,6 +2,8 @@ package cli
 
 import (
 	"fmt"
+	"sort"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -44,7 +46,46 @@ func infoCmd(g *globals) *cobra.Command {
 				}
 				fmt.Fprintf(w, "  %s\t%s\t%s\t%s\n", name, rt.Type, usable, detail)
 			}
-			return w.Flush()
+			if err := w.Flush(); err != nil {
+				return err
+			}
+			for _, rt := range r.Runtimes {
+				printDetails(g, rt)
+			}
+			return nil
 		},
 	}
+}
+
+// detailOrder is the order in which `hull info` prints a runtime's details
+// (keys not listed follow, sorted).
+var detailOrder = []string{"hypervisor", "accel", "accel_reason", "tcg_tb_size_mib", "kernel", "kernel_release", "kernel_source", "kernel_config_sha256", "kernel_sizes", "initrd", "agent", "guest_dir"}
+
+// printDetails prints a runtime's details (for vm runtimes: the guest
+// kernel, the agent, the acceleration and why) under its name.
+func printDetails(g *globals, rt *hullv1.RuntimeInfo) {
+	if len(rt.Details) == 0 {
+		return
+	}
+	fmt.Fprintf(g.stdout, "Runtime %s:\n", rt.Name)
+	keys := make([]string, 0, len(rt.Details))
+	seen := map[string]bool{}
+	for _, k := range detailOrder {
+		if _, ok := rt.Details[k]; ok {
+			keys = append(keys, k)
+			seen[k] = true
+		}
+	}
+	var rest []string
+	for k := range rt.Details {
+		if !seen[k] {
+			rest = append(rest, k)
+		}
+	}
+	sort.Strings(rest)
+	w := g.table()
+	for _, k := range append(keys, rest...) {
+		fmt.Fprintf(w, "  %s:\t%s\n", strings.ReplaceAll(k, "_", " "), rt.Details[k])
+	}
+	_ = w.Flush()
 }

@@ -258,6 +258,7 @@ func runtimeInfo(name string, rt config.Runtime, def bool) *hullv1.RuntimeInfo {
 	if mode := opt("mode"); mode != "" && mode != "native" {
 		ri.Usable = true
 		ri.Reason = fmt.Sprintf("mode %q: checked by the shim when a container is created", mode)
+		vmInfo(context.Background(), ri, mode, rt.Options)
 		return ri
 	}
 	runtime := opt("BinaryName", "binary_name")

@@ -15,8 +15,8 @@ guest-agent:
 	@CGO_ENABLED=1 $(GO) build -trimpath -tags netgo,osusergo -ldflags '$(AGENT_LDFLAGS)' -o $(GUEST_DIR)/hull-agent ./cmd/hull-agent
 
 guest-initramfs: guest-agent guest-cloud-kernel
-	@$(GO) run ./vm/guest/mkguest initramfs -init $(GUEST_DIR)/hull-agent -out $(GUEST_DIR)/agent.cpio
-	@$(GO) run ./vm/guest/mkguest initramfs -init $(GUEST_DIR)/hull-agent -out $(GUEST_DIR)/cloud/agent.cpio -modules $(GUEST_DIR)/cloud
+	@$(GO) run ./vm/guest/mkguest initramfs -version $(VERSION) -init $(GUEST_DIR)/hull-agent -out $(GUEST_DIR)/agent.cpio
+	@$(GO) run ./vm/guest/mkguest initramfs -version $(VERSION) -init $(GUEST_DIR)/hull-agent -out $(GUEST_DIR)/cloud/agent.cpio -modules $(GUEST_DIR)/cloud
 
 build: guest-initramfs
 
@@ -30,8 +30,22 @@ test-vm: guest-initramfs
 	$(GO) test -p 1 -count=1 ./vm/... ./agent/...
 
 # Boot-to-agent and /bin/true-in-a-VM times against the bare boot floor, and
-# the idle VM's PSS (QEMU + virtiofsd). HULL_VM_TB_SIZE / HULL_VM_APPEND try
-# TCG's translation-cache size and extra kernel parameters.
-.PHONY: bench-vm
+# the idle VM's PSS (QEMU + virtiofsd), at the agent level (agent/).
+# HULL_VM_TB_SIZE / HULL_VM_APPEND try TCG's translation-cache size and
+# extra kernel parameters.
+#   bench-vm-runtime  issue #5 item 8 / #7 item 5 through a real hulld:
+#                     cold `hull run --rm --runtime vm` of /bin/true vs the bare
+#                     QEMU floor and the stock cloud kernel, where the time goes,
+#                     the idle container's PSS; then each lever (tb-size, RAM,
+#                     kernel parameters; HULL_VM_LEVERS="name=backend keys;...")
+#   bench-vm-boot     bare boots: stock vs Hull's kernel, bzImage vs PVH, tb-size
+.PHONY: bench-vm bench-vm-runtime bench-vm-boot
 bench-vm:
 	$(GO) test -p 1 -count=1 -run '^$$' -bench VMRunTrue -benchtime $${BENCHTIME:-5x} ./agent/
+
+bench-vm-runtime: build guest-initramfs
+	@bash -c 'source scripts/test-env.d/registry.sh; HULL_BIN=$(BIN) \
+		$(GO) test -p 1 -count=1 -timeout 60m -run "^$$" -bench "VMRunRm|VMLevers" -benchtime $${BENCHTIME:-10x} ./bench/'
+
+bench-vm-boot: guest
+	$(GO) test -p 1 -count=1 -timeout 30m -run '^$$' -bench 'VMBoot' -benchtime $${BENCHTIME:-10x} ./bench/

@@ -36,6 +36,10 @@ import (
 // console once it runs as PID 1.
 const TestInitMarker = "HULL-TESTINIT-OK"
 
+// TestInitPowerButtonMarker is what the test init prints when the ACPI
+// power button (QMP system_powerdown) was pressed while it idled.
+const TestInitPowerButtonMarker = "HULL-TESTINIT-POWERBUTTON"
+
 // ManifestName is the manifest's file name inside a kernel's directory.
 const ManifestName = "kernel.json"
 

@@ -80,6 +80,9 @@ type Result struct {
 	Total time.Duration
 	// MaxRSSKiB is QEMU's peak resident set size.
 	MaxRSSKiB int64
+	// CPU is QEMU's user plus system CPU time: under TCG the guest's work
+	// shows here, steadier than wall time on a loaded host.
+	CPU time.Duration
 }
 
 // ConsoleTail returns the last n lines of the console.
@@ -257,6 +260,7 @@ func Boot(ctx context.Context, cfg Config) (*Result, error) {
 	res.KernelAt = kernelAt
 	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok && ru != nil {
 		res.MaxRSSKiB = ru.Maxrss
+		res.CPU = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 	}
 	select {
 	case res.MarkerAt = <-markerAt:

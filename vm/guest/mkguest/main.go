@@ -2,7 +2,8 @@
 //
 //	mkguest kernel    -out build/guest -fragment vm/guest/kernel.config
 //	mkguest cloud     -out build/guest/cloud
-//	mkguest initramfs -init build/guest/testinit -out build/guest/testinit.cpio [-modules build/guest/cloud] [-gzip]
+//	mkguest initramfs -init build/guest/testinit -out build/guest/testinit.cpio [-modules build/guest/cloud] [-gzip] [-version v]
+//	                  (also writes <out>.json: the init's hash and Hull version, for `hull info`)
 //	mkguest show      -dir build/guest   (both kernels, as `hull info` will show them)
 //	mkguest accel     [-fresh]            (KVM or TCG, and why)
 package main
@@ -86,6 +87,7 @@ func mkInitramfs(args []string) error {
 	out := fs.String("out", "", "output file")
 	modules := fs.String("modules", "", "cloud kernel directory whose agent modules go in")
 	gz := fs.Bool("gzip", false, "gzip the archive")
+	version := fs.String("version", "", "Hull source version the init was built from (recorded in <out>.json)")
 	fs.StringVar(&spec.Init, "init", "", "static binary for /init")
 	fs.Parse(args)
 	if *out == "" {
@@ -100,10 +102,17 @@ func mkInitramfs(args []string) error {
 			spec.Modules = append(spec.Modules, initramfs.Module{Name: mod.Name, Source: m.Path(mod.Path)})
 		}
 	}
+	comp := "none"
 	if *gz {
-		spec.Compression = initramfs.Gzip
+		spec.Compression, comp = initramfs.Gzip, "gzip"
 	}
-	return initramfs.WriteFile(*out, spec)
+	if err := initramfs.WriteFile(*out, spec); err != nil {
+		return err
+	}
+	// <out>.json says which init (agent build) the archive holds, for
+	// `hull info`.
+	_, err := guest.WriteInitrdManifest(*out, spec.Init, *version, comp, len(spec.Modules))
+	return err
 }
 
 func show(args []string) error {

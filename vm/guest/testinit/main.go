@@ -6,7 +6,8 @@
 // file (if any, for modular kernels such as Debian's cloud kernel), with
 // "hull.probe" on the kernel command line prints what the kernel offers
 // (probe.go), writes Marker to /dev/console, stays idle for
-// "hull.idle=<duration>" if asked, and powers the machine off with
+// "hull.idle=<duration>" if asked (cut short by the ACPI power button, QMP's
+// system_powerdown: power.go), and powers the machine off with
 // reboot(LINUX_REBOOT_CMD_POWER_OFF). Build it static (CGO_ENABLED=0).
 package main
 
@@ -74,7 +75,13 @@ func main() {
 	fmt.Fprintf(console, "%s release=%s modules=%d time=%d\n", Marker, unix.ByteSliceToString(uts.Release[:]), n, time.Now().Unix())
 	console.Sync()
 	if d := idleFor(); d > 0 {
-		time.Sleep(d)
+		// Idle, unless the ACPI power button (QMP system_powerdown) is
+		// pressed first: then power off at once, as a guest should.
+		select {
+		case <-time.After(d):
+		case <-powerButton():
+			fmt.Fprintln(console, PowerButtonMarker)
+		}
 	}
 	unix.Sync()
 	if err := unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF); err != nil {

@@ -133,6 +133,15 @@ func probe() string {
 			feats = append(feats, fam.name)
 		}
 	}
+	// The ACPI power button, an input device (system_powerdown).
+	if ents, err := os.ReadDir("/sys/class/input"); err == nil {
+		for _, e := range ents {
+			if strings.HasPrefix(e.Name(), "event") && isPowerButton(e.Name()) {
+				feats = append(feats, "powerbutton")
+				break
+			}
+		}
+	}
 	add("features", feats)
 	return fmt.Sprintf("%s %s", ProbeMarker, strings.Join(out, " "))
 }
