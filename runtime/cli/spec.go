@@ -8,7 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/hullproject/hull/oci"
+	"github.com/hullproject/hull/oci/runspec"
 )
 
 func newSpec(g *globals) *cobra.Command {
@@ -19,9 +19,9 @@ func newSpec(g *globals) *cobra.Command {
 		Short: "write an example config.json",
 		Args:  exactArgs(0, "none"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			s := oci.Example()
+			s := runspec.Example()
 			if rootless {
-				oci.Rootless(s)
+				runspec.Rootless(s)
 			}
 			path := filepath.Join(bundle, "config.json")
 			if _, err := os.Stat(path); err == nil {
