@@ -72,9 +72,12 @@ const (
 type vmConfig struct {
 	Kernel, Initrd, KernelParams, Accel string
 	Hypervisor                          string
-	VCPUs, MemoryMiB                    int
-	TBSizeMiB                           int
-	BootTimeout                         time.Duration
+	// GuestDir is the guest asset directory resolved (the acceleration
+	// probe boots from it).
+	GuestDir         string
+	VCPUs, MemoryMiB int
+	TBSizeMiB        int
+	BootTimeout      time.Duration
 }
 
 // vmGuestDir is the default guest asset directory: $HULL_GUEST_DIR, else
@@ -151,6 +154,7 @@ func parseVMConfig(m map[string]any) (*vmConfig, error) {
 	if dir == "" {
 		dir = vmGuestDir()
 	}
+	c.GuestDir = dir
 	a := vm.DefaultAssets(dir, false)
 	if c.Kernel == "" {
 		c.Kernel = a.Kernel
@@ -279,6 +283,7 @@ func (b *VMBackend) Create(ctx context.Context, c *CreateConfig) (pid int, err e
 	if _, err := b.client().ConfigureNetwork(ctx, netReq); err != nil {
 		return 0, fmt.Errorf("configure the network in the guest: %w; console tail:\n%s", err, vm.ConsoleTail(sb.Hypervisor.ConsolePath(), 20))
 	}
+	vmTraceMark(c.ID, "network")
 	gspec := guestSpec(spec, bindSources)
 	js, err := json.Marshal(gspec)
 	if err != nil {

@@ -28,12 +28,12 @@ func TestParseVMConfig(t *testing.T) {
 		want vmConfig
 		err  error
 	}{
-		{"defaults from HULL_GUEST_DIR", nil, vmConfig{Kernel: filepath.Join(dir, "vmlinux"), Initrd: filepath.Join(dir, "agent.cpio")}, nil},
-		{"guest_dir", map[string]any{"guest_dir": "/g"}, vmConfig{Kernel: "/g/bzImage", Initrd: "/g/agent.cpio"}, nil},
+		{"defaults from HULL_GUEST_DIR", nil, vmConfig{Kernel: filepath.Join(dir, "vmlinux"), Initrd: filepath.Join(dir, "agent.cpio"), GuestDir: dir}, nil},
+		{"guest_dir", map[string]any{"guest_dir": "/g"}, vmConfig{Kernel: "/g/bzImage", Initrd: "/g/agent.cpio", GuestDir: "/g"}, nil},
 		{"explicit", map[string]any{"kernel": "/k", "initrd": "/i", "kernel_params": "quiet", "accel": "tcg", "vcpus": int64(2), "memory_mib": int64(512), "boot_timeout": int64(90)},
-			vmConfig{Kernel: "/k", Initrd: "/i", KernelParams: "quiet", Accel: "tcg", VCPUs: 2, MemoryMiB: 512, BootTimeout: 90 * time.Second}, nil},
-		{"tb size", map[string]any{"tb_size_mib": int64(-1)}, vmConfig{Kernel: filepath.Join(dir, "vmlinux"), Initrd: filepath.Join(dir, "agent.cpio"), TBSizeMiB: -1}, nil},
-		{"hypervisor", map[string]any{"hypervisor": "cloud-hypervisor"}, vmConfig{Kernel: filepath.Join(dir, "vmlinux"), Initrd: filepath.Join(dir, "agent.cpio"), Hypervisor: "cloud-hypervisor"}, nil},
+			vmConfig{Kernel: "/k", Initrd: "/i", KernelParams: "quiet", Accel: "tcg", VCPUs: 2, MemoryMiB: 512, BootTimeout: 90 * time.Second, GuestDir: dir}, nil},
+		{"tb size", map[string]any{"tb_size_mib": int64(-1)}, vmConfig{Kernel: filepath.Join(dir, "vmlinux"), Initrd: filepath.Join(dir, "agent.cpio"), TBSizeMiB: -1, GuestDir: dir}, nil},
+		{"hypervisor", map[string]any{"hypervisor": "cloud-hypervisor"}, vmConfig{Kernel: filepath.Join(dir, "vmlinux"), Initrd: filepath.Join(dir, "agent.cpio"), Hypervisor: "cloud-hypervisor", GuestDir: dir}, nil},
 		{"unknown hypervisor", map[string]any{"hypervisor": "xen"}, vmConfig{}, errdefs.ErrInvalidArgument},
 		{"unknown key", map[string]any{"kernal": "/k"}, vmConfig{}, errdefs.ErrInvalidArgument},
 		{"kernel not a string", map[string]any{"kernel": int64(1)}, vmConfig{}, errdefs.ErrInvalidArgument},

@@ -170,9 +170,3 @@ func (r *Reaper) reapOnce() {
 		}
 	}
 }
-
-// PowerOff syncs and powers the guest off.
-func PowerOff() error {
-	unix.Sync()
-	return unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF)
-}

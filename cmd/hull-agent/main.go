@@ -65,6 +65,14 @@ func run(log *slog.Logger) error {
 			log.Error("power off", "err", err)
 		}
 	}
+	if os.Getpid() == 1 {
+		// QEMU's system_powerdown (the hypervisor's clean stop when the
+		// agent was not asked first) presses the ACPI power button.
+		server.WatchPowerButton(context.Background(), func() {
+			log.Info("power button pressed: powering off")
+			powerOff()
+		})
+	}
 	srv, err := server.NewTTRPCServer(server.NewServer(reaper, powerOff, log))
 	if err != nil {
 		return err

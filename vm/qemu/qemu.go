@@ -54,6 +54,9 @@ type Options struct {
 	// QEMU's own default.
 	Accel     string
 	TBSizeMiB int
+	// GuestDir holds the guest assets accel.Detect's probe boot uses when
+	// Accel is "" (accel.Options.GuestDir; empty: guest.DefaultDir()).
+	GuestDir string
 	// PowerdownTimeout is how long Stop waits after system_powerdown before
 	// quit (1 s); QuitTimeout after quit before SIGKILL (2 s).
 	PowerdownTimeout time.Duration
@@ -118,7 +121,7 @@ func (q *QEMU) Args() []string {
 func (q *QEMU) accelArg(ctx context.Context) string {
 	a := q.opts.Accel
 	if a == "" {
-		r := accel.Detect(ctx, accel.Options{Logger: q.opts.Logger})
+		r := accel.Detect(ctx, accel.Options{Logger: q.opts.Logger, GuestDir: q.opts.GuestDir})
 		a = r.Accel
 		q.opts.Logger.Debug("acceleration", "accel", r.Accel, "reason", r.Reason)
 	}

@@ -87,6 +87,13 @@ func TestBootAgentShutdown(t *testing.T) {
 			if err != nil || !strings.Contains(string(b), "Linux version") {
 				t.Errorf("console log %s unreadable or without the kernel banner: %v", q.ConsolePath(), err)
 			}
+			// With the ACPI power button in the kernel, system_powerdown
+			// reaches the agent, which powers off at once.
+			if kcfg, _ := os.ReadFile(filepath.Join(filepath.Dir(cfg.Kernel), "config")); tc.viaQMP && strings.Contains(string(kcfg), "CONFIG_ACPI_BUTTON=y") {
+				if !strings.Contains(string(b), "power button pressed") {
+					t.Errorf("the agent did not act on the power button; console:\n%s", vm.ConsoleTail(q.ConsolePath(), 15))
+				}
+			}
 			for _, f := range []string{"qmp.sock", "agent.sock"} {
 				if _, err := os.Stat(filepath.Join(cfg.StateDir, f)); err == nil {
 					t.Errorf("%s left behind", f)
