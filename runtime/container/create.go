@@ -91,32 +91,32 @@ func Create(ctx context.Context, o CreateOptions) (_ *Process, retErr error) {
 		return nil, err
 	}
 	trace.Mark("create: begin")
-	spec, specJSON, err := loadSpec(bundle)
+	// The init is started as soon as what its start needs is known (the
+	// namespaces, the user namespace's mappings, a terminal): its exec and
+	// Go start-up, about a millisecond, then overlap the decoding and
+	// checking of the whole spec here. A spec that then fails the checks
+	// kills it, and nothing is left behind.
+	specPath := filepath.Join(bundle, "config.json")
+	specJSON, start, err := readStartSpec(specPath)
 	if err != nil {
 		return nil, err
 	}
-	trace.Mark("spec loaded")
-	rootfs, plan, err := validate(spec, bundle)
+	var namespaces []specs.LinuxNamespace
+	if start.Linux != nil {
+		namespaces = start.Linux.Namespaces
+	}
+	plan, err := planNamespaces(namespaces)
 	if err != nil {
 		return nil, err
 	}
-	// What runc only warns about goes to the log (--log; not stderr,
-	// which the container shares).
-	for _, w := range caps.Warnings(spec.Process.Capabilities) {
-		slog.Info("process.capabilities: " + w)
-	}
-	if spec.Linux != nil && spec.Linux.Seccomp != nil {
-		if u := seccomp.UnknownSyscalls(spec.Linux.Seccomp); len(u) > 0 {
-			slog.Info("linux.seccomp: syscalls unknown to this kernel/libseccomp are ignored", "syscalls", u)
+	if start.Process != nil && start.Process.Terminal {
+		if o.ConsoleSocket == "" {
+			return nil, fmt.Errorf("%w: process.terminal is true: --console-socket is required", ErrInvalidSpec)
 		}
+	} else if o.ConsoleSocket != "" {
+		return nil, fmt.Errorf("%w: --console-socket given but process.terminal is false", ErrInvalidSpec)
 	}
-	trace.Mark("validated")
-	// The seccomp filter is compiled here, once per distinct profile
-	// (cached on disk): the init only loads the program, one syscall.
-	prog, err := compileSeccomp(spec)
-	if err != nil {
-		return nil, err
-	}
+	trace.Mark("start spec")
 	h, err := newHandle(o.Root, o.ID)
 	if err != nil {
 		return nil, err
@@ -146,12 +146,6 @@ func Create(ctx context.Context, o CreateOptions) (_ *Process, retErr error) {
 		}
 		h.remove()
 	}()
-	h.Record.Bundle = bundle
-	h.Record.Rootfs = rootfs
-	h.Record.Created = time.Now().UTC()
-	h.Record.Annotations = spec.Annotations
-	h.Record.Spec = spec
-	h.Record.RawSpec = specJSON
 	fifo := filepath.Join(h.Dir, fifoFile)
 	if !o.StartNow {
 		old := unix.Umask(0)
@@ -161,11 +155,6 @@ func Create(ctx context.Context, o CreateOptions) (_ *Process, retErr error) {
 			return nil, fmt.Errorf("make exec fifo: %w", err)
 		}
 	}
-	cgPath := ""
-	if spec.Linux != nil {
-		cgPath = spec.Linux.CgroupsPath
-	}
-	res := cgroups.ContainerResources(spec)
 	trace.Mark("fifo")
 
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
@@ -192,38 +181,15 @@ func Create(ctx context.Context, o CreateOptions) (_ *Process, retErr error) {
 	}
 	base := 3 + len(extra)
 	extra = append(extra, child, fifoF)
-	var proc *specs.Process // nil: the spec's, decoded by the init
-	if o.ListenFDs > 0 {
-		p := *spec.Process
-		p.Env = append(append([]string(nil), p.Env...), "LISTEN_FDS="+strconv.Itoa(o.ListenFDs), "LISTEN_PID=1")
-		proc = &p
-	}
-	cfg := &initproc.Config{
-		SpecJSON: specJSON, Process: proc, Rootfs: rootfs, Bundle: bundle,
-		NoPivot: o.NoPivot, NoNewKeyring: o.NoNewKeyring,
-		NewMountNS: plan.has[specs.MountNamespace], NewUserNS: plan.newNS[specs.UserNamespace],
-		NewCgroupNS: plan.newNS[specs.CgroupNamespace], NewUTSNS: plan.newNS[specs.UTSNamespace],
-		FifoFD: base + 1, PreserveFDs: o.PreserveFDs, Seccomp: prog,
-	}
-	if o.StartNow {
-		cfg.FifoFD = 0
-	}
-	if spec.Process.Terminal {
-		if o.ConsoleSocket == "" {
-			return nil, fmt.Errorf("%w: process.terminal is true: --console-socket is required", ErrInvalidSpec)
-		}
+	consoleFD := 0
+	if o.ConsoleSocket != "" {
 		cs, err := dialConsole(o.ConsoleSocket)
 		if err != nil {
 			return nil, err
 		}
 		defer cs.Close()
-		cfg.ConsoleSocketFD = 3 + len(extra)
+		consoleFD = 3 + len(extra)
 		extra = append(extra, cs)
-	} else if o.ConsoleSocket != "" {
-		return nil, fmt.Errorf("%w: --console-socket given but process.terminal is false", ErrInvalidSpec)
-	}
-	if hk := spec.Hooks; hk != nil && (len(hk.Prestart) > 0 || len(hk.CreateRuntime) > 0) {
-		cfg.RuntimeHooks = true
 	}
 
 	trace.Mark("sockets")
@@ -262,9 +228,9 @@ func Create(ctx context.Context, o CreateOptions) (_ *Process, retErr error) {
 	if plan.unshare != 0 {
 		cmd.Env = append(cmd.Env, "_HULL_UNSHARE="+strconv.Itoa(plan.unshare))
 	}
-	if plan.newNS[specs.TimeNamespace] && len(spec.Linux.TimeOffsets) > 0 {
+	if plan.newNS[specs.TimeNamespace] && len(start.Linux.TimeOffsets) > 0 {
 		var off string
-		for clock, o := range spec.Linux.TimeOffsets {
+		for clock, o := range start.Linux.TimeOffsets {
 			off += fmt.Sprintf("%s %d %d\n", clock, o.Secs, o.Nanosecs)
 		}
 		cmd.Env = append(cmd.Env, "_HULL_TIMENS_OFFSETS="+off)
@@ -273,8 +239,8 @@ func Create(ctx context.Context, o CreateOptions) (_ *Process, retErr error) {
 		cmd.Env = append(cmd.Env, initproc.EnvSetsid+"=1")
 	}
 	if plan.newNS[specs.UserNamespace] {
-		cmd.SysProcAttr.UidMappings = idMaps(spec.Linux.UIDMappings)
-		cmd.SysProcAttr.GidMappings = idMaps(spec.Linux.GIDMappings)
+		cmd.SysProcAttr.UidMappings = idMaps(start.Linux.UIDMappings)
+		cmd.SysProcAttr.GidMappings = idMaps(start.Linux.GIDMappings)
 		// Only a privileged runtime may allow setgroups(2) in the new
 		// namespace: the kernel takes an unprivileged gid_map only after
 		// "deny" (user_namespaces(7)).
@@ -293,6 +259,66 @@ func Create(ctx context.Context, o CreateOptions) (_ *Process, retErr error) {
 	pid = cmd.Process.Pid // killed by the deferred cleanup on error
 	child.Close()
 	trace.Mark("init started")
+
+	// While the init starts: the whole spec.
+	spec, err := decodeSpec(specPath, specJSON)
+	if err != nil {
+		return nil, err
+	}
+	rootfs, full, err := validate(spec, bundle)
+	if err != nil {
+		return nil, err
+	}
+	if full.clone != plan.clone || full.unshare != plan.unshare || joinList(full.joins) != joinList(plan.joins) {
+		return nil, fmt.Errorf("%w: linux.namespaces read differently twice", ErrInvalidSpec) // cannot happen: same bytes
+	}
+	// What runc only warns about goes to the log (--log; not stderr,
+	// which the container shares).
+	for _, w := range caps.Warnings(spec.Process.Capabilities) {
+		slog.Info("process.capabilities: " + w)
+	}
+	if spec.Linux != nil && spec.Linux.Seccomp != nil {
+		if u := seccomp.UnknownSyscalls(spec.Linux.Seccomp); len(u) > 0 {
+			slog.Info("linux.seccomp: syscalls unknown to this kernel/libseccomp are ignored", "syscalls", u)
+		}
+	}
+	trace.Mark("validated")
+	// The seccomp filter is compiled here, once per distinct profile
+	// (cached on disk): the init only loads the program, one syscall.
+	prog, err := compileSeccomp(spec)
+	if err != nil {
+		return nil, err
+	}
+	h.Record.Bundle = bundle
+	h.Record.Rootfs = rootfs
+	h.Record.Created = time.Now().UTC()
+	h.Record.Annotations = spec.Annotations
+	h.Record.Spec = spec
+	h.Record.RawSpec = specJSON
+	cgPath := ""
+	if spec.Linux != nil {
+		cgPath = spec.Linux.CgroupsPath
+	}
+	res := cgroups.ContainerResources(spec)
+	var proc *specs.Process // nil: the spec's, decoded by the init
+	if o.ListenFDs > 0 {
+		p := *spec.Process
+		p.Env = append(append([]string(nil), p.Env...), "LISTEN_FDS="+strconv.Itoa(o.ListenFDs), "LISTEN_PID=1")
+		proc = &p
+	}
+	cfg := &initproc.Config{
+		SpecJSON: specJSON, Process: proc, Rootfs: rootfs, Bundle: bundle,
+		NoPivot: o.NoPivot, NoNewKeyring: o.NoNewKeyring,
+		NewMountNS: plan.has[specs.MountNamespace], NewUserNS: plan.newNS[specs.UserNamespace],
+		NewCgroupNS: plan.newNS[specs.CgroupNamespace], NewUTSNS: plan.newNS[specs.UTSNamespace],
+		FifoFD: base + 1, PreserveFDs: o.PreserveFDs, Seccomp: prog, ConsoleSocketFD: consoleFD,
+	}
+	if o.StartNow {
+		cfg.FifoFD = 0
+	}
+	if hk := spec.Hooks; hk != nil && (len(hk.Prestart) > 0 || len(hk.CreateRuntime) > 0) {
+		cfg.RuntimeHooks = true
+	}
 	dec := json.NewDecoder(sync)
 	if plan.joinPid {
 		var m initproc.Message

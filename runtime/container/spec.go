@@ -18,6 +18,45 @@ import (
 	"github.com/hullproject/hull/runtime/label"
 )
 
+// startSpec is the part of config.json needed to start the init (see
+// Create): decoded first, with codecs for a handful of types only.
+type startSpec struct {
+	Process *struct {
+		Terminal bool `json:"terminal"`
+	} `json:"process"`
+	Linux *struct {
+		Namespaces  []specs.LinuxNamespace           `json:"namespaces"`
+		UIDMappings []specs.LinuxIDMapping           `json:"uidMappings"`
+		GIDMappings []specs.LinuxIDMapping           `json:"gidMappings"`
+		TimeOffsets map[string]specs.LinuxTimeOffset `json:"timeOffsets"`
+	} `json:"linux"`
+}
+
+// readStartSpec reads path (config.json) and decodes its startSpec.
+func readStartSpec(path string) ([]byte, *startSpec, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, nil, fmt.Errorf("%w: %s: no config.json in the bundle", ErrInvalidSpec, path)
+		}
+		return nil, nil, fmt.Errorf("%w: %w", ErrInvalidSpec, err)
+	}
+	var s startSpec
+	if err := json.Unmarshal(data, &s); err != nil {
+		return nil, nil, fmt.Errorf("%w: %s: %w", ErrInvalidSpec, path, err)
+	}
+	return data, &s, nil
+}
+
+// decodeSpec decodes config.json's bytes read from path.
+func decodeSpec(path string, data []byte) (*specs.Spec, error) {
+	var s specs.Spec
+	if err := json.Unmarshal(data, &s); err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", ErrInvalidSpec, path, err)
+	}
+	return &s, nil
+}
+
 // LoadSpec reads bundle/config.json.
 func LoadSpec(bundle string) (*specs.Spec, error) {
 	s, _, err := loadSpec(bundle)
@@ -67,15 +106,15 @@ type nsPlan struct {
 	newNS   map[specs.LinuxNamespaceType]bool
 }
 
-func planNamespaces(s *specs.Spec) (*nsPlan, error) {
+func planNamespaces(namespaces []specs.LinuxNamespace) (*nsPlan, error) {
 	p := &nsPlan{has: map[specs.LinuxNamespaceType]bool{}, newNS: map[specs.LinuxNamespaceType]bool{}}
-	if s.Linux == nil {
+	if len(namespaces) == 0 {
 		return p, nil
 	}
 	var newFlags int
 	var joinUser string
 	var joins []string
-	for i, ns := range s.Linux.Namespaces {
+	for i, ns := range namespaces {
 		t, ok := nsTypes[ns.Type]
 		if !ok {
 			return nil, fmt.Errorf("%w: linux.namespaces[%d].type %q is unknown", ErrInvalidSpec, i, ns.Type)
@@ -183,7 +222,11 @@ func validate(s *specs.Spec, bundle string) (rootfs string, plan *nsPlan, err er
 	if err := label.ValidateSpec(s); err != nil {
 		return "", nil, fmt.Errorf("%w: %w", ErrInvalidSpec, err)
 	}
-	if plan, err = planNamespaces(s); err != nil {
+	var namespaces []specs.LinuxNamespace
+	if s.Linux != nil {
+		namespaces = s.Linux.Namespaces
+	}
+	if plan, err = planNamespaces(namespaces); err != nil {
 		return "", nil, err
 	}
 	if !plan.has[specs.MountNamespace] {
