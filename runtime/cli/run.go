@@ -1,10 +1,8 @@
 package cli
 
 import (
-	"encoding/json"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"strconv"
 
 	"github.com/spf13/cobra"
@@ -49,13 +47,18 @@ func newRun(g *globals) *cobra.Command {
 			o := c.options(g, id)
 			o.StartNow = true
 			if !detach && o.ConsoleSocket == "" {
-				if wantsTerminal(c.bundle) {
-					tty, err := newLocalTTY()
-					if err != nil {
-						return errTTY(err)
+				var tty *localTTY
+				defer func() {
+					if tty != nil {
+						tty.close()
 					}
-					defer tty.close()
-					o.ConsoleSocket = tty.path()
+				}()
+				o.LocalConsole = func() (string, error) {
+					var err error
+					if tty, err = newLocalTTY(); err != nil {
+						return "", errTTY(err)
+					}
+					return tty.path(), nil
 				}
 			}
 			p, err := container.Create(ctx, o)
@@ -137,19 +140,4 @@ func forwardUntilExit(pid int, wait func() (int, error), sigs <-chan os.Signal) 
 			return code
 		}
 	}
-}
-
-// wantsTerminal reads only process.terminal of bundle/config.json (create
-// reads and checks the whole document).
-func wantsTerminal(bundle string) bool {
-	data, err := os.ReadFile(filepath.Join(bundle, "config.json"))
-	if err != nil {
-		return false
-	}
-	var s struct {
-		Process *struct {
-			Terminal bool `json:"terminal"`
-		} `json:"process"`
-	}
-	return json.Unmarshal(data, &s) == nil && s.Process != nil && s.Process.Terminal
 }

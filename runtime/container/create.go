@@ -41,6 +41,10 @@ type CreateOptions struct {
 	// ListenFDs: socket-activation fds ($LISTEN_FDS) among PreserveFDs;
 	// the process gets LISTEN_FDS and LISTEN_PID=1, as runc does.
 	ListenFDs int
+	// LocalConsole, when set and process.terminal is true without a
+	// ConsoleSocket, makes one (`run` in the foreground gives its own
+	// terminal) and returns its path.
+	LocalConsole func() (string, error)
 	// StartNow is `run`: the init does not wait on the exec fifo but
 	// execve's as soon as it is ready (create and start in one step).
 	StartNow bool
@@ -110,6 +114,11 @@ func Create(ctx context.Context, o CreateOptions) (_ *Process, retErr error) {
 		return nil, err
 	}
 	if start.Process != nil && start.Process.Terminal {
+		if o.ConsoleSocket == "" && o.LocalConsole != nil {
+			if o.ConsoleSocket, err = o.LocalConsole(); err != nil {
+				return nil, err
+			}
+		}
 		if o.ConsoleSocket == "" {
 			return nil, fmt.Errorf("%w: process.terminal is true: --console-socket is required", ErrInvalidSpec)
 		}
