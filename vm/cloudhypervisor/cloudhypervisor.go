@@ -5,7 +5,7 @@
 // started with nothing else, and the VM is described and booted through
 // its REST API (vm.create, vm.add-net with the tap device passed over the
 // socket, vm.boot; vm.info, vm.pause and vm.resume for control;
-// vm.shutdown and vmm.shutdown to stop). Devices are virtio-pci. The
+// vm.power-button, then vm.shutdown and vmm.shutdown to stop). Devices are virtio-pci. The
 // guest RAM is shared when there are virtio-fs shares (one virtiofsd each,
 // as with QEMU). The guest serial console goes to console.log. The agent
 // channel is Cloud Hypervisor's hybrid vsock: the unix socket agent.sock,
@@ -48,6 +48,10 @@ const (
 type Options struct {
 	Binary    string // $HULL_CLOUD_HYPERVISOR, else DefaultBinary
 	Virtiofsd string // vmm.DefaultVirtiofsd
+	// PowerdownTimeout is how long Stop waits after vm.power-button (the
+	// ACPI power button, on which hull-agent powers the guest off) before
+	// it ends the VM through the API (1 s).
+	PowerdownTimeout time.Duration
 	// ShutdownTimeout is how long Stop waits for the VMM to exit after
 	// vm.shutdown and vmm.shutdown before SIGKILL (2 s).
 	ShutdownTimeout time.Duration
@@ -84,6 +88,9 @@ func New(o Options) *CloudHypervisor {
 	}
 	if o.Virtiofsd == "" {
 		o.Virtiofsd = vmm.DefaultVirtiofsd
+	}
+	if o.PowerdownTimeout <= 0 {
+		o.PowerdownTimeout = time.Second
 	}
 	if o.ShutdownTimeout <= 0 {
 		o.ShutdownTimeout = 2 * time.Second
@@ -225,9 +232,9 @@ func (c *CloudHypervisor) fail(err error) error {
 	return fmt.Errorf("cloud-hypervisor: %w", err)
 }
 
-// Stop implements vm.Hypervisor: vm.shutdown and vmm.shutdown, SIGKILL
-// after ShutdownTimeout. The agent's power-off (vm.Sandbox.Shutdown) is
-// the guest's clean path; this one ends the VMM.
+// Stop implements vm.Hypervisor: the ACPI power button (the guest powers
+// off and Cloud Hypervisor exits), after PowerdownTimeout vm.shutdown and
+// vmm.shutdown, after ShutdownTimeout SIGKILL.
 func (c *CloudHypervisor) Stop(ctx context.Context) error {
 	m := c.machine()
 	if !m.Started() {
@@ -238,6 +245,15 @@ func (c *CloudHypervisor) Stop(ctx context.Context) error {
 	case <-m.Done():
 		return nil
 	default:
+	}
+	pctx, pcancel := context.WithTimeout(ctx, c.opts.PowerdownTimeout)
+	err := c.api.Do(pctx, "PUT", "/vm.power-button", nil, nil)
+	pcancel()
+	if err == nil && m.WaitDone(ctx, c.opts.PowerdownTimeout) {
+		return nil
+	}
+	if err != nil {
+		c.opts.Logger.Debug("cloud-hypervisor vm.power-button", "err", err)
 	}
 	sctx, cancel := context.WithTimeout(ctx, c.opts.ShutdownTimeout)
 	defer cancel()

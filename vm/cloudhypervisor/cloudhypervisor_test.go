@@ -77,8 +77,13 @@ func fakeCloudHypervisor() {
 		return 0, ""
 	}
 	f.OnRequest = func(r vmm.Request) {
-		if r.Key() == "PUT /api/v1/vmm.shutdown" {
+		switch r.Key() {
+		case "PUT /api/v1/vmm.shutdown":
 			exit <- 0
+		case "PUT /api/v1/vm.power-button":
+			if os.Getenv("HULL_FAKE_CH_ACPI") != "" {
+				exit <- 0 // the guest powers off; the VMM exits
+			}
 		}
 	}
 	if err := vmm.ServeFakeAPI(sock, f); err != nil {
@@ -179,7 +184,7 @@ func TestStartStop(t *testing.T) {
 	} else {
 		t.Logf("virtiofsd not installed (%v): no share in this run", err)
 	}
-	h := New(Options{})
+	h := New(Options{PowerdownTimeout: 100 * time.Millisecond})
 	ctx := context.Background()
 	if err := h.Start(ctx, f.cfg); err != nil {
 		t.Fatal(err)
@@ -250,9 +255,10 @@ func TestStartStop(t *testing.T) {
 	if err := h.Wait(); err != nil {
 		t.Errorf("Wait after Stop: %v", err)
 	}
+	// This guest ignores the power button: the VM is ended through the API.
 	rs = f.requests(t)
-	tail := keys(rs[len(rs)-2:])
-	if strings.Join(tail, ",") != "PUT /api/v1/vm.shutdown,PUT /api/v1/vmm.shutdown" {
+	tail := keys(rs[len(rs)-3:])
+	if strings.Join(tail, ",") != "PUT /api/v1/vm.power-button,PUT /api/v1/vm.shutdown,PUT /api/v1/vmm.shutdown" {
 		t.Errorf("stop requests %v", tail)
 	}
 	noStrays(t, h, st)
@@ -343,6 +349,28 @@ func TestBootBadGuest(t *testing.T) {
 			noStrays(t, h, f.cfg.StateDir)
 		})
 	}
+}
+
+// TestStopPowerButton: a guest that powers off on the ACPI power button
+// ends the VM with no further request.
+func TestStopPowerButton(t *testing.T) {
+	f := setup(t)
+	t.Setenv("HULL_FAKE_CH_ACPI", "1")
+	h := New(Options{})
+	if err := h.Start(context.Background(), f.cfg); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Wait(); err != nil {
+		t.Errorf("Wait: %v", err)
+	}
+	rs := f.requests(t)
+	if k := rs[len(rs)-1].Key(); k != "PUT /api/v1/vm.power-button" {
+		t.Errorf("last request %s, want the power button", k)
+	}
+	noStrays(t, h, f.cfg.StateDir)
 }
 
 func TestStartFails(t *testing.T) {
