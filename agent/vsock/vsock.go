@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -58,7 +59,7 @@ func DialHybrid(ctx context.Context, path string, port uint32) (net.Conn, error)
 			return c, nil
 		}
 		// An attempt cut short by ctx's end says less than the one before.
-		if last == nil || ctx.Err() == nil {
+		if last == nil || !cutShort(ctx, err) {
 			last = err
 		}
 		select {
@@ -102,6 +103,13 @@ func dialHybridOnce(ctx context.Context, path string, port uint32) (net.Conn, er
 	}
 	c.SetDeadline(time.Time{})
 	return c, nil
+}
+
+// cutShort reports whether an attempt failed because ctx's deadline came
+// (the socket's deadline, which is ctx's, may fire a moment before ctx
+// itself says so).
+func cutShort(ctx context.Context, err error) bool {
+	return ctx.Err() != nil || errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, context.DeadlineExceeded)
 }
 
 // readLine reads up to '\n' one byte at a time (at most max bytes).

@@ -66,7 +66,7 @@ func Dial(ctx context.Context, cid, port uint32) (net.Conn, error) {
 			return c, nil
 		}
 		// An attempt cut short by ctx's end says less than the one before.
-		if last == nil || ctx.Err() == nil {
+		if last == nil || !cutShort(ctx, err) {
 			last = err
 		}
 		if !retryable(err) {
