@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"reflect"
 	"strconv"
@@ -60,7 +59,6 @@ type Process struct {
 	Pid int
 	// HasPoststart: the container has poststart hooks for `run` to run.
 	HasPoststart bool
-	cmd          *exec.Cmd
 }
 
 // Wait waits for the process and returns its exit code (128+signal when
@@ -134,7 +132,7 @@ func Create(ctx context.Context, o CreateOptions) (_ *Process, retErr error) {
 	var (
 		mgr  cgroups.Manager
 		pid  int
-		cmd  *exec.Cmd
+		cmd  *initCmd
 		sync *os.File
 	)
 	defer func() {
@@ -143,7 +141,7 @@ func Create(ctx context.Context, o CreateOptions) (_ *Process, retErr error) {
 		}
 		if pid > 0 {
 			unix.Kill(pid, unix.SIGKILL)
-			if cmd != nil && cmd.ProcessState == nil {
+			if cmd != nil {
 				cmd.Wait()
 			}
 			waitGone(pid, h.Record.PidStart, 2*time.Second)
@@ -210,25 +208,16 @@ func Create(ctx context.Context, o CreateOptions) (_ *Process, retErr error) {
 		return nil, err
 	}
 	defer initBin.Close()
-	cmd = &exec.Cmd{
-		Path:       initBin.path,
-		Args:       initBin.args,
-		Env:        initEnv(base),
-		ExtraFiles: extra,
-		Stdin:      o.Stdin, Stdout: o.Stdout, Stderr: o.Stderr,
+	cmd = &initCmd{
+		path:  initBin.path,
+		args:  initBin.args,
+		Env:   initEnv(base),
+		files: extra,
+		stdio: [3]any{o.Stdin, o.Stdout, o.Stderr},
 		SysProcAttr: &syscall.SysProcAttr{
 			Cloneflags: plan.clone,
 			Setsid:     true,
 		},
-	}
-	if cmd.Stdin == nil {
-		cmd.Stdin = os.Stdin
-	}
-	if cmd.Stdout == nil {
-		cmd.Stdout = os.Stdout
-	}
-	if cmd.Stderr == nil {
-		cmd.Stderr = os.Stderr
 	}
 	cmd.Env = append(cmd.Env, trace.Env()...)
 	if len(plan.joins) > 0 {
@@ -265,7 +254,7 @@ func Create(ctx context.Context, o CreateOptions) (_ *Process, retErr error) {
 		}
 		return nil, fmt.Errorf("start init: %w", err)
 	}
-	pid = cmd.Process.Pid // killed by the deferred cleanup on error
+	pid = cmd.pid // killed by the deferred cleanup on error
 	child.Close()
 	trace.Mark("init started")
 
@@ -471,7 +460,7 @@ func Create(ctx context.Context, o CreateOptions) (_ *Process, retErr error) {
 		}
 	}
 	hasPoststart := spec.Hooks != nil && len(spec.Hooks.Poststart) > 0
-	return &Process{Pid: pid, cmd: cmd, HasPoststart: hasPoststart}, nil
+	return &Process{Pid: pid, HasPoststart: hasPoststart}, nil
 }
 
 // rootlessWithoutCgroup reports whether an unprivileged runtime that was
@@ -530,8 +519,8 @@ func sendMsg(w io.Writer, m initproc.Message) error {
 
 // initExitErr explains an init that closed the sync socket without a
 // message.
-func initExitErr(cmd *exec.Cmd, err error) error {
-	if cmd != nil && errors.Is(err, io.EOF) {
+func initExitErr(cmd interface{ Wait() error }, err error) error {
+	if cmd != nil && !reflect.ValueOf(cmd).IsNil() && errors.Is(err, io.EOF) {
 		if werr := cmd.Wait(); werr != nil {
 			return fmt.Errorf("container init exited without a report: %w", werr)
 		}

@@ -199,7 +199,7 @@ func Exec(ctx context.Context, o ExecOptions) (*Process, error) {
 			return nil, err
 		}
 	}
-	return &Process{Pid: pid, cmd: cmd}, nil
+	return &Process{Pid: pid}, nil
 }
 
 func sameNS(a, b string) (bool, error) {

@@ -1,0 +1,122 @@
+package container
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"runtime"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// initCmd starts the container init with syscall.ForkExec and waits for it
+// with wait4, rather than through os/exec: os checks once per process
+// that pidfds work before its first process start, and that check forks
+// and reaps a throwaway child, a cost a short-lived runtime would pay on
+// every call. Stdio that is not an *os.File (a pipe to copy through) goes
+// through os/exec as before.
+type initCmd struct {
+	path string
+	args []string
+	Env  []string
+	// stdio are the init's 0, 1, 2: nil for the runtime's own, an
+	// *os.File (a nil one: closed), or any io.Reader/io.Writer.
+	stdio [3]any
+	// files are the init's fds from 3 on.
+	files       []*os.File
+	SysProcAttr *syscall.SysProcAttr
+
+	pid     int
+	viaExec *exec.Cmd
+	waited  bool
+	werr    error
+}
+
+// Start starts the init; pid is then set.
+func (c *initCmd) Start() error {
+	fds := make([]uintptr, 0, 3+len(c.files))
+	for i, v := range c.stdio {
+		fd, ok := stdioFD(i, v)
+		if !ok {
+			return c.startExec()
+		}
+		fds = append(fds, fd)
+	}
+	for _, f := range c.files {
+		fds = append(fds, f.Fd())
+	}
+	pid, err := syscall.ForkExec(c.path, c.args, &syscall.ProcAttr{Env: c.Env, Files: fds, Sys: c.SysProcAttr})
+	runtime.KeepAlive(c.files)
+	if err != nil {
+		return &os.PathError{Op: "fork/exec", Path: c.path, Err: err}
+	}
+	c.pid = pid
+	return nil
+}
+
+// stdioFD is the fd for the init's stdio i: the runtime's own for nil, -1
+// (closed) for a nil *os.File; ok is false for anything else.
+func stdioFD(i int, v any) (uintptr, bool) {
+	switch f := v.(type) {
+	case nil:
+		return uintptr(i), true
+	case *os.File:
+		if f == nil {
+			return ^uintptr(0), true
+		}
+		return f.Fd(), true
+	}
+	return 0, false
+}
+
+func (c *initCmd) startExec() error {
+	cmd := &exec.Cmd{Path: c.path, Args: c.args, Env: c.Env, ExtraFiles: c.files, SysProcAttr: c.SysProcAttr}
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	if v := c.stdio[0]; v != nil {
+		cmd.Stdin = v.(io.Reader)
+	}
+	if v := c.stdio[1]; v != nil {
+		cmd.Stdout = v.(io.Writer)
+	}
+	if v := c.stdio[2]; v != nil {
+		cmd.Stderr = v.(io.Writer)
+	}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	c.pid, c.viaExec = cmd.Process.Pid, cmd
+	return nil
+}
+
+// Wait reaps the init (once) and returns an error when it did not exit 0.
+func (c *initCmd) Wait() error {
+	if c.waited || c.pid == 0 {
+		return c.werr
+	}
+	c.waited = true
+	if c.viaExec != nil {
+		c.werr = c.viaExec.Wait()
+		return c.werr
+	}
+	var ws unix.WaitStatus
+	for {
+		_, err := unix.Wait4(c.pid, &ws, 0, nil)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			c.werr = fmt.Errorf("wait for init %d: %w", c.pid, err)
+			return c.werr
+		}
+		break
+	}
+	switch {
+	case ws.Signaled():
+		c.werr = fmt.Errorf("signal: %v", ws.Signal())
+	case ws.ExitStatus() != 0:
+		c.werr = fmt.Errorf("exit status %d", ws.ExitStatus())
+	}
+	return c.werr
+}
