@@ -84,13 +84,16 @@ func initExe(needSelf bool) (*initProgram, error) {
 }
 
 // usableHelper reports whether helper is a regular executable file owned
-// by the owner of self and writable by no one else.
+// by the owner of self and writable by no one else, in a directory that
+// no one else can write either (so that it cannot be swapped between this
+// check and its opening).
 func usableHelper(self, helper string) bool {
-	var hs, ss unix.Stat_t
-	if unix.Stat(helper, &hs) != nil || unix.Stat(self, &ss) != nil {
+	var hs, ss, ds unix.Stat_t
+	if unix.Stat(helper, &hs) != nil || unix.Stat(self, &ss) != nil || unix.Stat(filepath.Dir(helper), &ds) != nil {
 		return false
 	}
-	return hs.Mode&unix.S_IFMT == unix.S_IFREG && hs.Mode&0o111 != 0 && hs.Mode&0o022 == 0 && hs.Uid == ss.Uid
+	return hs.Mode&unix.S_IFMT == unix.S_IFREG && hs.Mode&0o111 != 0 && hs.Mode&0o022 == 0 && hs.Uid == ss.Uid &&
+		ds.Mode&0o022 == 0 && (ds.Uid == ss.Uid || ds.Uid == 0)
 }
 
 // openReadOnlyBind opens path through a detached read-only bind mount of
