@@ -40,8 +40,11 @@ func newExec(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			spec := h.Record.Spec
+			spec, err := h.FullSpec()
 			h.Close()
+			if err != nil {
+				return err
+			}
 			var p specs.Process
 			if processFile != "" {
 				data, err := os.ReadFile(processFile)

@@ -51,7 +51,10 @@ func Exec(ctx context.Context, o ExecOptions) (*Process, error) {
 	if err := validateProcess(o.Process); err != nil {
 		return nil, err
 	}
-	spec := h.Record.Spec
+	spec, err := h.FullSpec()
+	if err != nil {
+		return nil, err
+	}
 	var joins []string
 	joinPid := false
 	if spec.Linux != nil {
