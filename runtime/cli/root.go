@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -72,6 +73,9 @@ func newRoot(g *globals) *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
+			if !cmd.Flags().Changed("root") {
+				g.root = defaultRoot()
+			}
 			return g.setup()
 		},
 	}
@@ -132,6 +136,17 @@ func (g *globals) setup() error {
 		return cgroups.ErrSystemd
 	}
 	return nil
+}
+
+// defaultRoot is container.DefaultRoot, or for a non-root user
+// $XDG_RUNTIME_DIR/hull-runtime, as runc does.
+func defaultRoot() string {
+	if os.Geteuid() != 0 {
+		if d := os.Getenv("XDG_RUNTIME_DIR"); d != "" {
+			return filepath.Join(d, "hull-runtime")
+		}
+	}
+	return container.DefaultRoot
 }
 
 func exactArgs(n int, names string) cobra.PositionalArgs {

@@ -137,7 +137,8 @@ func TestRootless(t *testing.T) {
 		t.Fatal(err)
 	}
 	id := r.newID()
-	cmd := exec.Command(r.bin, "--root", state, "run", "--bundle", b.Dir, id)
+	// No --root: a non-root user's default is $XDG_RUNTIME_DIR/hull-runtime.
+	cmd := exec.Command(r.bin, "run", "--bundle", b.Dir, id)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: gid}}
 	cmd.Env = []string{"PATH=/usr/bin:/bin", "XDG_RUNTIME_DIR=" + state}
 	out, err := cmd.CombinedOutput()
@@ -148,7 +149,7 @@ func TestRootless(t *testing.T) {
 	if len(fields) < 5 || fields[0] != "0" || fields[1] != fmt.Sprint(uid) || fields[3] != "0" || fields[4] != "ok" {
 		t.Errorf("rootless container printed %q, want uid_map \"0 %d 1\", id 0, ok", out, uid)
 	}
-	if ents, _ := os.ReadDir(state); len(ents) != 0 {
-		t.Errorf("state left behind: %v", ents)
+	if ents, err := os.ReadDir(filepath.Join(state, "hull-runtime")); err != nil || len(ents) != 0 {
+		t.Errorf("state under $XDG_RUNTIME_DIR/hull-runtime: %v, %v (want the directory, empty)", ents, err)
 	}
 }
