@@ -115,10 +115,11 @@ func (e *vmEnv) floor(b *testing.B, kernel string) *bootcheck.Result {
 
 // runTrue is one cold `hull run --rm --runtime rt` of /bin/true: its wall
 // time and the shim's trace of it.
-func (e *vmEnv) runTrue(b *testing.B, rt, id string) (time.Duration, time.Time, *shim.VMTrace) {
+func (e *vmEnv) runTrue(b *testing.B, rt, id string, flags ...string) (time.Duration, time.Time, *shim.VMTrace) {
 	b.Helper()
 	start := time.Now()
-	out, errs, code := e.d.Hull("run", "--rm", "--runtime", rt, e.ref, id, "/bin/true")
+	args := append(append([]string{"run", "--rm", "--runtime", rt}, flags...), e.ref, id, "/bin/true")
+	out, errs, code := e.d.Hull(args...)
 	el := time.Since(start)
 	if code != 0 {
 		b.Fatalf("hull run --runtime %s: exit %d: %s%s\nhulld log tail:\n%s", rt, code, out, errs, bootcheck.Tail([]byte(e.d.Log()), 30))
@@ -397,19 +398,27 @@ func BenchmarkVMRunRm(b *testing.B) {
 	e.floor(b, e.kernel)
 	e.runTrue(b, "vm", fmt.Sprintf("vmw%d", b.N))
 
-	var hull, floor, floorInit, stock []time.Duration
-	phases := map[string][]time.Duration{}
+	var hull, hullNoNet, floor, floorInit, stock []time.Duration
+	phases, phasesNoNet := map[string][]time.Duration{}, map[string][]time.Duration{}
 	var qemuRSS []int64
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		// Rotate the order so no variant always follows another.
-		for k := 0; k < 3; k++ {
-			switch (i + k) % 3 {
+		for k := 0; k < 4; k++ {
+			switch (i + k) % 4 {
 			case 0:
 				el, start, tr := e.runTrue(b, "vm", fmt.Sprintf("vmb%d-%d", b.N, i))
 				hull = append(hull, el)
 				for name, d := range vmPhases(start, el, tr) {
 					phases[name] = append(phases[name], d)
+				}
+			case 3:
+				// Without the default CNI network (the bare QEMU boots
+				// have none either).
+				el, start, tr := e.runTrue(b, "vm", fmt.Sprintf("vmn%d-%d", b.N, i), "--net", "none")
+				hullNoNet = append(hullNoNet, el)
+				for name, d := range vmPhases(start, el, tr) {
+					phasesNoNet[name] = append(phasesNoNet[name], d)
 				}
 			case 1:
 				r := e.floor(b, e.kernel)
@@ -422,8 +431,11 @@ func BenchmarkVMRunRm(b *testing.B) {
 		}
 	}
 	b.StopTimer()
-	mh, mf, ms := vmMedian(hull), vmMedian(floor), vmMedian(stock)
+	mh, mf, ms, mn := vmMedian(hull), vmMedian(floor), vmMedian(stock), vmMedian(hullNoNet)
 	rf, rs := float64(mh)/float64(mf), float64(mh)/float64(ms)
+	rfn, rsn := float64(mn)/float64(mf), float64(mn)/float64(ms)
+	b.ReportMetric(vmMs(mn), "hull-net-none-ms")
+	b.ReportMetric(rfn, "hull-net-none/floor")
 	b.ReportMetric(vmMs(mh), "hull-ms")
 	b.ReportMetric(vmMs(mf), "floor-ms")
 	b.ReportMetric(vmMs(ms), "stock-ms")
@@ -440,17 +452,21 @@ func BenchmarkVMRunRm(b *testing.B) {
 	fmt.Fprintf(&sb, "\n== vm runtime: cold `hull run --rm --runtime vm busybox /bin/true` vs bare QEMU (%d rounds, medians) ==\n", b.N)
 	fmt.Fprintf(&sb, "  kernel %s (%s), machine microvm, accel %s (%s)\n", filepath.Base(e.kernel), e.minimal.Release, verdict.Accel, verdict.Reason)
 	fmt.Fprintf(&sb, "  %-58s %9.0f ms\n", "hull run --rm --runtime vm (CLI start to exit)", vmMs(mh))
+	fmt.Fprintf(&sb, "  %-58s %9.0f ms\n", "hull run --rm --runtime vm --net none", vmMs(mn))
 	fmt.Fprintf(&sb, "  %-58s %9.0f ms  (init reached at %.0f ms, QEMU peak RSS %d MiB)\n", "floor: bare QEMU, same kernel + machine, trivial init", vmMs(mf), vmMs(vmMedian(floorInit)), vmbootMedianInt(qemuRSS)/1024)
 	fmt.Fprintf(&sb, "  %-58s %9.0f ms  (%s %s)\n", "stock: bare QEMU, Debian cloud kernel, trivial init", vmMs(ms), filepath.Base(stockKernel), e.cloud.Release)
-	fmt.Fprintf(&sb, "  hull/floor %.2f  (target <= 1.25: %s)\n", rf, metTarget(rf <= 1.25))
-	fmt.Fprintf(&sb, "  hull/stock %.2f  (target <= 0.60: %s)\n", rs, metTarget(rs <= 0.6))
+	fmt.Fprintf(&sb, "  hull/floor %.2f, with --net none %.2f  (target <= 1.25: %s)\n", rf, rfn, metTarget(rf <= 1.25))
+	fmt.Fprintf(&sb, "  hull/stock %.2f, with --net none %.2f  (target <= 0.60: %s)\n", rs, rsn, metTarget(rs <= 0.6))
 	fmt.Fprintf(&sb, "  where hull's time goes (shim trace, medians; indented lines are inside the one above):\n")
+	fmt.Fprintf(&sb, "    %-60s %10s %10s\n", "", "default", "--net none")
 	for _, name := range vmPhaseNames {
-		if d, ok := phases[name]; ok {
-			fmt.Fprintf(&sb, "    %-60s %7.0f ms\n", name, vmMs(vmMedian(d)))
-		} else {
-			fmt.Fprintf(&sb, "    %-60s %7s\n", name, "n/a")
+		col := func(m map[string][]time.Duration) string {
+			if d, ok := m[name]; ok {
+				return fmt.Sprintf("%7.0f ms", vmMs(vmMedian(d)))
+			}
+			return "n/a"
 		}
+		fmt.Fprintf(&sb, "    %-60s %10s %10s\n", name, col(phases), col(phasesNoNet))
 	}
 	fmt.Fprintf(&sb, "== idle vm container (busybox sleep, after 3 s): summed PSS ==\n")
 	names := make([]string, 0, len(by))
@@ -477,7 +493,7 @@ type vmLever struct {
 
 // vmLevers are the variants, as [runtimes.<name>] backend keys. "vm" is
 // the built-in runtime with the defaults.
-func vmLevers() []*vmLever {
+func vmLevers(guestDir string) []*vmLever {
 	ls := []*vmLever{{name: "vm", note: "defaults"}}
 	if s := os.Getenv("HULL_VM_LEVERS"); s != "" {
 		// name=backend-toml;name=... to try other variants.
@@ -488,14 +504,21 @@ func vmLevers() []*vmLever {
 		return ls
 	}
 	for _, l := range []struct{ name, backend string }{
-		{"tb-qemu-default", `accel = "tcg"`},
-		{"tb-8", `accel = "tcg,tb-size=8"`},
-		{"tb-32", `accel = "tcg,tb-size=32"`},
+		{"tb-16", `tb_size_mib = 16`},
+		{"tb-qemu-default", `tb_size_mib = -1`},
 		{"mem-128", `memory_mib = 128`},
-		{"mem-512", `memory_mib = 512`},
 		{"quiet", `kernel_params = "quiet"`},
+		// PVH boot of vmlinux is the default; this is the bzImage instead.
+		{"bzimage", fmt.Sprintf("kernel = %q", filepath.Join(guestDir, "bzImage"))},
 	} {
 		ls = append(ls, &vmLever{name: l.name, backend: l.backend, note: l.backend})
+	}
+	// Compressed agent initramfs, when built beside agent.cpio.
+	for _, c := range []string{"lz4", "gz"} {
+		p := filepath.Join(guestDir, "agent.cpio."+c)
+		if _, err := os.Stat(p); err == nil {
+			ls = append(ls, &vmLever{name: "initrd-" + c, backend: fmt.Sprintf("initrd = %q", p), note: "initrd = agent.cpio." + c})
+		}
 	}
 	return ls
 }
@@ -504,7 +527,7 @@ func vmLevers() []*vmLever {
 // measured through hulld and the shim (round by round). Set
 // HULL_VM_LEVERS="name=backend keys;..." to try other variants.
 func BenchmarkVMLevers(b *testing.B) {
-	ls := vmLevers()
+	ls := vmLevers(guest.DefaultDir())
 	var cfg strings.Builder
 	for _, l := range ls[1:] {
 		fmt.Fprintf(&cfg, "[runtimes.%s]\ntype = \"io.containerd.hull.v2\"\noptions = { mode = \"vm\", backend = { %s } }\n", l.name, l.backend)
@@ -517,7 +540,8 @@ func BenchmarkVMLevers(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		for k := range ls {
 			l := ls[(i+k)%len(ls)]
-			el, _, _ := e.runTrue(b, l.name, fmt.Sprintf("l-%s-%d-%d", l.name, b.N, i))
+			// --net none: the CNI network's ~200 ms would only add noise.
+			el, _, _ := e.runTrue(b, l.name, fmt.Sprintf("l-%s-%d-%d", l.name, b.N, i), "--net", "none")
 			l.runs = append(l.runs, el)
 			time.Sleep(200 * time.Millisecond)
 		}
@@ -542,7 +566,7 @@ func BenchmarkVMLevers(b *testing.B) {
 		return
 	}
 	var sb strings.Builder
-	fmt.Fprintf(&sb, "\n== vm runtime levers: cold hull run --rm /bin/true (median of %d) and idle PSS ==\n", b.N)
+	fmt.Fprintf(&sb, "\n== vm runtime levers: cold hull run --rm --net none /bin/true (median of %d), QEMU CPU to idle and idle PSS (median of 3) ==\n", b.N)
 	fmt.Fprintf(&sb, "  %-16s %8s %7s %9s %9s %9s %9s %9s  %s\n", "variant", "run ms", "vs vm", "QEMU CPU", "PSS MiB", "qemu", "TCG cache", "guest RAM", "backend keys")
 	base := vmMedian(ls[0].runs)
 	for _, l := range ls {

@@ -59,7 +59,7 @@ func infoCmd(g *globals) *cobra.Command {
 
 // detailOrder is the order in which `hull info` prints a runtime's details
 // (keys not listed follow, sorted).
-var detailOrder = []string{"hypervisor", "accel", "accel_reason", "tcg_tb_size_mib", "kernel", "kernel_release", "kernel_source", "kernel_config_sha256", "kernel_sizes", "initrd", "agent", "guest_dir"}
+var detailOrder = []string{"hypervisor", "agent_transport", "accel", "accel_reason", "tcg_tb_size_mib", "kernel", "kernel_release", "kernel_source", "kernel_config_sha256", "kernel_sizes", "initrd", "agent", "guest_dir"}
 
 // printDetails prints a runtime's details (for vm runtimes: the guest
 // kernel, the agent, the acceleration and why) under its name.

@@ -13,6 +13,7 @@ import (
 	hullv1 "github.com/hullproject/hull/api/hull/v1"
 	"github.com/hullproject/hull/vm"
 	"github.com/hullproject/hull/vm/accel"
+	"github.com/hullproject/hull/vm/drivers"
 	"github.com/hullproject/hull/vm/guest"
 )
 
@@ -56,6 +57,10 @@ func vmInfo(ctx context.Context, ri *hullv1.RuntimeInfo, mode string, opts map[s
 	d["hypervisor"] = hv
 	if hv == "qemu" {
 		d["hypervisor"] = "qemu: " + qemuVersion(ctx)
+	}
+	// Which hypervisors this host has, and the agent channel (vm/drivers).
+	for k, v := range drivers.Summary() {
+		d[k] = v
 	}
 
 	// The guest kernel: its manifest when it is one Hull built or fetched.

@@ -202,7 +202,7 @@ func TestGuestKernelFeatures(t *testing.T) {
 		"cgroup2":  {"cpu", "cpuset", "io", "memory", "pids", "freeze"},
 		"fs":       {"ext4", "overlay", "erofs", "fuse", "virtiofs", "9p", "tmpfs", "devpts", "mqueue", "cgroup2", "proc", "sysfs"},
 		"ns":       {"cgroup", "ipc", "mnt", "net", "pid", "time", "user", "uts"},
-		"features": {"seccomp", "bpf", "devpts", "unix", "inet", "inet6", "vsock", "packet"},
+		"features": {"seccomp", "bpf", "devpts", "unix", "inet", "inet6", "vsock", "packet", "powerbutton"},
 	}
 	type probeCase struct {
 		name, kernel, initrd, machine, bus string
