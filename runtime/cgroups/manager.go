@@ -48,8 +48,8 @@ type Manager interface {
 	Join(pid int) error
 	// Prepare is Apply without moving a process in: it creates the
 	// cgroup(s) (with the settings v1 needs before a process joins) and
-	// returns the files through which a single-threaded process moves
-	// itself in by writing "0" (see SelfJoinFiles). It returns nil files
+	// returns the "tasks" files through which a thread moves itself in
+	// by writing "0" (see SelfJoinFiles). It returns nil files
 	// when this layout offers no such files; the caller then uses Apply.
 	Prepare() ([]string, error)
 	// Set applies limits. r is merged into what was applied before (see
@@ -361,10 +361,10 @@ func (m *manager) Apply(pid int) error {
 // hierarchy's "tasks" file moves only itself and the kernel skips the
 // global cgroup_threadgroup_rwsem that a cgroup.procs write takes: taking
 // that lock for writing waits for an RCU grace period, several
-// milliseconds per create on a busy host. A process that is still
-// single-threaded (the init's C constructor, before the Go runtime
-// starts) is wholly moved that way, and the threads it makes afterwards
-// inherit the cgroup. cgroup v2 has no such file (its cgroup.threads
+// milliseconds per create on a busy host. The container init moves the
+// thread that will execve the container's process that way (the Go
+// runtime's other threads end at execve), and threads made from it
+// afterwards inherit the cgroup. cgroup v2 has no such file (its cgroup.threads
 // needs threaded mode), so Prepare returns no files when a v2 group is
 // involved.
 func (m *manager) Prepare() ([]string, error) {
