@@ -172,7 +172,11 @@ func Create(ctx context.Context, o CreateOptions) (_ *Process, retErr error) {
 	defer sync.Close()
 	child := os.NewFile(uintptr(fds[1]), "sync-child")
 	defer child.Close()
-	fifoF := os.NewFile(uintptr(fds[1]), "no-fifo") // a placeholder that keeps the fd numbers
+	// Without a fifo (run), the sync socket takes its place, keeping the
+	// fd numbers. An fd is never wrapped in two *os.File: the second's
+	// finalizer would close a reused fd number in a long-lived caller
+	// (hull-agent).
+	fifoF := child
 	if !o.StartNow {
 		fifoFd, err := unix.Open(fifo, unix.O_PATH|unix.O_CLOEXEC, 0)
 		if err != nil {
@@ -182,10 +186,12 @@ func Create(ctx context.Context, o CreateOptions) (_ *Process, retErr error) {
 		defer fifoF.Close()
 	}
 
-	var extra []*os.File
-	for i := 0; i < o.PreserveFDs; i++ {
-		extra = append(extra, os.NewFile(uintptr(3+i), "preserved"))
+	preserved, err := preservedFDs(o.PreserveFDs)
+	if err != nil {
+		return nil, err
 	}
+	defer closeFiles(preserved)
+	extra := append([]*os.File(nil), preserved...)
 	base := 3 + len(extra)
 	extra = append(extra, child, fifoF)
 	consoleFD := 0
@@ -477,6 +483,28 @@ func rootlessWithoutCgroup(spec *specs.Spec, err error) bool {
 	r := *spec.Linux.Resources
 	r.Devices = nil // the device rules are the v1 controller's defaults
 	return reflect.ValueOf(r).IsZero()
+}
+
+// preservedFDs are duplicates of the caller's fds 3..3+n-1 (--preserve-fds)
+// for the init: the caller's own fds may belong to *os.File values of its
+// own, and a second wrapper's finalizer would close them.
+func preservedFDs(n int) ([]*os.File, error) {
+	var out []*os.File
+	for i := 0; i < n; i++ {
+		fd, err := unix.FcntlInt(uintptr(3+i), unix.F_DUPFD_CLOEXEC, 3+n)
+		if err != nil {
+			closeFiles(out)
+			return nil, fmt.Errorf("--preserve-fds: fd %d: %w", 3+i, err)
+		}
+		out = append(out, os.NewFile(uintptr(fd), "preserved"))
+	}
+	return out, nil
+}
+
+func closeFiles(fs []*os.File) {
+	for _, f := range fs {
+		f.Close()
+	}
 }
 
 type cgState struct {

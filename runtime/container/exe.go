@@ -64,14 +64,16 @@ func (p *initProgram) Close() {
 // fallback is a sealed memfd copy of the binary (runc 1.1's way; ~4 ms for
 // hull-runtime, less for InitBinary).
 func initExe(needSelf bool) (*initProgram, error) {
-	self, err := os.Readlink("/proc/self/exe")
-	if err != nil {
-		return nil, fmt.Errorf("find the runtime binary: %w", err)
-	}
-	src, args, helper := self, []string{"hull-runtime", "init"}, ""
+	// This binary is opened through /proc/self/exe, which works even
+	// when its path is gone: hull-agent, PID 1 of a VM guest, runs
+	// containers with this package from an initramfs that switch_root
+	// emptied.
+	src, args, helper := "/proc/self/exe", []string{"hull-runtime", "init"}, ""
 	if !needSelf {
-		if h := filepath.Join(filepath.Dir(self), InitBinary); usableHelper(self, h) {
-			src, args, helper = h, []string{InitBinary}, h
+		if self, err := os.Readlink("/proc/self/exe"); err == nil && filepath.IsAbs(self) {
+			if h := filepath.Join(filepath.Dir(self), InitBinary); usableHelper(self, h) {
+				src, args, helper = h, []string{InitBinary}, h
+			}
 		}
 	}
 	f, err := openReadOnlyBind(src)

@@ -90,10 +90,12 @@ func Exec(ctx context.Context, o ExecOptions) (*Process, error) {
 	defer sync.Close()
 	child := os.NewFile(uintptr(fds[1]), "sync-child")
 	defer child.Close()
-	var extra []*os.File
-	for i := 0; i < o.PreserveFDs; i++ {
-		extra = append(extra, os.NewFile(uintptr(3+i), "preserved"))
+	preserved, err := preservedFDs(o.PreserveFDs)
+	if err != nil {
+		return nil, err
 	}
+	defer closeFiles(preserved)
+	extra := append([]*os.File(nil), preserved...)
 	base := 3 + len(extra)
 	extra = append(extra, child)
 	prog, err := compileSeccomp(spec)

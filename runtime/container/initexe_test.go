@@ -153,3 +153,32 @@ func TestRootless(t *testing.T) {
 		t.Errorf("state under $XDG_RUNTIME_DIR/hull-runtime: %v, %v (want the directory, empty)", ents, err)
 	}
 }
+
+// A runtime whose binary has no path any more (hull-agent, PID 1 of a VM
+// guest, runs from an initramfs that switch_root emptied; here: a memfd
+// copy) still starts containers: it re-executes itself through
+// /proc/self/exe, and no hull-runtime-init is looked for.
+func TestRuntimeWithoutPath(t *testing.T) {
+	r := newRT(t)
+	data, err := os.ReadFile(r.bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fd, err := unix.MemfdCreate("hull-runtime-copy", 0)
+	if err != nil {
+		t.Skipf("memfd_create: %v", err)
+	}
+	mem := os.NewFile(uintptr(fd), "memfd")
+	defer mem.Close()
+	if _, err := mem.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	b := testutil.NewBundle(t, "sh", "-c", "echo in-container")
+	id := r.newID()
+	cmd := exec.Command("/proc/self/fd/3", "--root", r.root, "run", "--bundle", b.Dir, id)
+	cmd.ExtraFiles = []*os.File{mem}
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "in-container") {
+		t.Fatalf("run from a memfd: %v: %s", err, out)
+	}
+}
