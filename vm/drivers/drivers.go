@@ -33,9 +33,11 @@ func Names() []string { return []string{QEMU, CloudHypervisor, Firecracker} }
 type Options struct {
 	// Binary overrides the hypervisor binary.
 	Binary string
-	// Accel and TBSizeMiB are QEMU's (vm/accel decides when Accel is "").
+	// Accel and TBSizeMiB are QEMU's (vm/accel decides when Accel is "");
+	// GuestDir holds the guest assets of vm/accel's probe boot.
 	Accel     string
 	TBSizeMiB int
+	GuestDir  string
 	Logger    *slog.Logger
 }
 
@@ -58,7 +60,7 @@ func New(name string, o Options) (vm.Hypervisor, error) {
 	case Firecracker:
 		return firecracker.New(firecracker.Options{Binary: o.Binary, Logger: o.Logger}), nil
 	default:
-		return qemu.New(qemu.Options{Binary: o.Binary, Accel: o.Accel, TBSizeMiB: o.TBSizeMiB, Logger: o.Logger}), nil
+		return qemu.New(qemu.Options{Binary: o.Binary, Accel: o.Accel, TBSizeMiB: o.TBSizeMiB, GuestDir: o.GuestDir, Logger: o.Logger}), nil
 	}
 }
 

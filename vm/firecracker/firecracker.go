@@ -287,7 +287,8 @@ func requests(cfg *vm.Config, p paths, drives []Drive) []request {
 // PowerOffParam on the kernel command line asks hull-agent to end the
 // guest with a reboot rather than a power-off: Firecracker exits on the
 // guest's keyboard-controller reset (reboot=k), while a power-off without
-// ACPI only halts the vCPUs.
+// ACPI only halts the vCPUs. It equals agent/server.PowerOffParam (a test
+// checks; the driver does not import the guest side).
 const PowerOffParam = "hull.poweroff=reboot"
 
 // kernelCmdline is the base command line plus cfg.KernelParams: the

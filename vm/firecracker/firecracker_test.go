@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hullproject/hull/agent/server"
 	"github.com/hullproject/hull/vm"
 	"github.com/hullproject/hull/vm/internal/vmm"
 	"github.com/hullproject/hull/vm/internal/vmmtest"
@@ -418,6 +419,12 @@ func TestBadInput(t *testing.T) {
 				t.Error("a VMM was started")
 			}
 		})
+	}
+}
+
+func TestPowerOffParam(t *testing.T) {
+	if PowerOffParam != server.PowerOffParam {
+		t.Fatalf("PowerOffParam %q, hull-agent looks for %q", PowerOffParam, server.PowerOffParam)
 	}
 }
 
