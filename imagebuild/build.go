@@ -27,6 +27,10 @@ import (
 // DefaultPath is the PATH an image gets when its recipe sets none.
 const DefaultPath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
+// DefaultDependsDepth is how many levels of Depends a build follows to
+// find missing libraries when the recipe does not say.
+const DefaultDependsDepth = 4
+
 // LabelPackages is the image label listing the packages (name=version)
 // whose files the image holds.
 const LabelPackages = "io.hull.imagebuild.packages"
@@ -240,7 +244,7 @@ func (b *Builder) Build(ctx context.Context, r *Recipe) (*Result, error) {
 	}
 	s := &staging{b: &bb, apt: &apt{cache: bb.CacheDir, log: bb.Log}, dir: work, tree: newTree(root), staged: map[string]*pkgInfo{}}
 
-	frontier, err := s.stage(ctx, r.Packages, true)
+	explicit, err := s.stage(ctx, r.Packages, true)
 	if err != nil {
 		return nil, err
 	}
@@ -283,18 +287,26 @@ func (b *Builder) Build(ctx context.Context, r *Recipe) (*Result, error) {
 			return nil, err
 		}
 	}
-	// Libraries the named packages lack: look in their Depends, a level
-	// at a time.
+	// Libraries the staged packages lack: look in the Depends of the
+	// package that shipped the file needing each, a level at a time.
 	depth := r.DependsDepth
 	if depth == 0 {
-		depth = 2
+		depth = DefaultDependsDepth
 	}
 	for level := 0; len(cl.pending) > 0 && level < depth; level++ {
 		var deps []string
-		for _, p := range frontier {
-			for _, d := range p.Depends {
-				if _, ok := s.staged[d]; !ok {
-					deps = append(deps, d)
+		seen := map[string]bool{}
+		for _, n := range cl.pending {
+			owners := explicit
+			if p := s.staged[t.owner[n.by]]; p != nil {
+				owners = []*pkgInfo{p}
+			}
+			for _, p := range owners {
+				for _, d := range p.Depends {
+					if _, ok := s.staged[d]; !ok && !seen[d] {
+						seen[d] = true
+						deps = append(deps, d)
+					}
 				}
 			}
 		}
@@ -302,7 +314,7 @@ func (b *Builder) Build(ctx context.Context, r *Recipe) (*Result, error) {
 			break
 		}
 		bb.Log.Info("looking for libraries in dependencies", "level", level+1, "packages", strings.Join(deps, " "))
-		if frontier, err = s.stage(ctx, deps, false); err != nil {
+		if _, err := s.stage(ctx, deps, false); err != nil {
 			return nil, err
 		}
 		if err := cl.resolve(); err != nil {

@@ -435,3 +435,38 @@ func tarNames(t *testing.T, r io.Reader) []string {
 		names = append(names, h.Name)
 	}
 }
+
+// TestRecipes builds every recipe under images/ from packages only (no
+// host libraries), and checks each binary it names is in the image with
+// the dynamic loader its libraries need.
+func TestRecipes(t *testing.T) {
+	requireApt(t)
+	files, err := filepath.Glob(filepath.Join("..", "images", "*", "recipe.toml"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no recipes under images/: %v", err)
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(filepath.Dir(f)), func(t *testing.T) {
+			r, err := LoadRecipe(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, err := builder(t).Build(context.Background(), r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(res.HostFiles) > 0 {
+				t.Errorf("files from the host: %v", res.HostFiles)
+			}
+			got := layerFiles(t, res)
+			for _, b := range r.Binaries {
+				if !got[strings.TrimPrefix(b, "/")] {
+					t.Errorf("binary %s not in the image", b)
+				}
+			}
+			if !got["lib64/ld-linux-x86-64.so.2"] || !got["lib/x86_64-linux-gnu/ld-linux-x86-64.so.2"] {
+				t.Errorf("no dynamic loader in the image")
+			}
+		})
+	}
+}

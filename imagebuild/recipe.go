@@ -18,8 +18,9 @@
 //     the staged tree the way the dynamic loader would (RPATH/RUNPATH with
 //     $ORIGIN, then the multiarch and default library directories). A
 //     library no staged package provides is looked for in the Depends of
-//     the packages staged so far, one level at a time (Recipe.DependsDepth
-//     levels), and, when the recipe allows it, on the host;
+//     the package that shipped the file needing it, one level at a time
+//     (Recipe.DependsDepth levels), and, when the recipe allows it, on the
+//     host;
 //  4. writes one reproducible layer (sorted entries, files owned by root
 //     unless the recipe says otherwise, every timestamp the newest one of
 //     the staged inputs) and the image config.
@@ -71,8 +72,9 @@ type Recipe struct {
 	// Packages are Debian package names, optionally pinned as name=version.
 	Packages []string `toml:"packages"`
 	// DependsDepth is how many levels of Depends are searched for shared
-	// libraries the named packages do not ship (0: the default, 2;
-	// negative: none).
+	// libraries the named packages do not ship: a library a file needs is
+	// looked for in the Depends of the package that shipped the file, then
+	// in theirs (0: DefaultDependsDepth; negative: none).
 	DependsDepth int `toml:"depends_depth"`
 	// HostLibraries lets libraries no package provides come from the host's
 	// library directories (off by default: the image should be built from

@@ -143,7 +143,7 @@ func debianCmd(of *outFlags) *cobra.Command {
 	fl.StringArrayVar(&dirs, "dir", nil, "PATH[:MODE]: create a directory (MODE in octal); repeat")
 	fl.StringArrayVar(&links, "symlink", nil, "PATH=TARGET: create a symbolic link; repeat")
 	fl.StringArrayVar(&users, "user", nil, "NAME:UID:GID[:HOME[:SHELL]] for /etc/passwd; repeat")
-	fl.IntVar(&r.DependsDepth, "depends-depth", 2, "levels of Depends searched for missing libraries (negative: none)")
+	fl.IntVar(&r.DependsDepth, "depends-depth", imagebuild.DefaultDependsDepth, "levels of Depends searched for missing libraries (negative: none)")
 	fl.BoolVar(&r.HostLibraries, "host-libraries", false, "take libraries no package provides from the host")
 	fl.StringVar(&entrypoint, "entrypoint", "", `entrypoint: a JSON array, or words split on spaces`)
 	fl.StringVar(&cmdline, "cmd", "", `command: a JSON array, or words split on spaces`)
