@@ -256,7 +256,7 @@ func (b *VMBackend) Create(ctx context.Context, c *CreateConfig) (pid int, err e
 	}
 	vctx, cancel := context.WithCancel(context.Background())
 	b.stopVM = cancel
-	h, err := drivers.New(b.cfg.Hypervisor, drivers.Options{Accel: b.cfg.Accel, TBSizeMiB: b.cfg.TBSizeMiB})
+	h, err := drivers.New(b.cfg.Hypervisor, drivers.Options{Accel: b.cfg.Accel, TBSizeMiB: b.cfg.TBSizeMiB, GuestDir: b.cfg.GuestDir})
 	if err != nil {
 		return 0, err
 	}
