@@ -14,7 +14,7 @@
 #   DEMO_PORT_NATIVE    host port of the native container (8080)
 #   DEMO_PORT_VM        host port of the vm container (8081)
 #   DEMO_TIMEOUT_NATIVE, DEMO_TIMEOUT_VM   seconds to wait for a page (30, 180)
-#   DEMO_SUBNET, DEMO_BRIDGE   the private default network (10.231.47.0/24, hulldemo0)
+#   DEMO_SUBNET, DEMO_BRIDGE   the private default network (a /24: 10.231.47.0/24; hulldemo0)
 #   HULL_BIN, HULL_GUEST_DIR   binaries and guest assets (bin/, build/guest)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -114,7 +114,8 @@ cleanup() {
   [ -z "$(pgrep -f -- "$DEMO_DIR" 2>/dev/null)" ] || left+=("processes")
   ! grep -q " $DEMO_DIR" /proc/mounts || left+=("mounts")
   ! ip link show "$BRIDGE" >/dev/null 2>&1 || left+=("bridge $BRIDGE")
-  ! iptables-save 2>/dev/null | grep -q -- "${SUBNET%/*}" || left+=("iptables rules for $SUBNET")
+  # (a /24 or smaller subnet: its addresses share the first three octets)
+  ! iptables-save 2>/dev/null | grep -qF -- "${SUBNET%.*}." || left+=("iptables rules for $SUBNET")
   if [ ${#left[@]} -gt 0 ]; then
     echo "make demo: left behind: ${left[*]}" >&2
     [ "$rc" != 0 ] || rc=1
