@@ -65,6 +65,7 @@ func specNetwork(s *specs.Spec) (vmNetMode, string, error) {
 // vmNetwork is what the shim set up in one network namespace.
 type vmNetwork struct {
 	nsPath     string
+	nsID       [2]uint64 // device and inode of the namespace taken over
 	persistent bool
 	links      []*vmLink
 	routes     []*agentapi.Route
@@ -87,6 +88,11 @@ type vmLink struct {
 // teardown deletes them. On error nothing it added stays.
 func setupVMNetwork(nsPath string, persistent bool) (_ *vmNetwork, err error) {
 	n := &vmNetwork{nsPath: nsPath, persistent: persistent}
+	var st unix.Stat_t
+	if err := unix.Stat(nsPath, &st); err != nil {
+		return nil, fmt.Errorf("vm network: the spec's network namespace %s: %w", nsPath, errors.Join(errdefs.ErrNotFound, err))
+	}
+	n.nsID = [2]uint64{st.Dev, st.Ino}
 	defer func() {
 		if err != nil {
 			_ = n.teardown()
@@ -275,7 +281,9 @@ func (n *vmNetwork) closeTaps() {
 // added. A namespace that is already gone leaves nothing to remove.
 func (n *vmNetwork) teardown() error {
 	n.closeTaps()
-	if _, err := os.Stat(n.nsPath); err != nil {
+	if id, ok := nsIdentity(n.nsPath); !ok || id != n.nsID {
+		// Gone (hulld detached it first), or another namespace took the
+		// path: what the shim added went with its namespace.
 		return nil
 	}
 	err := ns.WithNetNSPath(n.nsPath, func(ns.NetNS) error {
@@ -299,6 +307,15 @@ func (n *vmNetwork) teardown() error {
 		return errors.Join(errs...)
 	})
 	return ignoreGoneNS(err)
+}
+
+// nsIdentity returns the device and inode of the namespace file at path.
+func nsIdentity(path string) ([2]uint64, bool) {
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return [2]uint64{}, false
+	}
+	return [2]uint64{st.Dev, st.Ino}, true
 }
 
 // ignoreGoneNS drops the error of a namespace that is no longer there (its

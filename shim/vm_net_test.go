@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/hullproject/hull/internal/testutil"
@@ -563,4 +564,35 @@ func qmpStatus(t *testing.T, b *VMBackend) string {
 		t.Fatalf("status: %v", err)
 	}
 	return st
+}
+
+// TestVMNetworkNamespaceGone: a spec naming a namespace that is not there
+// is an error naming it; a teardown after the namespace went (or another
+// took its path) touches nothing.
+func TestVMNetworkNamespaceGone(t *testing.T) {
+	testutil.RequireRoot(t)
+	missing := filepath.Join(t.TempDir(), "nons")
+	if _, err := setupVMNetwork(missing, false); !errors.Is(err, errdefs.ErrNotFound) || !strings.Contains(err.Error(), missing) {
+		t.Fatalf("missing namespace: %v", err)
+	}
+	n := newTestNetNS(t)
+	vn, err := setupVMNetwork(n.path, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vn.closeTaps() // the tap goes with its last fd, as when QEMU ends
+	// Another namespace at the same path, with a tap and qdisc of the same
+	// names: not the shim's to remove.
+	ipCmd(t, "netns", "del", n.name)
+	ipCmd(t, "netns", "add", n.name)
+	n.run(t, "ip", "link", "add", "eth0", "type", "veth", "peer", "name", "eth0p")
+	n.run(t, "ip", "tuntap", "add", "tap0"+tapSuffix, "mode", "tap")
+	n.run(t, "tc", "qdisc", "add", "dev", "eth0", "ingress")
+	before := n.state(t)
+	if err := vn.teardown(); err != nil {
+		t.Fatalf("teardown: %v", err)
+	}
+	if after := n.state(t); after != before {
+		t.Fatalf("teardown changed another namespace:\n%s\nwas:\n%s", after, before)
+	}
 }
