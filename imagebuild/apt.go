@@ -184,8 +184,33 @@ func fileSHA256(p string) (string, error) {
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
-// download returns the .deb of p from the cache, fetching it with
-// apt-get download when it is missing or does not match apt's SHA256.
+// aptArchives is where apt keeps the packages it downloaded.
+var aptArchives = "/var/cache/apt/archives"
+
+func copyFile(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.CreateTemp(filepath.Dir(dst), ".copy-")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(out.Name())
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	if err := out.Close(); err != nil {
+		return err
+	}
+	return os.Rename(out.Name(), dst)
+}
+
+// download returns the .deb of p from the cache (or apt's own archive
+// cache), fetching it with apt-get download when it is missing or does
+// not match apt's SHA256.
 func (a *apt) download(ctx context.Context, p *pkgInfo) (string, error) {
 	if err := os.MkdirAll(a.cache, 0o755); err != nil {
 		return "", err
@@ -194,6 +219,17 @@ func (a *apt) download(ctx context.Context, p *pkgInfo) (string, error) {
 	if sum, err := fileSHA256(dst); err == nil && (p.SHA256 == "" || sum == p.SHA256) {
 		a.log.Debug("package cached", "package", p, "file", dst)
 		return dst, nil
+	}
+	// apt's own archive cache may hold it (installed once, or fetched by
+	// apt-get install --download-only): no network needed then.
+	if p.SHA256 != "" {
+		local := filepath.Join(aptArchives, path.Base(p.Filename))
+		if sum, err := fileSHA256(local); err == nil && sum == p.SHA256 {
+			if err := copyFile(local, dst); err == nil {
+				a.log.Debug("package from apt's cache", "package", p, "file", local)
+				return dst, nil
+			}
+		}
 	}
 	tmp, err := os.MkdirTemp(a.cache, ".download-")
 	if err != nil {

@@ -470,3 +470,37 @@ func TestRecipes(t *testing.T) {
 		})
 	}
 }
+
+// TestAptArchiveCache: a package apt already holds in its archive cache
+// is taken from there (verified by its SHA256), not downloaded again.
+func TestAptArchiveCache(t *testing.T) {
+	requireApt(t)
+	r := &Recipe{Name: "localhost/hull-test", Packages: []string{"busybox-static"}, Binaries: []string{"/bin/busybox"}, Config: Config{Cmd: []string{"/bin/busybox"}}}
+	b := builder(t)
+	if _, err := b.Build(context.Background(), r); err != nil { // fills b.CacheDir
+		t.Fatal(err)
+	}
+	debs, _ := filepath.Glob(filepath.Join(b.CacheDir, "busybox-static_*.deb"))
+	if len(debs) == 0 {
+		t.Fatal("busybox-static not in the cache after a build")
+	}
+	archives := t.TempDir()
+	for _, d := range debs {
+		data, err := os.ReadFile(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(archives, filepath.Base(d)), data, 0o644)
+	}
+	old := aptArchives
+	aptArchives = archives
+	defer func() { aptArchives = old }()
+	var log bytes.Buffer
+	b2 := &Builder{CacheDir: t.TempDir(), WorkDir: t.TempDir(), Log: slog.New(slog.NewTextHandler(&log, &slog.HandlerOptions{Level: slog.LevelDebug}))}
+	if _, err := b2.Build(context.Background(), r); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(log.String(), "package from apt's cache") || strings.Contains(log.String(), "msg=downloading") {
+		t.Errorf("not taken from apt's archive cache:\n%s", log.String())
+	}
+}
