@@ -596,3 +596,25 @@ func TestVMNetworkNamespaceGone(t *testing.T) {
 		t.Fatalf("teardown changed another namespace:\n%s\nwas:\n%s", after, before)
 	}
 }
+
+// TestVMBindSourceMissing: a bind mount whose source is missing fails the
+// create before any VM starts, naming the source, and leaves nothing.
+func TestVMBindSourceMissing(t *testing.T) {
+	testutil.RequireRoot(t)
+	testutil.RequireBusybox(t)
+	bundle := testutil.NewBundle(t, "true")
+	missing := filepath.Join(t.TempDir(), "gone")
+	bundle.Spec.Mounts = append(bundle.Spec.Mounts, specs.Mount{Destination: "/data", Type: "bind", Source: missing, Options: []string{"rbind"}})
+	if err := bundle.Save(); err != nil {
+		t.Fatal(err)
+	}
+	b := &VMBackend{cfg: &vmConfig{Kernel: "/nonexistent", Accel: "tcg"}, procs: map[string]*vmProc{}}
+	_, err := b.Create(context.Background(), &CreateConfig{ID: "vmbindmissing", Bundle: bundle.Dir})
+	if !errors.Is(err, ErrBindSource) || !strings.Contains(err.Error(), missing) {
+		t.Fatalf("create: %v, want ErrBindSource naming %s", err, missing)
+	}
+	vmtest.NoStrays(t)
+	if _, err := os.Stat(filepath.Join(bundle.Dir, "vm")); err == nil {
+		t.Error("vm state dir left after the failed create")
+	}
+}
