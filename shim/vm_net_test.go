@@ -618,3 +618,30 @@ func TestVMBindSourceMissing(t *testing.T) {
 		t.Error("vm state dir left after the failed create")
 	}
 }
+
+// TestVMNetworkStale: what a shim that died left in a namespace (its tap
+// gone with QEMU, the veth's ingress qdisc redirecting to nothing; or a
+// persistent tap) is removed by the next take-over, whose give-back leaves
+// the namespace as it was before either.
+func TestVMNetworkStale(t *testing.T) {
+	testutil.RequireRoot(t)
+	n := newTestNetNS(t)
+	before := n.state(t)
+	for _, persistent := range []bool{false, true} {
+		dead, err := setupVMNetwork(n.path, persistent)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dead.closeTaps() // the shim and its QEMU die: no teardown
+		vn, err := setupVMNetwork(n.path, false)
+		if err != nil {
+			t.Fatalf("take-over after a dead shim (persistent taps %v): %v", persistent, err)
+		}
+		if err := vn.teardown(); err != nil {
+			t.Fatal(err)
+		}
+		if after := n.state(t); after != before {
+			t.Fatalf("namespace after a dead shim (persistent taps %v) and a take-over:\n%s\nwas:\n%s", persistent, after, before)
+		}
+	}
+}
