@@ -516,15 +516,22 @@ func TestVMNetworkHalfway(t *testing.T) {
 	}
 }
 
-// TestVMPauseResume: pausing a vm container freezes its VM (the guest's
-// clock and processes stop: a counter does not advance), resuming lets it
-// go on.
+// TestVMPauseResume: pausing a vm container freezes its VM (QEMU reports
+// it paused), resuming lets it go on: a counter the container keeps
+// (replaced atomically, so a read never sees it half written) advances.
 func TestVMPauseResume(t *testing.T) {
 	b := vmTestBackend(t)
-	bundle := testutil.NewBundle(t, "sh", "-c", "i=0; while true; do i=$((i+1)); echo $i > /tmp/n; sleep 0.05; done")
+	bundle := testutil.NewBundle(t, "sh", "-c", "i=0; while true; do i=$((i+1)); echo $i > /tmp/n.t; mv /tmp/n.t /tmp/n; sleep 0.05; done")
 	r, err := vmCreate(t, b, bundle)
 	if err != nil {
 		t.Fatalf("create: %v", err)
+	}
+	// The counter exists once the loop ran once.
+	for i := 0; i < 50; i++ {
+		if out, _ := r.exec("cat", "/tmp/n"); strings.TrimSpace(out) != "" {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 	ctx := context.Background()
 	if err := b.Pause(ctx); err != nil {
