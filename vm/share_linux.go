@@ -31,7 +31,6 @@ func StartWithBinds(cmd *exec.Cmd, s Share, exited chan<- error) error {
 			started <- fmt.Errorf("open the mount namespace: %w", err)
 			return
 		}
-		defer host.Close()
 		err = bindInNewNS(s)
 		if err == nil {
 			err = cmd.Start()
@@ -39,7 +38,9 @@ func StartWithBinds(cmd *exec.Cmd, s Share, exited chan<- error) error {
 		// Back to the host's namespace: the new one lives on in the
 		// server, and the thread may be the main one, whose namespace is
 		// what /proc/self/mountinfo shows the whole process.
-		if serr := unix.Setns(int(host.Fd()), unix.CLONE_NEWNS); serr != nil && err == nil {
+		serr := unix.Setns(int(host.Fd()), unix.CLONE_NEWNS)
+		host.Close()
+		if serr != nil && err == nil {
 			err = fmt.Errorf("back to the host mount namespace: %w", serr)
 			if cmd.Process != nil {
 				_ = cmd.Process.Kill()
