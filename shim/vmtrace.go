@@ -27,6 +27,7 @@ const VMTraceEnv = "HULL_VM_TRACE"
 //	boot         vm.Boot began (QEMU and virtiofsd about to start)
 //	vmm_up       QEMU runs and its QMP socket answers
 //	agent_ready  hull-agent in the guest first answered
+//	network      the guest's network was configured (ConfigureNetwork)
 //	created      the container was created in the guest
 //	start        StartContainer sent; started: it returned
 //	exited       the init process's exit reached the shim
