@@ -20,6 +20,7 @@ import (
 	hullv1 "github.com/hullproject/hull/api/hull/v1"
 	"github.com/hullproject/hull/metadata"
 	"github.com/hullproject/hull/mount"
+	"github.com/hullproject/hull/network"
 	"github.com/hullproject/hull/oci"
 )
 
@@ -230,6 +231,9 @@ func (d *Daemon) apiContainer(ns string, c Container) *hullv1.Container {
 	out := &hullv1.Container{Id: c.ID, Image: c.Image, Runtime: c.Runtime, Labels: c.Labels, Spec: c.Spec,
 		SnapshotKey: c.SnapshotKey, Snapshotter: c.Snapshotter, CreatedAt: timestamppb.New(c.CreatedAt),
 		Network: containerNetwork(c), Ports: portsToAPI(c.Ports)}
+	if out.Network == network.None || out.Network == network.Host {
+		return out
+	}
 	if a, err := d.net.Attachment(netID(ns, c.ID)); err == nil {
 		out.Ips = a.IPs
 	}

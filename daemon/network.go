@@ -16,6 +16,8 @@ import (
 
 	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
 
 	hullv1 "github.com/hullproject/hull/api/hull/v1"
 	"github.com/hullproject/hull/config"
@@ -33,7 +35,8 @@ import (
 //     init process ends, when the task is deleted or its create fails, when
 //     the container is removed, and, for what a crash left, when hulld
 //     starts.
-//   - "none": a new network namespace with only lo.
+//   - "none": a new network namespace with only lo, brought up by hulld
+//     once the init is in it (native; a VM guest brings up its own).
 //   - "host": the host's network namespace (native runtimes only: a VM
 //     cannot share it).
 //
@@ -179,7 +182,6 @@ func containerNetwork(c Container) string {
 // (written under bundle for native runtimes, into the rootfs for vm ones).
 // On error nothing is left attached.
 func (ts *tasks) setupNetwork(ctx context.Context, ns string, c Container, rt config.Runtime, spec *specs.Spec, bundle string, rootfs []mount.Mount) (err error) {
-	d := ts.d
 	mode := containerNetwork(c)
 	vm := isVM(rt)
 	var att *network.Attachment
@@ -192,24 +194,21 @@ func (ts *tasks) setupNetwork(ctx context.Context, ns string, c Container, rt co
 			return err
 		}
 	case network.None:
+		// A new namespace; its lo is brought up once the init is in it
+		// (loopbackUp).
 		if err := oci.ApplyOpts(spec, oci.WithNamespacePath(specs.NetworkNamespace, "")); err != nil {
 			return err
 		}
 	default:
-		t0 := time.Now()
-		att, err = d.net.Attach(ctx, network.AttachOptions{ID: netID(ns, c.ID), Network: mode, Ports: c.Ports, Hostname: spec.Hostname})
+		att, err = ts.attach(ctx, ns, c, spec, mode, c.Ports)
 		if err != nil {
-			return fmt.Errorf("container %q: network %q: %w", c.ID, mode, err)
+			return err
 		}
-		slog.Debug("network attach", "id", c.ID, "network", mode, "ips", att.IPs, "took", time.Since(t0))
 		defer func() {
 			if err != nil {
 				ts.detach(ns, c.ID)
 			}
 		}()
-		if err := oci.ApplyOpts(spec, oci.WithNamespacePath(specs.NetworkNamespace, att.NetNS)); err != nil {
-			return err
-		}
 	}
 	hostname := spec.Hostname
 	if hostname == "" {
@@ -232,6 +231,47 @@ func (ts *tasks) setupNetwork(ctx context.Context, ns string, c Container, rt co
 		}
 	}
 	return nil
+}
+
+// loopbackUp brings up lo in the network namespace of process pid (the
+// created init of a --net none container): runtimes leave a new
+// namespace's lo down, and programs talk to themselves over 127.0.0.1.
+// (A VM's guest brings its own lo up.)
+func loopbackUp(pid uint32) error {
+	nsh, err := netns.GetFromPid(int(pid))
+	if err != nil {
+		return fmt.Errorf("network namespace of pid %d: %w", pid, err)
+	}
+	defer nsh.Close()
+	h, err := netlink.NewHandleAt(nsh)
+	if err != nil {
+		return fmt.Errorf("netlink in the network namespace of pid %d: %w", pid, err)
+	}
+	defer h.Close()
+	lo, err := h.LinkByName("lo")
+	if err == nil {
+		err = h.LinkSetUp(lo)
+	}
+	if err != nil {
+		return fmt.Errorf("bring up lo: %w", err)
+	}
+	return nil
+}
+
+// attach makes the attachment of container c to network name and points
+// the spec's network namespace at it.
+func (ts *tasks) attach(ctx context.Context, ns string, c Container, spec *specs.Spec, name string, ports []network.PortMapping) (*network.Attachment, error) {
+	t0 := time.Now()
+	a, err := ts.d.net.Attach(ctx, network.AttachOptions{ID: netID(ns, c.ID), Network: name, Ports: ports, Hostname: spec.Hostname})
+	if err != nil {
+		return nil, fmt.Errorf("container %q: network %q: %w", c.ID, name, err)
+	}
+	slog.Debug("network attach", "id", c.ID, "network", name, "ips", a.IPs, "took", time.Since(t0))
+	if err := oci.ApplyOpts(spec, oci.WithNamespacePath(specs.NetworkNamespace, a.NetNS)); err != nil {
+		ts.detach(ns, c.ID)
+		return nil, err
+	}
+	return a, nil
 }
 
 // writeEtcFiles copies files (destination in the container → file on the

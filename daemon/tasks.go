@@ -27,6 +27,7 @@ import (
 	hullv1 "github.com/hullproject/hull/api/hull/v1"
 	"github.com/hullproject/hull/config"
 	"github.com/hullproject/hull/mount"
+	"github.com/hullproject/hull/network"
 )
 
 // Process statuses.
@@ -380,6 +381,11 @@ func (ts *tasks) create(ctx context.Context, ns string, c Container) (_ *task, e
 	slog.Debug("task create", "id", c.ID, "shim-start", t1.Sub(t0), "shim-create", time.Since(t1))
 	if err != nil {
 		return nil, fmt.Errorf("create task %q (runtime %q): %w", c.ID, c.Runtime, errgrpc.ToNative(err))
+	}
+	if containerNetwork(c) == network.None && !isVM(rt) {
+		if err := loopbackUp(resp.Pid); err != nil {
+			return nil, fmt.Errorf("container %q: --net none: %w", c.ID, err)
+		}
 	}
 	t.init.pid = resp.Pid
 	t.file.Pid = resp.Pid
