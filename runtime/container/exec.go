@@ -7,13 +7,13 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"strconv"
 	"syscall"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"github.com/hullproject/hull/runtime/cgroups"
 	"github.com/hullproject/hull/runtime/initproc"
 )
 
@@ -120,24 +120,13 @@ func Exec(ctx context.Context, o ExecOptions) (*Process, error) {
 		return nil, err
 	}
 	defer initBin.Close()
-	cmd := &exec.Cmd{
-		Path:        initBin.path,
-		Args:        initBin.args,
+	cmd := &initCmd{
+		path:        initBin.path,
+		args:        initBin.args,
 		Env:         initEnv(base),
-		ExtraFiles:  extra,
-		Stdin:       o.Stdin,
-		Stdout:      o.Stdout,
-		Stderr:      o.Stderr,
+		files:       extra,
+		stdio:       [3]any{o.Stdin, o.Stdout, o.Stderr},
 		SysProcAttr: &syscall.SysProcAttr{Setsid: true},
-	}
-	if cmd.Stdin == nil {
-		cmd.Stdin = os.Stdin
-	}
-	if cmd.Stdout == nil {
-		cmd.Stdout = os.Stdout
-	}
-	if cmd.Stderr == nil {
-		cmd.Stderr = os.Stderr
 	}
 	if len(joins) > 0 {
 		cmd.Env = append(cmd.Env, initproc.EnvNsEnter+"="+joinList(joins))
@@ -145,17 +134,24 @@ func Exec(ctx context.Context, o ExecOptions) (*Process, error) {
 	if joinPid {
 		cmd.Env = append(cmd.Env, initproc.EnvSetsid+"=1")
 	}
-	if err := cmd.Start(); err != nil {
+	// On cgroup v1 the process is born in the container's cgroup (see
+	// startInCgroup); else the runtime moves it below.
+	var tasks []string
+	if mgr != nil {
+		if paths := mgr.Paths(); paths[""] == "" {
+			tasks = cgroups.SelfJoinFiles(paths)
+		}
+	}
+	joined, err := startInCgroup(cmd, tasks)
+	if err != nil {
 		return nil, fmt.Errorf("start exec init: %w", err)
 	}
 	child.Close()
-	pid := cmd.Process.Pid
+	pid := cmd.pid
 	dec := json.NewDecoder(sync)
 	fail := func(err error) (*Process, error) {
 		unix.Kill(pid, unix.SIGKILL)
-		if cmd.ProcessState == nil {
-			cmd.Wait()
-		}
+		cmd.Wait()
 		return nil, err
 	}
 	if joinPid {
@@ -169,7 +165,7 @@ func Exec(ctx context.Context, o ExecOptions) (*Process, error) {
 		}
 		pid = m.Pid
 	}
-	if mgr != nil {
+	if mgr != nil && !joined {
 		if err := mgr.Join(pid); err != nil {
 			return fail(fmt.Errorf("join container cgroup: %w", err))
 		}

@@ -182,3 +182,42 @@ func TestRuntimeWithoutPath(t *testing.T) {
 		t.Fatalf("run from a memfd: %v: %s", err, out)
 	}
 }
+
+// On a cgroup v1 host (here: a private mount namespace without the hybrid
+// layout's empty cgroup2 mount, as the benchmark runs), an exec'd process
+// is born in every v1 hierarchy of the container's cgroup (startInCgroup)
+// rather than moved there.
+func TestExecBornInCgroupV1(t *testing.T) {
+	r := newRT(t)
+	if _, err := os.Stat("/sys/fs/cgroup/memory/tasks"); err != nil {
+		t.Skip("no cgroup v1 memory hierarchy at /sys/fs/cgroup/memory")
+	}
+	if _, err := exec.LookPath("unshare"); err != nil {
+		t.Skip("needs unshare(1)")
+	}
+	b := testutil.NewBundle(t, "sleep", "30")
+	id := r.newID()
+	script := `umount /sys/fs/cgroup/unified 2>/dev/null
+"$0" --root "$1" run -d --bundle "$2" "$3" </dev/null >/dev/null || exit 1
+"$0" --root "$1" exec "$3" cat /proc/self/cgroup; rc=$?
+"$0" --root "$1" delete --force "$3"
+exit $rc`
+	out, err := exec.Command("unshare", "-m", "sh", "-c", script, r.bin, r.root, b.Dir, id).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	n := 0
+	for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		parts := strings.SplitN(l, ":", 3)
+		if len(parts) != 3 || parts[1] == "" {
+			continue // the cgroup2 line
+		}
+		n++
+		if !strings.HasSuffix(parts[2], "/"+id) {
+			t.Errorf("exec'd process in %s, want the container's cgroup (…/%s)", l, id)
+		}
+	}
+	if n == 0 {
+		t.Errorf("no v1 hierarchy in %q", out)
+	}
+}
