@@ -134,18 +134,34 @@ func Exec(ctx context.Context, o ExecOptions) (*Process, error) {
 	if joinPid {
 		cmd.Env = append(cmd.Env, initproc.EnvSetsid+"=1")
 	}
-	// On cgroup v1 the process is born in the container's cgroup (see
-	// startInCgroup); else the runtime moves it below.
+	// The process is born in the container's cgroup: the v1 hierarchies
+	// through the forking thread (startInCgroup), the v2 one with
+	// clone3(CLONE_INTO_CGROUP). Else the runtime moves it below.
 	var tasks []string
+	v2ok := true
 	if mgr != nil {
-		if paths := mgr.Paths(); paths[""] == "" {
-			tasks = cgroups.SelfJoinFiles(paths)
+		paths := mgr.Paths()
+		if v2 := paths[""]; v2 != "" {
+			delete(paths, "")
+			v2ok = false
+			if fd, err := unix.Open(v2, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err == nil {
+				defer unix.Close(fd)
+				cmd.SysProcAttr.UseCgroupFD, cmd.SysProcAttr.CgroupFD, v2ok = true, fd, true
+			}
 		}
+		tasks = cgroups.SelfJoinFiles(paths)
 	}
 	joined, err := startInCgroup(cmd, tasks)
+	if err != nil && cmd.SysProcAttr.UseCgroupFD {
+		// clone3 or CLONE_INTO_CGROUP refused (an older kernel, a
+		// threaded or populated-parent v2 group): start as usual.
+		cmd.SysProcAttr.UseCgroupFD, v2ok = false, false
+		joined, err = startInCgroup(cmd, tasks)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("start exec init: %w", err)
 	}
+	joined = joined && v2ok
 	child.Close()
 	pid := cmd.pid
 	dec := json.NewDecoder(sync)

@@ -137,11 +137,11 @@ func (c *initCmd) Wait() error {
 // there, it does not join. The caller's goroutine is locked to its thread
 // meanwhile, so that the new goroutine cannot take that one.
 //
-// joined is false when tasks is empty or the thread did not join; the
+// joined is false when the thread did not join (true with no tasks); the
 // caller then moves the process (Manager.Join).
 func startInCgroup(cmd *initCmd, tasks []string) (joined bool, err error) {
 	if len(tasks) == 0 {
-		return false, cmd.Start()
+		return true, cmd.Start()
 	}
 	type result struct {
 		joined bool
