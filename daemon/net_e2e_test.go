@@ -651,3 +651,48 @@ func TestNetRestartSweep(t *testing.T) {
 	e.MustHull("c", "rm", "-f", "swept", "kept")
 	e.checkNoLeftovers(t, "swept", "kept", ghost)
 }
+
+// A published UDP port carries datagrams to the container and its
+// answers back.
+func TestNetPublishUDP(t *testing.T) {
+	e := startNet(t)
+	bin := filepath.Join(t.TempDir(), "udpecho")
+	build := exec.Command("go", "build", "-o", bin, "./testdata/udpecho")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build udpecho: %v\n%s", err, out)
+	}
+	l, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.LocalAddr().(*net.UDPAddr).Port
+	l.Close()
+	e.MustHull("run", "-d", "-p", fmt.Sprintf("127.0.0.1:%d:5353/udp", port), "--mount", "type=bind,src="+bin+",dst=/udpecho,options=rbind:ro",
+		e.ref, "udp", "/udpecho")
+	if ls := e.MustHull("c", "ls"); !strings.Contains(ls, fmt.Sprintf("127.0.0.1:%d->5353/udp", port)) {
+		t.Fatalf("c ls:\n%s", ls)
+	}
+	waitFor(t, "udpecho listening", func() bool { out, _, _ := e.Hull("logs", "udp"); return strings.Contains(out, "listening") })
+	c, err := net.Dial("udp", fmt.Sprintf("127.0.0.1:%d", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	buf := make([]byte, 100)
+	var got string
+	for i := 0; i < 20 && got == ""; i++ {
+		if _, err := c.Write([]byte("ping")); err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+		if n, err := c.Read(buf); err == nil {
+			got = string(buf[:n])
+		}
+	}
+	if got != "echo: ping" {
+		t.Fatalf("no answer through the published UDP port (got %q)", got)
+	}
+	e.MustHull("c", "rm", "-f", "udp")
+	e.checkNoLeftovers(t, "udp")
+}
