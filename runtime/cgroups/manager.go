@@ -51,7 +51,11 @@ type Manager interface {
 	// returns the "tasks" files through which a thread moves itself in
 	// by writing "0" (see SelfJoinFiles). It returns nil files
 	// when this layout offers no such files; the caller then uses Apply.
+	// On a hybrid host the caller also calls JoinUnified.
 	Prepare() ([]string, error)
+	// JoinUnified moves pid into the cgroup v2 group of a hybrid host
+	// (after Prepare); a no-op without one.
+	JoinUnified(pid int) error
 	// Set applies limits. r is merged into what was applied before (see
 	// Merge), so `update` passes only what changes.
 	Set(r *specs.LinuxResources) error
@@ -364,13 +368,15 @@ func (m *manager) Apply(pid int) error {
 // milliseconds per create on a busy host. The container init moves the
 // thread that will execve the container's process that way (the Go
 // runtime's other threads end at execve), and threads made from it
-// afterwards inherit the cgroup. cgroup v2 has no such file (its cgroup.threads
-// needs threaded mode), so Prepare returns no files when a v2 group is
-// involved.
+// afterwards inherit the cgroup. cgroup v2 has no such file (its
+// cgroup.threads needs threaded mode): on a v2-only host Prepare returns no
+// files; on a hybrid host it makes the v2 group too, which the caller
+// joins the process to with JoinUnified, one cgroup.procs write instead of
+// one per hierarchy.
 func (m *manager) Prepare() ([]string, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.v1 == nil || m.v2Path != "" {
+	if m.v1 == nil {
 		return nil, nil
 	}
 	if err := m.checkFresh(); err != nil {
@@ -382,7 +388,25 @@ func (m *manager) Prepare() ([]string, error) {
 		}
 		return nil, fmt.Errorf("creating cgroup v1 %s: %w", m.cg.Path, err)
 	}
+	if m.v2Path != "" {
+		if err := createV2(m.v2Path); err != nil {
+			return nil, err
+		}
+	}
 	return SelfJoinFiles(m.v1Paths), nil
+}
+
+// JoinUnified: see Manager.
+func (m *manager) JoinUnified(pid int) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.v2Path == "" {
+		return nil
+	}
+	if err := lib.WriteCgroupProc(m.v2Path, pid); err != nil {
+		return fmt.Errorf("joining cgroup %s: %w", m.v2Path, err)
+	}
+	return nil
 }
 
 // SelfJoinFiles lists the "tasks" file of every distinct v1 directory in

@@ -304,3 +304,49 @@ func TestPrepareSelfJoin(t *testing.T) {
 		t.Errorf("Prepare on a busy cgroup: %v, want ErrNotEmpty", err)
 	}
 }
+
+// TestPrepareHybrid: on a hybrid host Prepare also makes the cgroup2 group;
+// a process that joined the v1 hierarchies itself is moved into it with
+// JoinUnified (one cgroup.procs write), and is then in every hierarchy.
+func TestPrepareHybrid(t *testing.T) {
+	needRoot(t)
+	needLayout(t, Hybrid)
+	parent := testParent(t)
+	m, err := newManager(Hybrid, hybridUnified, parent+"/c1", "c1", &specs.LinuxResources{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cleanupManager(t, m) })
+	files, err := m.Prepare()
+	if err != nil {
+		t.Fatalf("Prepare: %v", err)
+	}
+	v2 := m.Paths()[""]
+	if len(files) == 0 || v2 == "" {
+		t.Fatalf("Prepare on hybrid: files %v, paths %v", files, m.Paths())
+	}
+	if _, err := os.Stat(v2); err != nil {
+		t.Fatalf("the cgroup2 group was not made: %v", err)
+	}
+	sh := exec.Command("sh", "-c", `for f; do echo 0 > "$f" || exit 1; done; echo joined; exec sleep 60`, "sh")
+	sh.Args = append(sh.Args, files...)
+	out, err := sh.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sh.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sh.Process.Kill(); sh.Wait() })
+	if line, _ := bufio.NewReader(out).ReadString('\n'); line != "joined\n" {
+		t.Fatalf("the shell could not join itself (said %q)", line)
+	}
+	if err := m.JoinUnified(sh.Process.Pid); err != nil {
+		t.Fatal(err)
+	}
+	for ctrl, dir := range m.Paths() {
+		if procs := readFile(t, dir, "cgroup.procs"); !slices.Contains(strings.Fields(procs), itoa(sh.Process.Pid)) {
+			t.Errorf("%q %s/cgroup.procs = %q, want pid %d", ctrl, dir, procs, sh.Process.Pid)
+		}
+	}
+}

@@ -376,7 +376,11 @@ func Create(ctx context.Context, o CreateOptions) (_ *Process, retErr error) {
 	if err := h.Save(); err != nil {
 		return nil, err
 	}
-	if len(tasks) == 0 {
+	if len(tasks) > 0 {
+		if err := mgr.JoinUnified(pid); err != nil {
+			return nil, fmt.Errorf("linux.cgroupsPath: join cgroup: %w", err)
+		}
+	} else {
 		if err := mgr.Apply(pid); err != nil {
 			if !rootlessWithoutCgroup(spec, err) {
 				return nil, fmt.Errorf("linux.cgroupsPath: join cgroup: %w", err)
