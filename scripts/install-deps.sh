@@ -7,6 +7,8 @@ set -euo pipefail
 pkgs=(
   # build
   build-essential pkg-config libseccomp-dev git make cpio
+  # api/Makefile: protoc for `make -C api generate` (generated code is checked in)
+  protobuf-compiler
   # native runtime peers and tests
   busybox-static runc crun containerd iproute2 iptables psmisc procps
   # images: local registry, peer tooling, block images
