@@ -72,21 +72,29 @@ func (c *Client) Close() error { return c.tc.Close() }
 // one (a restarted shim). The guest notices that the previous client went
 // away only when it next reads the port; if the new client's first request
 // reaches the old connection first, the agent refuses it (ttrpc stream ids
-// cannot restart on one connection). So Reconnect closes and dials again,
-// every 100 ms, until Version answers or ctx ends. Use it only once the
-// agent has answered a first client (vm.Boot): before that, requests wait
-// in the port and a retry would queue duplicates.
+// cannot restart on one connection) or, when the old connection ends with
+// it unread, never answers. So Reconnect closes and dials again, every 100
+// ms, until Version answers or ctx ends; each attempt waits at most
+// attemptTimeout (doubling up to 8 s: a loaded TCG guest answers slowly).
+// Use it only once the agent has answered a first client (vm.Boot): before
+// that, requests wait in the port and a retry would queue duplicates.
 func Reconnect(ctx context.Context, path string) (*Client, error) {
+	attempt := attemptTimeout
 	for {
 		c, err := Dial(ctx, path)
 		if err != nil {
 			return nil, err
 		}
-		_, err = c.Version(ctx, &agentapi.VersionRequest{})
+		actx, cancel := context.WithTimeout(ctx, attempt)
+		_, err = c.Version(actx, &agentapi.VersionRequest{})
+		cancel()
 		if err == nil {
 			return c, nil
 		}
 		c.Close()
+		if attempt < 8*time.Second {
+			attempt *= 2
+		}
 		select {
 		case <-ctx.Done():
 			return nil, fmt.Errorf("%w: %w (last: %w)", ErrUnreachable, ctx.Err(), err)
@@ -94,3 +102,6 @@ func Reconnect(ctx context.Context, path string) (*Client, error) {
 		}
 	}
 }
+
+// attemptTimeout bounds Reconnect's first Version call.
+var attemptTimeout = time.Second
