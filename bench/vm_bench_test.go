@@ -559,7 +559,9 @@ func vmLevers(guestDir string) []*vmLever {
 		{"tb-16", `tb_size_mib = 16`},
 		{"tb-qemu-default", `tb_size_mib = -1`},
 		{"mem-128", `memory_mib = 128`},
-		{"quiet", `kernel_params = "quiet"`},
+		// The guest kernel's console is quiet by default; this prints the
+		// whole boot log, as before.
+		{"loglevel-7", `kernel_params = "loglevel=7"`},
 		// PVH boot of vmlinux is the default; this is the bzImage instead.
 		{"bzimage", fmt.Sprintf("kernel = %q", filepath.Join(guestDir, "bzImage"))},
 	} {
