@@ -10,6 +10,7 @@ import (
 	"github.com/hullproject/hull/runtime/cli"
 	"github.com/hullproject/hull/runtime/initproc"
 	_ "github.com/hullproject/hull/runtime/nsenter" // joins namespaces before the Go runtime starts
+	"github.com/hullproject/hull/runtime/timerslack"
 )
 
 func main() {
@@ -17,7 +18,9 @@ func main() {
 	if len(os.Args) > 1 && os.Args[1] == "init" {
 		initproc.Main()
 	}
-	// A CLI call lives for milliseconds: no garbage collection.
+	// A CLI call lives for milliseconds: no garbage collection, and a
+	// coarse timer slack (timerslack.go) that its children do not get.
 	debug.SetGCPercent(-1)
+	timerslack.Raised(slackOriginal())
 	os.Exit(cli.Main(os.Args[1:]))
 }

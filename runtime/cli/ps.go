@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/hullproject/hull/runtime/container"
+	"github.com/hullproject/hull/runtime/timerslack"
 )
 
 func newPs(g *globals) *cobra.Command {
@@ -44,7 +45,14 @@ func newPs(g *globals) *cobra.Command {
 			if len(psArgs) == 0 {
 				psArgs = []string{"-ef"}
 			}
-			psOut, err := exec.Command("ps", psArgs...).Output()
+			var psBuf bytes.Buffer
+			ps := exec.Command("ps", psArgs...)
+			ps.Stdout = &psBuf
+			err = timerslack.Spawn(ps.Start) // the runtime's original timer slack
+			if err == nil {
+				err = ps.Wait()
+			}
+			psOut := psBuf.Bytes()
 			if err != nil {
 				return fmt.Errorf("ps %s: %w", strings.Join(psArgs, " "), err)
 			}

@@ -25,6 +25,7 @@ import (
 	"github.com/hullproject/hull/runtime/initproc"
 	"github.com/hullproject/hull/runtime/internal/trace"
 	"github.com/hullproject/hull/runtime/seccomp"
+	"github.com/hullproject/hull/runtime/timerslack"
 )
 
 // CreateOptions are `create`'s flags.
@@ -602,9 +603,10 @@ func waitGone(pid int, start uint64, timeout time.Duration) bool {
 
 // initEnv is the environment of `hull-runtime init` (never the
 // process's: that comes from the spec at execve). One P and no GC keep
-// the short-lived init cheap.
+// the short-lived init cheap; the runtime's original timer slack goes
+// back on the thread that execve's the container's process.
 func initEnv(syncFD int) []string {
-	return []string{initproc.EnvSyncFD + "=" + strconv.Itoa(syncFD), initProtocolEnv(), "GOMAXPROCS=1", "GOGC=off"}
+	return append([]string{initproc.EnvSyncFD + "=" + strconv.Itoa(syncFD), initProtocolEnv(), "GOMAXPROCS=1", "GOGC=off"}, timerslack.ChildEnv()...)
 }
 
 // SeccompCacheDir holds compiled seccomp programs (see seccomp.Cache).

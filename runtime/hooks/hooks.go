@@ -14,6 +14,8 @@ import (
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/hullproject/hull/runtime/timerslack"
 )
 
 // ErrHook marks a failed hook.
@@ -61,7 +63,12 @@ func runOne(ctx context.Context, h *specs.Hook, state []byte) error {
 	cmd.Stdout = &out
 	cmd.Stderr = &out
 	cmd.WaitDelay = time.Second
-	err := cmd.Run()
+	// Forked with the runtime's original timer slack (hull-runtime's own
+	// is coarser).
+	err := timerslack.Spawn(cmd.Start)
+	if err == nil {
+		err = cmd.Wait()
+	}
 	if ctx.Err() == context.DeadlineExceeded {
 		return fmt.Errorf("timed out after %ds", *h.Timeout)
 	}

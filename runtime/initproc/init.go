@@ -31,12 +31,16 @@ import (
 	"github.com/hullproject/hull/runtime/hooks"
 	"github.com/hullproject/hull/runtime/internal/trace"
 	"github.com/hullproject/hull/runtime/rootfs"
+	"github.com/hullproject/hull/runtime/timerslack"
 )
 
 // Main is `hull-runtime init`. It never returns.
 func Main() {
 	runtime.GOMAXPROCS(1)
 	runtime.LockOSThread()
+	// This thread execve's the container's process (and forks the hooks
+	// the init runs): it gets the runtime's original timer slack back.
+	slackErr := timerslack.RestoreFromEnv()
 	// Started as /proc/self/fd/N (see container.initExe), it would show
 	// as "N" in ps.
 	name := []byte("hull-init\x00")
@@ -57,6 +61,10 @@ func Main() {
 		os.Exit(1)
 	}
 	os.Unsetenv(EnvProtocol)
+	if slackErr != nil {
+		i.send(Message{Type: MsgError, Msg: "container init: timer slack: " + slackErr.Error()})
+		os.Exit(1)
+	}
 	if err := i.run(); err != nil {
 		if !i.ready {
 			i.send(Message{Type: MsgError, Msg: err.Error()})
