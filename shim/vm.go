@@ -3,7 +3,6 @@ package shim
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -276,45 +275,33 @@ func (b *VMBackend) Create(ctx context.Context, c *CreateConfig) (pid int, err e
 
 	// The container uses the guest's network namespace: the VM is the
 	// sandbox. With --net none it has only lo (no NIC is attached); the
-	// agent brings lo up either way. The network is configured while the
-	// container is created (its process runs only at Start): the guest
-	// translates and runs the one while the other waits on virtio-fs.
+	// agent brings lo up either way. (Run beside CreateContainer it saved
+	// ~13 ms of ~500 under TCG, within the noise: sequential is simpler to
+	// reason about in the agent.)
 	netReq := &agentapi.ConfigureNetworkRequest{}
 	if b.net != nil {
 		netReq = b.net.request()
 	}
-	netDone := make(chan error, 1)
-	go func() {
-		_, err := b.client().ConfigureNetwork(ctx, netReq)
-		vmTraceMark(c.ID, "network")
-		netDone <- err
-	}()
-	netErr := func() error {
-		if err := <-netDone; err != nil {
-			return fmt.Errorf("configure the network in the guest: %w; console tail:\n%s", err, vm.ConsoleTail(sb.Hypervisor.ConsolePath(), 20))
-		}
-		return nil
+	if _, err := b.client().ConfigureNetwork(ctx, netReq); err != nil {
+		return 0, fmt.Errorf("configure the network in the guest: %w; console tail:\n%s", err, vm.ConsoleTail(sb.Hypervisor.ConsolePath(), 20))
 	}
+	vmTraceMark(c.ID, "network")
 	gspec := guestSpec(spec, bindSources)
 	js, err := json.Marshal(gspec)
 	if err != nil {
-		return 0, errors.Join(err, netErr())
+		return 0, err
 	}
 	p := &vmProc{spec: spec.Process, stdio: c.Stdio, done: make(chan struct{}), pid: sb.Hypervisor.Pid()}
 	if err := p.openStdio(ctx); err != nil {
-		return 0, errors.Join(err, netErr())
+		return 0, err
 	}
 	b.mu.Lock()
 	b.procs[""] = p
 	b.mu.Unlock()
-	_, err = b.client().CreateContainer(ctx, &agentapi.CreateContainerRequest{
+	if _, err := b.client().CreateContainer(ctx, &agentapi.CreateContainerRequest{
 		ContainerId: c.ID, OciSpec: js, Storages: storages,
-	})
-	if err != nil {
-		err = fmt.Errorf("create in guest: %w; console tail:\n%s", err, vm.ConsoleTail(sb.Hypervisor.ConsolePath(), 20))
-	}
-	if err := errors.Join(err, netErr()); err != nil {
-		return 0, err
+	}); err != nil {
+		return 0, fmt.Errorf("create in guest: %w; console tail:\n%s", err, vm.ConsoleTail(sb.Hypervisor.ConsolePath(), 20))
 	}
 	vmTraceMark(c.ID, "created")
 	b.relay(p)
