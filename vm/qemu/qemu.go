@@ -20,7 +20,7 @@ package qemu
 import (
 	"bytes"
 	"context"
-
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -324,6 +324,9 @@ func (q *QEMU) wait() {
 	case stopping:
 	case strings.Contains(tail, "Kernel panic"):
 		werr = fmt.Errorf("%w; console tail:\n%s", vm.ErrGuestPanic, tail)
+	case errors.Is(err, syscall.ECHILD) && strings.Contains(tail, "reboot: Power down"):
+		// A subreaper of ours (the shim reaps every child with
+		// wait4(-1)) took QEMU's status first; the guest powered off.
 	case err != nil:
 		werr = fmt.Errorf("%w: qemu: %v %s; console tail:\n%s", vm.ErrVMExited, err, q.stderrTail(), tail)
 	}
