@@ -216,7 +216,7 @@ func Create(ctx context.Context, o CreateOptions) (_ *Process, retErr error) {
 	}
 	defer initBin.Close()
 	cmd = &initCmd{
-		path:  initBin.path,
+		exe:   initBin.file,
 		args:  initBin.args,
 		Env:   initEnv(base),
 		files: extra,

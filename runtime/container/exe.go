@@ -19,14 +19,12 @@ const InitBinary = "hull-runtime-init"
 // initProgram is the binary a container's init (or an exec'd process) is
 // started from.
 type initProgram struct {
-	// path to execve: /proc/self/fd/N of file.
-	path string
 	// args are argv.
 	args []string
 	// helper is set when the program is InitBinary (not this binary).
 	helper string
-	// file is the protected open binary; it must stay open until the
-	// init has started.
+	// file is the protected open binary, started through its fd (see
+	// initCmd.exe); it must stay open until the init has started.
 	file *os.File
 }
 
@@ -82,7 +80,7 @@ func initExe(needSelf bool) (*initProgram, error) {
 			return nil, err
 		}
 	}
-	return &initProgram{path: "/proc/self/fd/" + strconv.Itoa(int(f.Fd())), args: args, helper: helper, file: f}, nil
+	return &initProgram{args: args, helper: helper, file: f}, nil
 }
 
 // usableHelper reports whether helper is a regular executable file owned

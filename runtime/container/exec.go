@@ -121,7 +121,7 @@ func Exec(ctx context.Context, o ExecOptions) (*Process, error) {
 	}
 	defer initBin.Close()
 	cmd := &initCmd{
-		path:        initBin.path,
+		exe:         initBin.file,
 		args:        initBin.args,
 		Env:         initEnv(base),
 		files:       extra,

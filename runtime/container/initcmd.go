@@ -6,9 +6,12 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"strconv"
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/hullproject/hull/runtime/initproc"
 )
 
 // initCmd starts the container init with syscall.ForkExec and waits for it
@@ -18,7 +21,16 @@ import (
 // every call. Stdio that is not an *os.File (a pipe to copy through) goes
 // through os/exec as before.
 type initCmd struct {
-	path string
+	// exe is the open binary to start. It is passed to the child as its
+	// last fd (after files), and the child execs it by that number,
+	// /proc/self/fd/exeFD: syscall.ForkExec's child shuffles fds (its
+	// error pipe, fds to move up) onto numbers just above the highest
+	// fd it is given, so an fd it is not given is not safe from being
+	// replaced before the execve. In a long-lived caller with holes in
+	// its fd table (hull-agent) the binary, opened last, often had
+	// exactly that number, and the child exec'd its error pipe instead:
+	// EACCES. The init closes it first thing (initproc.EnvExeFD).
+	exe  *os.File
 	args []string
 	Env  []string
 	// stdio are the init's 0, 1, 2: nil for the runtime's own, an
@@ -28,27 +40,37 @@ type initCmd struct {
 	files       []*os.File
 	SysProcAttr *syscall.SysProcAttr
 
+	// path is what the child execs, set by Start.
+	path    string
 	pid     int
 	viaExec *exec.Cmd
 	waited  bool
 	werr    error
 }
 
+// exeFD is the number of the binary's fd in the child: the last of its fds.
+func (c *initCmd) exeFD() int { return 3 + len(c.files) }
+
 // Start starts the init; pid is then set.
 func (c *initCmd) Start() error {
-	fds := make([]uintptr, 0, 3+len(c.files))
+	n := c.exeFD()
+	c.path = "/proc/self/fd/" + strconv.Itoa(n)
+	env := append(c.Env[:len(c.Env):len(c.Env)], initproc.EnvExeFD+"="+strconv.Itoa(n))
+	fds := make([]uintptr, 0, n+1)
 	for i, v := range c.stdio {
 		fd, ok := stdioFD(i, v)
 		if !ok {
-			return c.startExec()
+			return c.startExec(env)
 		}
 		fds = append(fds, fd)
 	}
 	for _, f := range c.files {
 		fds = append(fds, f.Fd())
 	}
-	pid, err := syscall.ForkExec(c.path, c.args, &syscall.ProcAttr{Env: c.Env, Files: fds, Sys: c.SysProcAttr})
+	fds = append(fds, c.exe.Fd())
+	pid, err := syscall.ForkExec(c.path, c.args, &syscall.ProcAttr{Env: env, Files: fds, Sys: c.SysProcAttr})
 	runtime.KeepAlive(c.files)
+	runtime.KeepAlive(c.exe)
 	if err != nil {
 		return &os.PathError{Op: "fork/exec", Path: c.path, Err: err}
 	}
@@ -71,8 +93,11 @@ func stdioFD(i int, v any) (uintptr, bool) {
 	return 0, false
 }
 
-func (c *initCmd) startExec() error {
-	cmd := &exec.Cmd{Path: c.path, Args: c.args, Env: c.Env, ExtraFiles: c.files, SysProcAttr: c.SysProcAttr}
+// startExec starts the init through os/exec, whose child has the same fds
+// (stdio, files, then exe).
+func (c *initCmd) startExec(env []string) error {
+	extra := append(c.files[:len(c.files):len(c.files)], c.exe)
+	cmd := &exec.Cmd{Path: c.path, Args: c.args, Env: env, ExtraFiles: extra, SysProcAttr: c.SysProcAttr}
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	if v := c.stdio[0]; v != nil {
 		cmd.Stdin = v.(io.Reader)
@@ -83,7 +108,9 @@ func (c *initCmd) startExec() error {
 	if v := c.stdio[2]; v != nil {
 		cmd.Stderr = v.(io.Writer)
 	}
-	if err := cmd.Start(); err != nil {
+	err := cmd.Start()
+	runtime.KeepAlive(c.exe)
+	if err != nil {
 		return err
 	}
 	c.pid, c.viaExec = cmd.Process.Pid, cmd

@@ -53,6 +53,12 @@ func Main() {
 	unix.CloseOnExec(fd)
 	sync := os.NewFile(uintptr(fd), "sync")
 	os.Unsetenv(EnvSyncFD)
+	// The binary's fd this process was exec'd through: no hook or
+	// container process may inherit it.
+	if exe, err := strconv.Atoi(os.Getenv(EnvExeFD)); err == nil && exe > 2 && exe != fd {
+		unix.Close(exe)
+	}
+	os.Unsetenv(EnvExeFD)
 	os.Unsetenv(EnvSetsid)
 	i := &initp{sync: sync, dec: json.NewDecoder(sync)}
 	if v := os.Getenv(EnvProtocol); v != ProtocolVersion {

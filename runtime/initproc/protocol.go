@@ -13,6 +13,9 @@ const (
 	EnvSyncFD  = "_HULL_SYNCFD" // the sync socket
 	EnvNsEnter = "_HULL_NSENTER"
 	EnvSetsid  = "_HULL_SETSID"
+	// EnvExeFD is the fd of the init's own binary, which it was exec'd
+	// through (/proc/self/fd/N); the init closes it at once.
+	EnvExeFD = "_HULL_EXEFD"
 	// EnvProtocol carries the runtime's ProtocolVersion: an init of
 	// another build (a stale hull-runtime-init beside hull-runtime)
 	// refuses to run rather than misread the config.
