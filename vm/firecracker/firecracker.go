@@ -25,7 +25,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -98,18 +97,7 @@ func New(o Options) *Firecracker {
 // LookPath returns the binary the driver would run, or an error wrapping
 // vm.ErrHypervisorMissing that says how to get one.
 func LookPath(o Options) (string, error) {
-	bin := o.Binary
-	if bin == "" {
-		bin = os.Getenv(BinaryEnv)
-	}
-	if bin == "" {
-		bin = DefaultBinary
-	}
-	p, err := exec.LookPath(bin)
-	if err != nil {
-		return "", fmt.Errorf("%s: %w (Debian 12 does not package Firecracker: install its release binary and put it in PATH or $%s)", bin, vm.ErrHypervisorMissing, BinaryEnv)
-	}
-	return p, nil
+	return vmm.LookPath(o.Binary, BinaryEnv, DefaultBinary, "Firecracker")
 }
 
 // Capabilities implements vm.Hypervisor: no virtio-fs (shares become

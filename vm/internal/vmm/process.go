@@ -203,3 +203,21 @@ func WaitForAPI(ctx context.Context, p *Process, path, what string) error {
 		}
 	}
 }
+
+// LookPath finds a VMM binary: bin if set, else $env, else def, through
+// PATH. A miss wraps vm.ErrHypervisorMissing and tells where to put the
+// binary (product names it: Debian 12 packages neither Cloud Hypervisor
+// nor Firecracker).
+func LookPath(bin, env, def, product string) (string, error) {
+	if bin == "" {
+		bin = os.Getenv(env)
+	}
+	if bin == "" {
+		bin = def
+	}
+	p, err := exec.LookPath(bin)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w (Debian 12 does not package %s: install its release binary and put it in PATH or $%s)", bin, vm.ErrHypervisorMissing, product, env)
+	}
+	return p, nil
+}
