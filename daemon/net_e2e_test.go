@@ -51,6 +51,14 @@ func randHex(t *testing.T, n int) string {
 // startNet starts a hulld for network tests and pulls busybox into it.
 func startNet(t *testing.T) *netEnv {
 	t.Helper()
+	requireCNI(t)
+	return startNetDaemon(t, "hn", 200, "")
+}
+
+// requireCNI skips unless the CNI plugins and iptables the default
+// network uses are installed.
+func requireCNI(t *testing.T) {
+	t.Helper()
 	hulltest.RequireRoot(t)
 	for _, p := range []string{"bridge", "host-local", "portmap", "loopback"} {
 		if _, err := os.Stat(filepath.Join("/usr/lib/cni", p)); err != nil {
@@ -60,8 +68,15 @@ func startNet(t *testing.T) *netEnv {
 	if _, err := exec.LookPath("iptables"); err != nil {
 		t.Skip("needs iptables (the portmap and bridge plugins use it)")
 	}
+}
+
+// startNetDaemon starts a hulld whose default network has its own bridge
+// (bridgePrefix + random hex) and a random subnet in 10.<subnetFrom..>,
+// with extraConfig appended to its configuration, and pulls busybox.
+func startNetDaemon(t *testing.T, bridgePrefix string, subnetFrom int, extraConfig string) *netEnv {
+	t.Helper()
 	ref := hulltest.Busybox(t)
-	e := &netEnv{ref: ref, bridge: "hn" + randHex(t, 4), netName: "hull0", subnet: randSubnet(t, 200)}
+	e := &netEnv{ref: ref, bridge: bridgePrefix + randHex(t, 4), netName: "hull0", subnet: randSubnet(t, subnetFrom)}
 	// Registered before the daemon's own cleanup, so it runs after it:
 	// the bridge plugin never removes a bridge.
 	t.Cleanup(func() { deleteLink(e.bridge) })
@@ -69,7 +84,7 @@ func startNet(t *testing.T) *netEnv {
 	e.Daemon = d
 	e.confDir = filepath.Join(d.Dir, "net.d")
 	e.netDir = filepath.Join(d.State, "net")
-	d.Config = fmt.Sprintf("[network]\nconf_dir = %q\nbridge = %q\nsubnet = %q\n", e.confDir, e.bridge, e.subnet)
+	d.Config = fmt.Sprintf("[network]\nconf_dir = %q\nbridge = %q\nsubnet = %q\n", e.confDir, e.bridge, e.subnet) + extraConfig
 	d.Start()
 	d.MustHull("images", "pull", ref)
 	return e

@@ -3,7 +3,6 @@ package daemon_test
 import (
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -12,7 +11,6 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/hullproject/hull/internal/hulltest"
 	"github.com/hullproject/hull/vm/vmtest"
 )
 
@@ -27,29 +25,10 @@ const vmRuntime = "vmnet"
 // startVMNet is startNet with a vm runtime beside the default ones.
 func startVMNet(t *testing.T) *netEnv {
 	t.Helper()
-	hulltest.RequireRoot(t)
-	for _, p := range []string{"bridge", "host-local", "portmap", "loopback"} {
-		if _, err := os.Stat(filepath.Join("/usr/lib/cni", p)); err != nil {
-			t.Skipf("needs the CNI plugins in /usr/lib/cni (Debian containernetworking-plugins): %v", err)
-		}
-	}
-	if _, err := exec.LookPath("iptables"); err != nil {
-		t.Skip("needs iptables (the portmap and bridge plugins use it)")
-	}
+	requireCNI(t)
 	kernel, initrd := vmtest.Kernel(t), vmtest.Initramfs(t)
-	ref := hulltest.Busybox(t)
-	e := &netEnv{ref: ref, bridge: "hv" + randHex(t, 4), netName: "hull0", subnet: randSubnet(t, 170)}
-	t.Cleanup(func() { deleteLink(e.bridge) })
-	d := hulltest.NewDaemon(t)
-	e.Daemon = d
-	e.confDir = filepath.Join(d.Dir, "net.d")
-	e.netDir = filepath.Join(d.State, "net")
-	d.Config = fmt.Sprintf("[network]\nconf_dir = %q\nbridge = %q\nsubnet = %q\n\n"+
-		"[runtimes.%s]\ntype = \"io.containerd.hull.v2\"\noptions = { mode = \"vm\", backend = { kernel = %q, initrd = %q, accel = \"tcg\", boot_timeout = 120 } }\n",
-		e.confDir, e.bridge, e.subnet, vmRuntime, kernel, initrd)
-	d.Start()
-	d.MustHull("images", "pull", ref)
-	return e
+	return startNetDaemon(t, "hv", 170, fmt.Sprintf("\n[runtimes.%s]\ntype = \"io.containerd.hull.v2\"\noptions = { mode = \"vm\", backend = { kernel = %q, initrd = %q, accel = \"tcg\", boot_timeout = 120 } }\n",
+		vmRuntime, kernel, initrd))
 }
 
 // vmHTTPServer runs busybox httpd on port 80 of a detached container
