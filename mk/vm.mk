@@ -3,13 +3,15 @@
 #   guest-initramfs   the agent initramfs for Hull's kernel (agent.cpio) and for
 #                     the cloud kernel with its modules (cloud/agent.cpio)
 #   agent-api         regenerate agent/api from agent.proto (pinned generators)
+#   agent-seccomp     recompile the default seccomp profile the agent embeds
+#                     (agent/seccompcache; when the profile or libseccomp changes)
 #   test-vm           the vm runtime's tests (boot real guests under TCG)
 AGENT_LDFLAGS := -s -w -linkmode external -extldflags "-static"
 PROTOC_GEN_GO_VERSION    := v1.36.11
 PROTOC_GEN_TTRPC_VERSION := v1.2.10
 VM_TOOLS ?= $(CURDIR)/build/tools
 
-.PHONY: guest-agent guest-initramfs agent-api test-vm
+.PHONY: guest-agent guest-initramfs agent-api agent-seccomp test-vm
 guest-agent:
 	@mkdir -p $(GUEST_DIR)
 	@CGO_ENABLED=1 $(GO) build -trimpath -tags netgo,osusergo -ldflags '$(AGENT_LDFLAGS)' -o $(GUEST_DIR)/hull-agent ./cmd/hull-agent
@@ -25,6 +27,9 @@ agent-api:
 	GOBIN=$(VM_TOOLS) $(GO) install github.com/containerd/ttrpc/cmd/protoc-gen-go-ttrpc@$(PROTOC_GEN_TTRPC_VERSION)
 	cd agent/api && PATH=$(VM_TOOLS):$$PATH protoc -I . --go_out=paths=source_relative:. \
 		--go-ttrpc_out=paths=source_relative:. agent.proto
+
+agent-seccomp:
+	CGO_ENABLED=1 $(GO) run ./agent/seccompcache/gen -out agent/seccompcache
 
 test-vm: guest-initramfs
 	$(GO) test -p 1 -count=1 ./vm/... ./agent/...

@@ -2,6 +2,7 @@ package shim
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"os"
 	"strconv"
@@ -11,6 +12,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/hullproject/hull/agent"
+	agentapi "github.com/hullproject/hull/agent/api"
 	"github.com/hullproject/hull/vm"
 )
 
@@ -42,12 +45,26 @@ type VMTrace struct {
 	// process" on the console (0 when the console does not show it, as with
 	// "quiet").
 	InitPrintkNs int64 `json:"init_printk_ns,omitempty"`
+	// Guest lists the agent's own steps (its Trace RPC, asked once the
+	// container was removed in the guest) on the guest's CLOCK_MONOTONIC:
+	// the kernel's boot markers, the agent's start and PID-1 setup, each
+	// RPC and the steps of CreateContainer and StartContainer.
+	Guest []GuestEvent `json:"guest,omitempty"`
+}
+
+// GuestEvent is one step of the guest's trace.
+type GuestEvent struct {
+	Name string `json:"name"`
+	// MonoNs is the guest's CLOCK_MONOTONIC (the printk clock for the
+	// kernel's markers).
+	MonoNs int64 `json:"mono_ns"`
 }
 
 var vmTraces = struct {
 	sync.Mutex
-	m map[string]*VMTrace
-}{m: map[string]*VMTrace{}}
+	m       map[string]*VMTrace
+	clients map[string]*agent.Client
+}{m: map[string]*VMTrace{}, clients: map[string]*agent.Client{}}
 
 func vmTraceOn() bool { return os.Getenv(VMTraceEnv) != "" }
 
@@ -60,15 +77,39 @@ func vmTraceGet(id string) *VMTrace {
 	return t
 }
 
-// vmTraceMark records now as event of container id.
+// vmTraceMark records now as event of container id. At "removed" (the
+// agent removed the container, the VM still runs) it also asks the agent
+// for the guest's trace.
 func vmTraceMark(id, event string) {
 	if !vmTraceOn() {
 		return
 	}
 	now := time.Now().UnixNano()
 	vmTraces.Lock()
-	defer vmTraces.Unlock()
 	vmTraceGet(id).Events[event] = now
+	c := vmTraces.clients[id]
+	vmTraces.Unlock()
+	if event == "removed" && c != nil {
+		vmTraceGuest(id, c)
+	}
+}
+
+// vmTraceGuest records the agent's Trace (skipped when the agent does not
+// answer within a second: an older agent, a dying guest).
+func vmTraceGuest(id string, c *agent.Client) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	tr, err := c.Trace(ctx, &agentapi.Empty{})
+	if err != nil {
+		return
+	}
+	var ev []GuestEvent
+	for _, e := range append(tr.Kernel, tr.Events...) {
+		ev = append(ev, GuestEvent{Name: e.Name, MonoNs: e.MonoNs})
+	}
+	vmTraces.Lock()
+	vmTraceGet(id).Guest = ev
+	vmTraces.Unlock()
 }
 
 // vmTraceBoot records the times vm.Boot measured.
@@ -84,6 +125,9 @@ func vmTraceBoot(id string, sb *vm.Sandbox) {
 		t.Events["vmm_up"] = sb.VMMUp.UnixNano()
 	}
 	t.Events["agent_ready"] = sb.Ready.UnixNano()
+	if sb.Agent != nil {
+		vmTraces.clients[id] = sb.Agent
+	}
 	if sb.Version != nil {
 		t.GuestBootNs = sb.Version.BootNs
 	}
@@ -98,6 +142,7 @@ func vmTraceFlush(id, console string) {
 	vmTraces.Lock()
 	t := vmTraces.m[id]
 	delete(vmTraces.m, id)
+	delete(vmTraces.clients, id)
 	vmTraces.Unlock()
 	if t == nil {
 		return

@@ -1147,6 +1147,115 @@ func (x *ConfigureNetworkRequest) GetRoutes() []*Route {
 	return nil
 }
 
+// TraceEvent is one step of the agent, on the guest's CLOCK_MONOTONIC (which
+// the kernel's printk clock follows closely).
+type TraceEvent struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	MonoNs        int64                  `protobuf:"varint,2,opt,name=mono_ns,json=monoNs,proto3" json:"mono_ns,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TraceEvent) Reset() {
+	*x = TraceEvent{}
+	mi := &file_agent_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TraceEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TraceEvent) ProtoMessage() {}
+
+func (x *TraceEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TraceEvent.ProtoReflect.Descriptor instead.
+func (*TraceEvent) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *TraceEvent) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *TraceEvent) GetMonoNs() int64 {
+	if x != nil {
+		return x.MonoNs
+	}
+	return 0
+}
+
+type TraceResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// events in the order they happened (at most a few hundred are kept).
+	Events []*TraceEvent `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
+	// kernel lists marker lines of the kernel log ("Run /init as init
+	// process", ...) as events on the printk clock.
+	Kernel        []*TraceEvent `protobuf:"bytes,2,rep,name=kernel,proto3" json:"kernel,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TraceResponse) Reset() {
+	*x = TraceResponse{}
+	mi := &file_agent_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TraceResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TraceResponse) ProtoMessage() {}
+
+func (x *TraceResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TraceResponse.ProtoReflect.Descriptor instead.
+func (*TraceResponse) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *TraceResponse) GetEvents() []*TraceEvent {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
+func (x *TraceResponse) GetKernel() []*TraceEvent {
+	if x != nil {
+		return x.Kernel
+	}
+	return nil
+}
+
 var File_agent_proto protoreflect.FileDescriptor
 
 const file_agent_proto_rawDesc = "" +
@@ -1221,7 +1330,14 @@ const file_agent_proto_rawDesc = "" +
 	"\n" +
 	"interfaces\x18\x01 \x03(\v2\x18.hull.agent.v1.InterfaceR\n" +
 	"interfaces\x12,\n" +
-	"\x06routes\x18\x02 \x03(\v2\x14.hull.agent.v1.RouteR\x06routes2\x9c\t\n" +
+	"\x06routes\x18\x02 \x03(\v2\x14.hull.agent.v1.RouteR\x06routes\"9\n" +
+	"\n" +
+	"TraceEvent\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x17\n" +
+	"\amono_ns\x18\x02 \x01(\x03R\x06monoNs\"u\n" +
+	"\rTraceResponse\x121\n" +
+	"\x06events\x18\x01 \x03(\v2\x19.hull.agent.v1.TraceEventR\x06events\x121\n" +
+	"\x06kernel\x18\x02 \x03(\v2\x19.hull.agent.v1.TraceEventR\x06kernel2\xd9\t\n" +
 	"\x05Agent\x12H\n" +
 	"\aVersion\x12\x1d.hull.agent.v1.VersionRequest\x1a\x1e.hull.agent.v1.VersionResponse\x12N\n" +
 	"\x0fCreateContainer\x12%.hull.agent.v1.CreateContainerRequest\x1a\x14.hull.agent.v1.Empty\x12O\n" +
@@ -1241,7 +1357,8 @@ const file_agent_proto_rawDesc = "" +
 	"\x0eStatsContainer\x12\x1f.hull.agent.v1.ContainerRequest\x1a%.hull.agent.v1.StatsContainerResponse\x12H\n" +
 	"\x0fRemoveContainer\x12\x1f.hull.agent.v1.ContainerRequest\x1a\x14.hull.agent.v1.Empty\x12P\n" +
 	"\x10ConfigureNetwork\x12&.hull.agent.v1.ConfigureNetworkRequest\x1a\x14.hull.agent.v1.Empty\x12<\n" +
-	"\x0eDestroySandbox\x12\x14.hull.agent.v1.Empty\x1a\x14.hull.agent.v1.EmptyB0Z.github.com/hullproject/hull/agent/api;agentapib\x06proto3"
+	"\x0eDestroySandbox\x12\x14.hull.agent.v1.Empty\x1a\x14.hull.agent.v1.Empty\x12;\n" +
+	"\x05Trace\x12\x14.hull.agent.v1.Empty\x1a\x1c.hull.agent.v1.TraceResponseB0Z.github.com/hullproject/hull/agent/api;agentapib\x06proto3"
 
 var (
 	file_agent_proto_rawDescOnce sync.Once
@@ -1255,7 +1372,7 @@ func file_agent_proto_rawDescGZIP() []byte {
 	return file_agent_proto_rawDescData
 }
 
-var file_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_agent_proto_goTypes = []any{
 	(*Empty)(nil),                   // 0: hull.agent.v1.Empty
 	(*VersionRequest)(nil),          // 1: hull.agent.v1.VersionRequest
@@ -1277,46 +1394,52 @@ var file_agent_proto_goTypes = []any{
 	(*Interface)(nil),               // 17: hull.agent.v1.Interface
 	(*Route)(nil),                   // 18: hull.agent.v1.Route
 	(*ConfigureNetworkRequest)(nil), // 19: hull.agent.v1.ConfigureNetworkRequest
+	(*TraceEvent)(nil),              // 20: hull.agent.v1.TraceEvent
+	(*TraceResponse)(nil),           // 21: hull.agent.v1.TraceResponse
 }
 var file_agent_proto_depIdxs = []int32{
 	3,  // 0: hull.agent.v1.CreateContainerRequest.storages:type_name -> hull.agent.v1.Storage
 	17, // 1: hull.agent.v1.ConfigureNetworkRequest.interfaces:type_name -> hull.agent.v1.Interface
 	18, // 2: hull.agent.v1.ConfigureNetworkRequest.routes:type_name -> hull.agent.v1.Route
-	1,  // 3: hull.agent.v1.Agent.Version:input_type -> hull.agent.v1.VersionRequest
-	4,  // 4: hull.agent.v1.Agent.CreateContainer:input_type -> hull.agent.v1.CreateContainerRequest
-	5,  // 5: hull.agent.v1.Agent.StartContainer:input_type -> hull.agent.v1.ContainerRequest
-	7,  // 6: hull.agent.v1.Agent.ExecProcess:input_type -> hull.agent.v1.ExecProcessRequest
-	9,  // 7: hull.agent.v1.Agent.SignalProcess:input_type -> hull.agent.v1.SignalProcessRequest
-	8,  // 8: hull.agent.v1.Agent.WaitProcess:input_type -> hull.agent.v1.ProcessRequest
-	11, // 9: hull.agent.v1.Agent.WriteStdin:input_type -> hull.agent.v1.WriteStreamRequest
-	13, // 10: hull.agent.v1.Agent.ReadStdout:input_type -> hull.agent.v1.ReadStreamRequest
-	13, // 11: hull.agent.v1.Agent.ReadStderr:input_type -> hull.agent.v1.ReadStreamRequest
-	8,  // 12: hull.agent.v1.Agent.CloseStdin:input_type -> hull.agent.v1.ProcessRequest
-	15, // 13: hull.agent.v1.Agent.TtyWinResize:input_type -> hull.agent.v1.TtyWinResizeRequest
-	5,  // 14: hull.agent.v1.Agent.StatsContainer:input_type -> hull.agent.v1.ContainerRequest
-	5,  // 15: hull.agent.v1.Agent.RemoveContainer:input_type -> hull.agent.v1.ContainerRequest
-	19, // 16: hull.agent.v1.Agent.ConfigureNetwork:input_type -> hull.agent.v1.ConfigureNetworkRequest
-	0,  // 17: hull.agent.v1.Agent.DestroySandbox:input_type -> hull.agent.v1.Empty
-	2,  // 18: hull.agent.v1.Agent.Version:output_type -> hull.agent.v1.VersionResponse
-	0,  // 19: hull.agent.v1.Agent.CreateContainer:output_type -> hull.agent.v1.Empty
-	6,  // 20: hull.agent.v1.Agent.StartContainer:output_type -> hull.agent.v1.StartResponse
-	6,  // 21: hull.agent.v1.Agent.ExecProcess:output_type -> hull.agent.v1.StartResponse
-	0,  // 22: hull.agent.v1.Agent.SignalProcess:output_type -> hull.agent.v1.Empty
-	10, // 23: hull.agent.v1.Agent.WaitProcess:output_type -> hull.agent.v1.WaitProcessResponse
-	12, // 24: hull.agent.v1.Agent.WriteStdin:output_type -> hull.agent.v1.WriteStreamResponse
-	14, // 25: hull.agent.v1.Agent.ReadStdout:output_type -> hull.agent.v1.ReadStreamResponse
-	14, // 26: hull.agent.v1.Agent.ReadStderr:output_type -> hull.agent.v1.ReadStreamResponse
-	0,  // 27: hull.agent.v1.Agent.CloseStdin:output_type -> hull.agent.v1.Empty
-	0,  // 28: hull.agent.v1.Agent.TtyWinResize:output_type -> hull.agent.v1.Empty
-	16, // 29: hull.agent.v1.Agent.StatsContainer:output_type -> hull.agent.v1.StatsContainerResponse
-	0,  // 30: hull.agent.v1.Agent.RemoveContainer:output_type -> hull.agent.v1.Empty
-	0,  // 31: hull.agent.v1.Agent.ConfigureNetwork:output_type -> hull.agent.v1.Empty
-	0,  // 32: hull.agent.v1.Agent.DestroySandbox:output_type -> hull.agent.v1.Empty
-	18, // [18:33] is the sub-list for method output_type
-	3,  // [3:18] is the sub-list for method input_type
-	3,  // [3:3] is the sub-list for extension type_name
-	3,  // [3:3] is the sub-list for extension extendee
-	0,  // [0:3] is the sub-list for field type_name
+	20, // 3: hull.agent.v1.TraceResponse.events:type_name -> hull.agent.v1.TraceEvent
+	20, // 4: hull.agent.v1.TraceResponse.kernel:type_name -> hull.agent.v1.TraceEvent
+	1,  // 5: hull.agent.v1.Agent.Version:input_type -> hull.agent.v1.VersionRequest
+	4,  // 6: hull.agent.v1.Agent.CreateContainer:input_type -> hull.agent.v1.CreateContainerRequest
+	5,  // 7: hull.agent.v1.Agent.StartContainer:input_type -> hull.agent.v1.ContainerRequest
+	7,  // 8: hull.agent.v1.Agent.ExecProcess:input_type -> hull.agent.v1.ExecProcessRequest
+	9,  // 9: hull.agent.v1.Agent.SignalProcess:input_type -> hull.agent.v1.SignalProcessRequest
+	8,  // 10: hull.agent.v1.Agent.WaitProcess:input_type -> hull.agent.v1.ProcessRequest
+	11, // 11: hull.agent.v1.Agent.WriteStdin:input_type -> hull.agent.v1.WriteStreamRequest
+	13, // 12: hull.agent.v1.Agent.ReadStdout:input_type -> hull.agent.v1.ReadStreamRequest
+	13, // 13: hull.agent.v1.Agent.ReadStderr:input_type -> hull.agent.v1.ReadStreamRequest
+	8,  // 14: hull.agent.v1.Agent.CloseStdin:input_type -> hull.agent.v1.ProcessRequest
+	15, // 15: hull.agent.v1.Agent.TtyWinResize:input_type -> hull.agent.v1.TtyWinResizeRequest
+	5,  // 16: hull.agent.v1.Agent.StatsContainer:input_type -> hull.agent.v1.ContainerRequest
+	5,  // 17: hull.agent.v1.Agent.RemoveContainer:input_type -> hull.agent.v1.ContainerRequest
+	19, // 18: hull.agent.v1.Agent.ConfigureNetwork:input_type -> hull.agent.v1.ConfigureNetworkRequest
+	0,  // 19: hull.agent.v1.Agent.DestroySandbox:input_type -> hull.agent.v1.Empty
+	0,  // 20: hull.agent.v1.Agent.Trace:input_type -> hull.agent.v1.Empty
+	2,  // 21: hull.agent.v1.Agent.Version:output_type -> hull.agent.v1.VersionResponse
+	0,  // 22: hull.agent.v1.Agent.CreateContainer:output_type -> hull.agent.v1.Empty
+	6,  // 23: hull.agent.v1.Agent.StartContainer:output_type -> hull.agent.v1.StartResponse
+	6,  // 24: hull.agent.v1.Agent.ExecProcess:output_type -> hull.agent.v1.StartResponse
+	0,  // 25: hull.agent.v1.Agent.SignalProcess:output_type -> hull.agent.v1.Empty
+	10, // 26: hull.agent.v1.Agent.WaitProcess:output_type -> hull.agent.v1.WaitProcessResponse
+	12, // 27: hull.agent.v1.Agent.WriteStdin:output_type -> hull.agent.v1.WriteStreamResponse
+	14, // 28: hull.agent.v1.Agent.ReadStdout:output_type -> hull.agent.v1.ReadStreamResponse
+	14, // 29: hull.agent.v1.Agent.ReadStderr:output_type -> hull.agent.v1.ReadStreamResponse
+	0,  // 30: hull.agent.v1.Agent.CloseStdin:output_type -> hull.agent.v1.Empty
+	0,  // 31: hull.agent.v1.Agent.TtyWinResize:output_type -> hull.agent.v1.Empty
+	16, // 32: hull.agent.v1.Agent.StatsContainer:output_type -> hull.agent.v1.StatsContainerResponse
+	0,  // 33: hull.agent.v1.Agent.RemoveContainer:output_type -> hull.agent.v1.Empty
+	0,  // 34: hull.agent.v1.Agent.ConfigureNetwork:output_type -> hull.agent.v1.Empty
+	0,  // 35: hull.agent.v1.Agent.DestroySandbox:output_type -> hull.agent.v1.Empty
+	21, // 36: hull.agent.v1.Agent.Trace:output_type -> hull.agent.v1.TraceResponse
+	21, // [21:37] is the sub-list for method output_type
+	5,  // [5:21] is the sub-list for method input_type
+	5,  // [5:5] is the sub-list for extension type_name
+	5,  // [5:5] is the sub-list for extension extendee
+	0,  // [0:5] is the sub-list for field type_name
 }
 
 func init() { file_agent_proto_init() }
@@ -1330,7 +1453,7 @@ func file_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agent_proto_rawDesc), len(file_agent_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   20,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -23,6 +23,7 @@ type AgentService interface {
 	RemoveContainer(context.Context, *ContainerRequest) (*Empty, error)
 	ConfigureNetwork(context.Context, *ConfigureNetworkRequest) (*Empty, error)
 	DestroySandbox(context.Context, *Empty) (*Empty, error)
+	Trace(context.Context, *Empty) (*TraceResponse, error)
 }
 
 func RegisterAgentService(srv *ttrpc.Server, svc AgentService) {
@@ -132,6 +133,13 @@ func RegisterAgentService(srv *ttrpc.Server, svc AgentService) {
 					return nil, err
 				}
 				return svc.DestroySandbox(ctx, &req)
+			},
+			"Trace": func(ctx context.Context, unmarshal func(interface{}) error) (interface{}, error) {
+				var req Empty
+				if err := unmarshal(&req); err != nil {
+					return nil, err
+				}
+				return svc.Trace(ctx, &req)
 			},
 		},
 	})
@@ -262,6 +270,14 @@ func (c *agentClient) ConfigureNetwork(ctx context.Context, req *ConfigureNetwor
 func (c *agentClient) DestroySandbox(ctx context.Context, req *Empty) (*Empty, error) {
 	var resp Empty
 	if err := c.client.Call(ctx, "hull.agent.v1.Agent", "DestroySandbox", req, &resp); err != nil {
+		return nil, err
+	}
+	return &resp, nil
+}
+
+func (c *agentClient) Trace(ctx context.Context, req *Empty) (*TraceResponse, error) {
+	var resp TraceResponse
+	if err := c.client.Call(ctx, "hull.agent.v1.Agent", "Trace", req, &resp); err != nil {
 		return nil, err
 	}
 	return &resp, nil

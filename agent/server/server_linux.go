@@ -224,10 +224,17 @@ func (s *Server) CreateContainer(ctx context.Context, r *agentapi.CreateContaine
 	if err := container.ValidateID(r.ContainerId); err != nil {
 		return nil, fmt.Errorf("%w: %w", errdefs.ErrInvalidArgument, err)
 	}
-	var spec specs.Spec
+	// Only process.terminal is needed here: the runtime decodes (and
+	// validates) the whole spec itself.
+	var spec struct {
+		Process *struct {
+			Terminal bool `json:"terminal"`
+		} `json:"process"`
+	}
 	if err := json.Unmarshal(r.OciSpec, &spec); err != nil {
 		return nil, fmt.Errorf("oci spec: %w: %w", errdefs.ErrInvalidArgument, err)
 	}
+	Mark("create: spec decoded")
 	s.mu.Lock()
 	if _, ok := s.containers[r.ContainerId]; ok {
 		s.mu.Unlock()
@@ -252,6 +259,7 @@ func (s *Server) CreateContainer(ctx context.Context, r *agentapi.CreateContaine
 		}
 		c.mounts = append(c.mounts, st.MountPoint)
 	}
+	Mark("create: storages mounted")
 	bundle := filepath.Join(s.BundleDir, c.id)
 	if err := os.MkdirAll(bundle, 0o700); err != nil {
 		return nil, err
@@ -259,6 +267,7 @@ func (s *Server) CreateContainer(ctx context.Context, r *agentapi.CreateContaine
 	if err := os.WriteFile(filepath.Join(bundle, "config.json"), r.OciSpec, 0o600); err != nil {
 		return nil, err
 	}
+	Mark("create: bundle written")
 	terminal := spec.Process != nil && spec.Process.Terminal
 	p, err := s.spawn(terminal, func(stdio [3]*os.File, consoleSocket string) (*container.Process, error) {
 		return container.Create(ctx, container.CreateOptions{
@@ -326,6 +335,7 @@ func (s *Server) spawn(terminal bool, start func(stdio [3]*os.File, consoleSocke
 
 func (s *Server) wait(cp *container.Process, p *proc) {
 	status, err := cp.Wait()
+	Mark("process exited")
 	if err != nil {
 		s.Logger.Warn("wait", "pid", p.pid, "err", err)
 	}
@@ -343,6 +353,7 @@ func (s *Server) StartContainer(ctx context.Context, r *agentapi.ContainerReques
 	if err := container.Start(ctx, s.Root, c.id); err != nil {
 		return nil, fmt.Errorf("start container %q: %w", c.id, err)
 	}
+	Mark("start: container.Start returned")
 	s.mu.Lock()
 	c.started = true
 	s.mu.Unlock()

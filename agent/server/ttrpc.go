@@ -14,8 +14,10 @@ import (
 // gets errdefs.ErrNotFound & co. back.
 func NewTTRPCServer(svc agentapi.AgentService) (*ttrpc.Server, error) {
 	s, err := ttrpc.NewServer(ttrpc.WithUnaryServerInterceptor(
-		func(ctx context.Context, um ttrpc.Unmarshaler, _ *ttrpc.UnaryServerInfo, m ttrpc.Method) (any, error) {
+		func(ctx context.Context, um ttrpc.Unmarshaler, info *ttrpc.UnaryServerInfo, m ttrpc.Method) (any, error) {
+			Mark(info.FullMethod)
 			r, err := m(ctx, um)
+			Mark(info.FullMethod + " done")
 			if err != nil {
 				return nil, errgrpc.ToGRPC(err)
 			}

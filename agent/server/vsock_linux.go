@@ -84,6 +84,7 @@ func serveTransports(ctx context.Context, srv listenerServer, ts []transport, ti
 			}
 			found[i] = true
 			serving++
+			Mark("serving " + t.name)
 			log.Info("serving", "transport", t.name, "addr", l.Addr().String())
 			go func() {
 				err := srv.Serve(ctx, l)

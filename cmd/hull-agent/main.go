@@ -14,7 +14,9 @@ import (
 	"os"
 
 	"github.com/hullproject/hull/agent"
+	"github.com/hullproject/hull/agent/seccompcache"
 	"github.com/hullproject/hull/agent/server"
+	"github.com/hullproject/hull/runtime/container"
 	"github.com/hullproject/hull/runtime/initproc"
 	_ "github.com/hullproject/hull/runtime/nsenter" // joins namespaces before the Go runtime starts
 )
@@ -23,11 +25,22 @@ func main() {
 	if len(os.Args) > 1 && os.Args[1] == "init" {
 		initproc.Main()
 	}
+	server.Mark("main")
 	console, err := os.OpenFile("/dev/console", os.O_WRONLY, 0)
 	if err != nil {
 		console = os.Stderr
 	}
-	log := slog.New(slog.NewTextHandler(console, nil)).With("component", "hull-agent")
+	// Every console byte is an emulated UART write under TCG: only
+	// warnings by default; HULL_AGENT_LOG=info|debug on the kernel
+	// command line (the kernel passes it to /init's environment) for more.
+	// The runtime code logs through slog.Default, so it is set too.
+	level := slog.LevelWarn
+	if v := os.Getenv("HULL_AGENT_LOG"); v != "" {
+		_ = level.UnmarshalText([]byte(v))
+	}
+	log := slog.New(slog.NewTextHandler(console, &slog.HandlerOptions{Level: level}))
+	slog.SetDefault(log)
+	log = log.With("component", "hull-agent")
 	if err := run(log); err != nil {
 		fmt.Fprintf(console, "hull-agent: %v\n", err)
 	}
@@ -45,13 +58,21 @@ func run(log *slog.Logger) error {
 		if err != nil {
 			return err
 		}
+		server.Mark("modules loaded")
 		// Modules are loaded from the initramfs, then it is left for a
 		// tmpfs root that pivot_root can leave.
 		if err := server.SwitchRoot(); err != nil {
 			return fmt.Errorf("switch root: %w", err)
 		}
+		server.Mark("root switched")
 		if err := server.MountKernelFS(); err != nil {
 			return err
+		}
+		server.Mark("kernel filesystems mounted")
+		// The default profile compiled at build time: the runtime finds
+		// it in its cache instead of compiling it with libseccomp.
+		if _, err := seccompcache.Install(container.SeccompCacheDir); err != nil {
+			log.Warn("seccomp cache", "err", err)
 		}
 		log.Debug("pid 1 ready", "modules", n)
 	}
