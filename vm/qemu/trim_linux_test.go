@@ -1,0 +1,134 @@
+package qemu
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hullproject/hull/vm"
+	"github.com/hullproject/hull/vm/vmtest"
+)
+
+// copyFile copies src to a new file in dir (a private inode: pages no
+// other QEMU on the host maps).
+func copyFile(t *testing.T, src, dir string) string {
+	t.Helper()
+	in, err := os.Open(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	dst := filepath.Join(dir, filepath.Base(src))
+	out, err := os.Create(dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		t.Fatal(err)
+	}
+	if err := out.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return dst
+}
+
+// residentKiB sums the Rss of pid's mappings of path.
+func residentKiB(t *testing.T, pid int, path string) int64 {
+	t.Helper()
+	f, err := os.Open("/proc/" + strconv.Itoa(pid) + "/smaps")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var kib int64
+	in := false
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) == 0 {
+			continue
+		}
+		if !strings.HasSuffix(fields[0], ":") {
+			in = len(fields) >= 6 && strings.Join(fields[5:], " ") == path
+			continue
+		}
+		if in && fields[0] == "Rss:" {
+			n, _ := strconv.ParseInt(fields[1], 10, 64)
+			kib += n
+		}
+	}
+	return kib
+}
+
+// TestReleaseBootFiles boots the agent guest from private copies of the
+// kernel and initrd, releases QEMU's pages of both, and checks they are no
+// longer resident in QEMU while the agent still answers.
+func TestReleaseBootFiles(t *testing.T) {
+	defer vmtest.NoStrays(t)
+	cfg := baseConfig(t)
+	dir := t.TempDir()
+	cfg.Kernel = copyFile(t, cfg.Kernel, dir)
+	cfg.Initrd = copyFile(t, cfg.Initrd, dir)
+	q := newTCG()
+	if _, err := q.ReleaseBootFiles(); !errors.Is(err, ErrNotRunning) {
+		t.Errorf("ReleaseBootFiles before Start: %v, want ErrNotRunning", err)
+	}
+	sb, err := vm.Boot(context.Background(), q, cfg, 60*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Stop(context.Background())
+	pid := q.cmd.Process.Pid
+	before := map[string]int64{}
+	for _, f := range []string{cfg.Kernel, cfg.Initrd} {
+		before[f] = residentKiB(t, pid, f)
+		if before[f] == 0 {
+			t.Errorf("QEMU has none of %s resident after boot: nothing to test", filepath.Base(f))
+		}
+	}
+	n, err := q.ReleaseBootFiles()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n == 0 {
+		t.Fatal("ReleaseBootFiles advised no mapping")
+	}
+	for _, f := range []string{cfg.Kernel, cfg.Initrd} {
+		after := residentKiB(t, pid, f)
+		t.Logf("%s: %d KiB resident in QEMU before, %d after", filepath.Base(f), before[f], after)
+		if after > before[f]/10 {
+			t.Errorf("%s: %d KiB still resident in QEMU after ReleaseBootFiles (was %d)", filepath.Base(f), after, before[f])
+		}
+	}
+	if _, err := sb.Agent.WaitReady(context.Background()); err != nil {
+		t.Errorf("agent after ReleaseBootFiles: %v", err)
+	}
+	if err := sb.Shutdown(context.Background(), 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := q.ReleaseBootFiles(); !errors.Is(err, ErrNotRunning) {
+		t.Errorf("ReleaseBootFiles after the VM ended: %v, want ErrNotRunning", err)
+	}
+}
+
+func TestPageOutFilesBadInput(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "no-such-kernel")
+	if _, err := pageOutFiles(os.Getpid(), []string{missing}); err == nil || !strings.Contains(err.Error(), missing) {
+		t.Errorf("pageOutFiles of a missing file: %v, want an error naming it", err)
+	}
+	// A file the process does not map: nothing to advise.
+	f := filepath.Join(t.TempDir(), "unmapped")
+	if err := os.WriteFile(f, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := pageOutFiles(os.Getpid(), []string{f}); err != nil || n != 0 {
+		t.Errorf("pageOutFiles of an unmapped file: %d, %v; want 0, nil", n, err)
+	}
+}
