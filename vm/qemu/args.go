@@ -102,6 +102,16 @@ func buildArgs(cfg *vm.Config, accelArg string, p paths) []string {
 		"-chardev", "socket,id=agent,path="+p.agent+",server=on,wait=off",
 		"-device", dev("virtio-serial-device", "virtio-serial-pci")+",id=vser0",
 		"-device", "virtserialport,bus=vser0.0,chardev=agent,name="+agentPortName,
+		// Free page reporting: the guest tells QEMU which free memory it
+		// has (2 MiB blocks, 2 s after they were freed) and QEMU gives it
+		// back to the host (a hole punched in the memfd, or
+		// MADV_DONTNEED). Without it guest RAM the workload once touched
+		// stays resident in QEMU after it was freed (measured: a 64 MiB
+		// spike freed in the guest left 121 MiB resident; with it 65 MiB
+		// ~2 s later). It costs no measurable start time (QEMU CPU to an
+		// idle container 1320 vs 1350 ms, 4 runs each). The balloon is
+		// never inflated.
+		"-device", dev("virtio-balloon-device", "virtio-balloon-pci")+",free-page-reporting=on",
 	)
 	for i, d := range cfg.Disks {
 		id := "disk" + strconv.Itoa(i)
