@@ -11,6 +11,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/hullproject/hull/vm"
 	"github.com/hullproject/hull/vm/vmtest"
@@ -107,6 +110,12 @@ func TestReleaseBootFiles(t *testing.T) {
 			t.Errorf("%s: %d KiB still resident in QEMU after ReleaseBootFiles (was %d)", filepath.Base(f), after, before[f])
 		}
 	}
+	// Back in the page cache (unmapped), for the next boot.
+	for _, f := range []string{cfg.Kernel, cfg.Initrd} {
+		if cached, total := cachedPages(t, f); cached < total {
+			t.Errorf("%s: %d of %d pages in the page cache after ReleaseBootFiles, want it read back", filepath.Base(f), cached, total)
+		}
+	}
 	if _, err := sb.Agent.WaitReady(context.Background()); err != nil {
 		t.Errorf("agent after ReleaseBootFiles: %v", err)
 	}
@@ -116,6 +125,35 @@ func TestReleaseBootFiles(t *testing.T) {
 	if _, err := q.ReleaseBootFiles(); !errors.Is(err, ErrNotRunning) {
 		t.Errorf("ReleaseBootFiles after the VM ended: %v, want ErrNotRunning", err)
 	}
+}
+
+// cachedPages says how many of file's pages are in the page cache.
+func cachedPages(t *testing.T, file string) (cached, total int) {
+	t.Helper()
+	f, err := os.Open(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := unix.Mmap(int(f.Fd()), 0, int(st.Size()), unix.PROT_READ, unix.MAP_SHARED)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Munmap(m)
+	vec := make([]byte, (len(m)+os.Getpagesize()-1)/os.Getpagesize())
+	if _, _, errno := unix.Syscall(unix.SYS_MINCORE, uintptr(unsafe.Pointer(&m[0])), uintptr(len(m)), uintptr(unsafe.Pointer(&vec[0]))); errno != 0 {
+		t.Fatalf("mincore %s: %v", file, errno)
+	}
+	for _, v := range vec {
+		if v&1 != 0 {
+			cached++
+		}
+	}
+	return cached, len(vec)
 }
 
 func TestPageOutFilesBadInput(t *testing.T) {
