@@ -1,6 +1,7 @@
 # Guest assets of the vm runtime (vm/guest, vm/initramfs):
 #   guest-kernel        Hull's minimal guest kernel from Debian's linux-source-6.1
-#                       (cached by source version + fragment hash; ~5 min the first time)
+#                       with vm/guest/patches applied (cached by source version +
+#                       fragment hash + patches hash; ~6 min the first time)
 #   guest-cloud-kernel  Debian's cloud kernel, apt-get download + dpkg -x (pinned)
 #   guest-testinit      the trivial static init, and its initramfs for both kernels
 #   test-guest          the guest test suite (issue #7): Hull's kernel booted with the
@@ -11,12 +12,15 @@
 # runs the guest suite with every other package (go test ./...).
 GUEST_DIR      ?= $(CURDIR)/build/guest
 GUEST_FRAGMENT ?= $(CURDIR)/vm/guest/kernel.config
+# Source patches applied to the unpacked linux-source before configuring
+# (vm/guest/patches/README.md); part of the kernel's cache key.
+GUEST_PATCHES  ?= $(CURDIR)/vm/guest/patches
 
 .PHONY: guest guest-kernel guest-cloud-kernel guest-testinit guest-info guest-accel test-guest
 guest: guest-kernel guest-cloud-kernel guest-testinit
 
 guest-kernel:
-	@$(GO) run ./vm/guest/mkguest kernel -out $(GUEST_DIR) -fragment $(GUEST_FRAGMENT)
+	@$(GO) run ./vm/guest/mkguest kernel -out $(GUEST_DIR) -fragment $(GUEST_FRAGMENT) -patches $(GUEST_PATCHES)
 
 guest-cloud-kernel:
 	@$(GO) run ./vm/guest/mkguest cloud -out $(GUEST_DIR)/cloud

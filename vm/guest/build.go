@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -51,6 +52,12 @@ type BuildOptions struct {
 	SourceTree string
 	// Fragment is the config fragment file (required).
 	Fragment string
+	// Patches is a directory of source patches (*.patch, unified diffs
+	// applied with patch -p1 in name order) applied to the unpacked source
+	// before it is configured; their names and contents are part of the
+	// cache key. Empty: none. Patches need the tarball (not SourceTree),
+	// since a given tree is never modified.
+	Patches string
 	// OutDir receives src/, obj/, build.log, bzImage, vmlinux, config and
 	// kernel.json (required).
 	OutDir string
@@ -89,8 +96,53 @@ func (o *BuildOptions) defaults() error {
 	if o.Fragment, err = filepath.Abs(o.Fragment); err != nil {
 		return err
 	}
+	if o.Patches != "" {
+		if o.SourceTree != "" {
+			return fmt.Errorf("kernel build: patches (%s) are applied to the unpacked tarball, not to a given source tree: %w", o.Patches, errdefs.ErrInvalidArgument)
+		}
+		if o.Patches, err = filepath.Abs(o.Patches); err != nil {
+			return err
+		}
+	}
 	o.OutDir, err = filepath.Abs(o.OutDir)
 	return err
+}
+
+// sourcePatch is one file of BuildOptions.Patches.
+type sourcePatch struct {
+	name, path string
+	sha        string
+}
+
+// readPatches lists dir's *.patch files in name order and hashes them
+// together (name and content of each). A missing directory is an error.
+func readPatches(dir string) ([]sourcePatch, string, error) {
+	if dir == "" {
+		return nil, "", nil
+	}
+	files, err := filepath.Glob(filepath.Join(dir, "*.patch"))
+	if err != nil {
+		return nil, "", err
+	}
+	if _, err := os.Stat(dir); err != nil {
+		return nil, "", fmt.Errorf("kernel source patches: %w", err)
+	}
+	sort.Strings(files)
+	var ps []sourcePatch
+	var all bytes.Buffer
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return nil, "", fmt.Errorf("kernel source patch: %w", err)
+		}
+		p := sourcePatch{name: filepath.Base(f), path: f, sha: sha256Hex(b)}
+		fmt.Fprintf(&all, "%s %s\n", p.sha, p.name)
+		ps = append(ps, p)
+	}
+	if len(ps) == 0 {
+		return nil, "", nil
+	}
+	return ps, sha256Hex(all.Bytes()), nil
 }
 
 // sourceVersion returns the Debian version of the source package, or a
@@ -111,9 +163,14 @@ func sourceVersion(ctx context.Context, pkg, tarball string) (string, error) {
 }
 
 // CacheKey is the key a build is cached by: the source version, the
-// fragment's hash and the builder's own version.
-func CacheKey(sourceVersion, fragmentSHA string) string {
-	return sha256Hex([]byte("hull-guest-kernel\n" + builderVersion + "\n" + sourceVersion + "\n" + fragmentSHA))
+// fragment's hash, the source patches' hash (empty without patches) and
+// the builder's own version.
+func CacheKey(sourceVersion, fragmentSHA, patchesSHA string) string {
+	k := "hull-guest-kernel\n" + builderVersion + "\n" + sourceVersion + "\n" + fragmentSHA
+	if patchesSHA != "" {
+		k += "\npatches " + patchesSHA
+	}
+	return sha256Hex([]byte(k))
 }
 
 // BuildKernel builds the minimal guest kernel, or returns the cached one
@@ -136,8 +193,12 @@ func BuildKernel(ctx context.Context, o BuildOptions) (m *Manifest, built bool, 
 	if err != nil {
 		return nil, false, err
 	}
+	patches, patchesSHA, err := readPatches(o.Patches)
+	if err != nil {
+		return nil, false, err
+	}
 	fragSHA := sha256Hex(fragBytes)
-	key := CacheKey(ver, fragSHA)
+	key := CacheKey(ver, fragSHA, patchesSHA)
 	unlock, err := lockDir(ctx, o.OutDir, log)
 	if err != nil {
 		return nil, false, err
@@ -156,7 +217,7 @@ func BuildKernel(ctx context.Context, o BuildOptions) (m *Manifest, built bool, 
 	}
 	srcTree := o.SourceTree
 	if srcTree == "" {
-		if srcTree, err = extractSource(ctx, o, ver); err != nil {
+		if srcTree, err = extractSource(ctx, o, ver, patches, patchesSHA); err != nil {
 			return nil, false, err
 		}
 	}
@@ -222,10 +283,14 @@ func BuildKernel(ctx context.Context, o BuildOptions) (m *Manifest, built bool, 
 		SourcePackage:  o.SourcePackage,
 		SourceVersion:  ver,
 		FragmentSHA256: fragSHA,
+		PatchesSHA256:  patchesSHA,
 		ConfigSHA256:   sha256Hex(config),
 		CacheKey:       key,
 		BuiltAt:        time.Now().UTC(),
 		BuildSeconds:   time.Since(start).Seconds(),
+	}
+	for _, p := range patches {
+		m.Patches = append(m.Patches, p.name)
 	}
 	if m.BzImage, err = fileArtifact(o.OutDir, "bzImage"); err != nil {
 		return nil, false, err
@@ -246,13 +311,19 @@ func BuildKernel(ctx context.Context, o BuildOptions) (m *Manifest, built bool, 
 }
 
 // extractSource unpacks the source tarball into OutDir/src once per source
-// version and returns the tree's top directory.
-func extractSource(ctx context.Context, o BuildOptions, ver string) (string, error) {
+// version and patch set, applies the patches, and returns the tree's top
+// directory.
+func extractSource(ctx context.Context, o BuildOptions, ver string, patches []sourcePatch, patchesSHA string) (string, error) {
 	srcDir := filepath.Join(o.OutDir, "src")
 	stamp := filepath.Join(srcDir, ".hull-extracted")
+	// The stamp names the source version and the patch set the tree holds.
+	want := ver
+	if patchesSHA != "" {
+		want += " patches " + patchesSHA
+	}
 	if b, err := os.ReadFile(stamp); err == nil {
 		top := strings.TrimSpace(string(b))
-		if lines := strings.SplitN(top, "\n", 2); len(lines) == 2 && lines[0] == ver {
+		if lines := strings.SplitN(top, "\n", 2); len(lines) == 2 && lines[0] == want {
 			if _, err := os.Stat(filepath.Join(srcDir, lines[1], "Makefile")); err == nil {
 				return filepath.Join(srcDir, lines[1]), nil
 			}
@@ -288,7 +359,14 @@ func extractSource(ctx context.Context, o BuildOptions, ver string) (string, err
 	if top == "" {
 		return "", fmt.Errorf("%w: %s holds no kernel tree (no top-level Makefile)", ErrBuildFailed, o.Source)
 	}
-	if err := os.WriteFile(stamp, []byte(ver+"\n"+top+"\n"), 0o644); err != nil {
+	for _, p := range patches {
+		o.Logger.Info("patching kernel source", "patch", p.name)
+		cmd := exec.CommandContext(ctx, "patch", "-p1", "--forward", "--batch", "-d", filepath.Join(srcDir, top), "-i", p.path)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return "", fmt.Errorf("%w: applying %s to %s: %w: %s", ErrBuildFailed, p.path, o.Source, err, lastLines(string(out), 10))
+		}
+	}
+	if err := os.WriteFile(stamp, []byte(want+"\n"+top+"\n"), 0o644); err != nil {
 		return "", err
 	}
 	return filepath.Join(srcDir, top), nil

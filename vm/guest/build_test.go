@@ -99,8 +99,16 @@ func TestBuildKernelCached(t *testing.T) {
 	if old.FragmentSHA256 != sha256Hex(fragBytes) {
 		t.Skip("kernel.config changed since the last build: run `make guest-kernel`")
 	}
+	// The project's source patches, as mk/guest.mk applies them.
+	_, patchesSHA, err := readPatches("patches")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if old.PatchesSHA256 != patchesSHA {
+		t.Skip("vm/guest/patches changed since the last build: run `make guest-kernel`")
+	}
 	start := time.Now()
-	m, built, err := BuildKernel(context.Background(), BuildOptions{Fragment: "kernel.config", OutDir: dir})
+	m, built, err := BuildKernel(context.Background(), BuildOptions{Fragment: "kernel.config", Patches: "patches", OutDir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -72,6 +72,10 @@ type Manifest struct {
 	SourceVersion string `json:"source_version"`
 	// FragmentSHA256 is the hash of the config fragment (minimal kernel).
 	FragmentSHA256 string `json:"fragment_sha256,omitempty"`
+	// Patches are the source patches applied (file names, in order), and
+	// PatchesSHA256 their combined hash (minimal kernel).
+	Patches       []string `json:"patches,omitempty"`
+	PatchesSHA256 string   `json:"patches_sha256,omitempty"`
 	// ConfigSHA256 is the hash of the final .config.
 	ConfigSHA256 string `json:"config_sha256"`
 	// CacheKey decides whether a build can be skipped.

@@ -9,9 +9,11 @@ type KernelInfo struct {
 	SourcePackage string `json:"source_package,omitempty"`
 	SourceVersion string `json:"source_version,omitempty"`
 	ConfigSHA256  string `json:"config_sha256,omitempty"`
-	KernelSize    int64  `json:"kernel_size,omitempty"`
-	VmlinuxSize   int64  `json:"vmlinux_size,omitempty"`
-	Modules       int    `json:"modules,omitempty"`
+	// Patches are the source patches the minimal kernel was built with.
+	Patches     []string `json:"patches,omitempty"`
+	KernelSize  int64    `json:"kernel_size,omitempty"`
+	VmlinuxSize int64    `json:"vmlinux_size,omitempty"`
+	Modules     int      `json:"modules,omitempty"`
 	// Problem says why the kernel is not usable ("not built: run make
 	// guest-kernel", a damaged file).
 	Problem string `json:"problem,omitempty"`
@@ -40,6 +42,7 @@ func describe(kind, dir, target string) KernelInfo {
 	}
 	ki.Release, ki.SourcePackage, ki.SourceVersion = m.Release, m.SourcePackage, m.SourceVersion
 	ki.ConfigSHA256, ki.KernelSize, ki.Modules = m.ConfigSHA256, m.BzImage.Size, len(m.Modules)
+	ki.Patches = m.Patches
 	if m.Vmlinux != nil {
 		ki.VmlinuxSize = m.Vmlinux.Size
 	}

@@ -1,6 +1,6 @@
 // Command mkguest builds Hull's guest assets; mk/guest.mk runs it.
 //
-//	mkguest kernel    -out build/guest -fragment vm/guest/kernel.config
+//	mkguest kernel    -out build/guest -fragment vm/guest/kernel.config [-patches vm/guest/patches]
 //	mkguest cloud     -out build/guest/cloud
 //	mkguest initramfs -init build/guest/testinit -out build/guest/testinit.cpio [-modules build/guest/cloud] [-gzip] [-version v]
 //	                  (also writes <out>.json: the init's hash and Hull version, for `hull info`)
@@ -61,6 +61,7 @@ func kernel(ctx context.Context, args []string) error {
 	var o guest.BuildOptions
 	fs.StringVar(&o.OutDir, "out", "build/guest", "output directory")
 	fs.StringVar(&o.Fragment, "fragment", "vm/guest/kernel.config", "kernel config fragment")
+	fs.StringVar(&o.Patches, "patches", "vm/guest/patches", "directory of kernel source patches (*.patch, -p1); empty: none")
 	fs.StringVar(&o.Source, "source", guest.DefaultSourceTarball, "kernel source tarball")
 	fs.StringVar(&o.SourcePackage, "source-package", guest.DefaultSourcePackage, "Debian package providing the source")
 	fs.IntVar(&o.Jobs, "j", 0, "make jobs (default: number of CPUs)")
