@@ -10,9 +10,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/hullproject/hull/runtime/caps"
+	"github.com/hullproject/hull/runtime/container"
 	"github.com/hullproject/hull/runtime/label"
 	"github.com/hullproject/hull/runtime/rootfs"
-	"github.com/hullproject/hull/runtime/seccomp"
 )
 
 func newFeatures(g *globals) *cobra.Command {
@@ -37,7 +37,7 @@ func newFeatures(g *globals) *cobra.Command {
 					Namespaces:      []string{"cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts"},
 					Capabilities:    caps.Known(),
 					Cgroup:          &features.Cgroup{V1: &t, V2: &t, Systemd: new(bool), SystemdUser: new(bool), Rdma: new(bool)},
-					Seccomp:         seccomp.Features(),
+					Seccomp:         container.SeccompFeatures(),
 					Apparmor:        aa,
 					Selinux:         se,
 					IntelRdt:        &features.IntelRdt{Enabled: new(bool)},

@@ -81,7 +81,7 @@ func newRun(g *globals) *cobra.Command {
 			signal.Stop(sigs)
 			trace.Mark("exited")
 			if !keep {
-				container.Delete(ctx, g.root, id, true)
+				p.DeleteExited(ctx, g.root, id)
 			}
 			trace.Mark("deleted")
 			if code != 0 {

@@ -23,8 +23,10 @@
 // create starts the container init (runtime/initproc) in new namespaces
 // made by clone flags: hull-runtime-init, a pure Go build of the init
 // installed beside hull-runtime, or `hull-runtime init` when that is
-// missing or when namespaces are joined by path, which the C constructor
-// of runtime/nsenter enters before the Go runtime starts (exe.go). The
+// missing; when namespaces are joined by path, the C constructor of
+// runtime/nsenter enters them before the Go runtime starts, in `<this
+// program> init` when it links nsenter (cgo builds, hull-agent), else in
+// hull-runtime-helper's init (exe.go, helper.go). The
 // init is born in its cgroup, forked by a runtime thread that joined the
 // v1 hierarchies first (startInCgroup), else the runtime moves it
 // (runtime/cgroups). The runtime sends it the spec over a socketpair and

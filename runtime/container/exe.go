@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strconv"
 
+	"github.com/containerd/errdefs"
 	"golang.org/x/sys/unix"
 
 	"github.com/hullproject/hull/runtime/initproc"
@@ -16,12 +17,19 @@ import (
 // hull-runtime (cmd/hull-runtime-init). See initExe.
 const InitBinary = "hull-runtime-init"
 
+// HelperBinary is the name of the cgo helper installed beside a pure Go
+// hull-runtime (cmd/hull-runtime-helper): the inits that join namespaces
+// by path (its runtime/nsenter C constructor) and seccomp compilation
+// with libseccomp. See initExe and compileSeccomp.
+const HelperBinary = "hull-runtime-helper"
+
 // initProgram is the binary a container's init (or an exec'd process) is
 // started from.
 type initProgram struct {
 	// args are argv.
 	args []string
-	// helper is set when the program is InitBinary (not this binary).
+	// helper is set when the program is InitBinary or HelperBinary (not
+	// this binary).
 	helper string
 	// file is the protected open binary, started through its fd (see
 	// initCmd.exe); it must stay open until the init has started.
@@ -40,12 +48,14 @@ func (p *initProgram) Close() {
 // (needSelf false) is InitBinary from hull-runtime's own directory when it
 // is installed there, owned like hull-runtime and writable by nobody else:
 // a pure Go binary without libc, cgo or the CLI's packages, whose start
-// costs about half a millisecond less CPU than hull-runtime's (glibc's
-// start-up cpuid probing alone is ~0.4 ms under virtualization). Joining
-// namespaces needs the nsenter C constructor, which only hull-runtime has,
-// and hull-runtime is also the fallback when InitBinary is missing. A
-// helper of another build refuses to run (protocol check, see
-// initproc.ProtocolVersion).
+// costs about half a millisecond less CPU than hull-runtime's. Joining
+// namespaces needs the nsenter C constructor (needSelf true): this binary
+// when it holds it (initproc.NsenterLinked: a cgo hull-runtime,
+// hull-agent), else HelperBinary beside it (the pure Go hull-runtime of
+// make build, which spares every call glibc's start-up: ~0.7 ms of
+// cpuid probing under virtualization). This binary is also the fallback
+// when InitBinary is missing. A helper of another build refuses to run
+// (protocol check, see initproc.ProtocolVersion).
 //
 // How it is protected (CVE-2019-5736: a process in the container that
 // reaches the init's /proc/<pid>/exe must not be able to write the host's
@@ -67,12 +77,17 @@ func initExe(needSelf bool) (*initProgram, error) {
 	// containers with this package from an initramfs that switch_root
 	// emptied.
 	src, args, helper := "/proc/self/exe", []string{"hull-runtime", "init"}, ""
-	if !needSelf {
-		if self, err := os.Readlink("/proc/self/exe"); err == nil && filepath.IsAbs(self) {
-			if h := filepath.Join(filepath.Dir(self), InitBinary); usableHelper(self, h) {
-				src, args, helper = h, []string{InitBinary}, h
-			}
+	switch {
+	case !needSelf:
+		if h, ok := besideSelf(InitBinary); ok {
+			src, args, helper = h, []string{InitBinary}, h
 		}
+	case !initproc.NsenterLinked:
+		h, ok := besideSelf(HelperBinary)
+		if !ok {
+			return nil, fmt.Errorf("%w: joining namespaces by path needs %s installed beside this runtime (this build has no nsenter of its own)", errdefs.ErrNotImplemented, HelperBinary)
+		}
+		src, args, helper = h, []string{HelperBinary, "init"}, h
 	}
 	f, err := openReadOnlyBind(src)
 	if err != nil {
@@ -81,6 +96,17 @@ func initExe(needSelf bool) (*initProgram, error) {
 		}
 	}
 	return &initProgram{args: args, helper: helper, file: f}, nil
+}
+
+// besideSelf returns the path of the program name in this binary's
+// directory when it is there and usable (usableHelper).
+func besideSelf(name string) (string, bool) {
+	self, err := os.Readlink("/proc/self/exe")
+	if err != nil || !filepath.IsAbs(self) {
+		return "", false
+	}
+	h := filepath.Join(filepath.Dir(self), name)
+	return h, usableHelper(self, h)
 }
 
 // usableHelper reports whether helper is a regular executable file owned

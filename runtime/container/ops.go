@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -254,18 +255,68 @@ func Delete(ctx context.Context, root, id string, force bool) error {
 	return h.destroy(ctx)
 }
 
+// DeleteExited deletes the container of p, made by Create in this process,
+// once its init has exited and this process has reaped it (`run`): what
+// Delete does, without reading back the state this process wrote (the
+// record, the cgroup manager). When the state directory is gone or is
+// another container's by now, the container was deleted meanwhile and
+// there is nothing to do.
+func (p *Process) DeleteExited(ctx context.Context, root, id string) error {
+	c := p.created
+	if c == nil {
+		return Delete(ctx, root, id, true)
+	}
+	l, err := lockDir(c.dir)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		return err
+	}
+	h := &Handle{Dir: c.dir, lock: l, Record: c.rec}
+	defer h.Close()
+	var st unix.Stat_t
+	if err := unix.Fstat(int(l.Fd()), &st); err != nil {
+		return err
+	}
+	if st.Nlink == 0 || st.Dev != c.dirDev || st.Ino != c.dirIno {
+		return nil
+	}
+	// In its own pid namespace, every process of the container died
+	// with its init, before the init could be reaped.
+	return h.destroyWith(ctx, c.mgr, !c.ownPidNS)
+}
+
 func (h *Handle) destroy(ctx context.Context) error {
-	if mgr, err := h.cgroup(); err != nil {
+	mgr, err := h.cgroup()
+	if err != nil {
 		slog.Warn("load cgroup", "id", h.Record.ID, "err", err)
-	} else if mgr != nil {
+		mgr = nil
+	}
+	return h.destroyWith(ctx, mgr, true)
+}
+
+// destroyWith removes the container's cgroup (mgr, nil for none), after
+// killing what is left in it when checkPids, runs the poststop hooks and
+// removes the state.
+func (h *Handle) destroyWith(ctx context.Context, mgr cgroups.Manager, checkPids bool) error {
+	if mgr != nil {
 		// Processes of a shared pid namespace may still be there.
-		if pids, _ := mgr.Pids(); len(pids) > 0 {
-			h.killAll(unix.SIGKILL)
+		killLeft := func() {
+			if pids, _ := mgr.Pids(); len(pids) > 0 {
+				h.killAll(unix.SIGKILL)
+			}
+		}
+		if checkPids {
+			killLeft()
 		}
 		var derr error
 		for i := 0; i < 50; i++ {
 			if derr = mgr.Destroy(); derr == nil {
 				break
+			}
+			if i == 0 && !checkPids {
+				killLeft()
 			}
 			time.Sleep(10 * time.Millisecond)
 		}

@@ -170,3 +170,9 @@ func (c *Config) DecodeSpec() error {
 	}
 	return nil
 }
+
+// NsenterLinked is set by runtime/nsenter's init when the program holds
+// its C constructor: only then can `<program> init` join namespaces by
+// path. A program without it (the pure Go hull-runtime) starts the inits
+// that join namespaces from hull-runtime-helper.
+var NsenterLinked bool

@@ -28,7 +28,9 @@
 // cgroups.
 //
 // Importing this package (for its side effect) is all a main needs; when
-// _HULL_NSENTER is unset the constructor returns at once.
+// _HULL_NSENTER is unset the constructor returns at once. It sets
+// initproc.NsenterLinked, which tells runtime/container that this program's
+// own init can join namespaces (else it starts hull-runtime-helper's).
 package nsenter
 
 // #cgo CFLAGS: -Wall -O2

@@ -50,9 +50,11 @@ func cgroupMount(m *specs.Mount, po parsedOptions, opts Options) error {
 		return err
 	}
 	defer t.Close()
-	mi, err := readMountinfo()
-	if err != nil {
-		return err
+	mi := opts.hostMounts
+	if mi == nil {
+		if mi, err = readMountinfo(); err != nil {
+			return err
+		}
 	}
 	var v1 []mountEntry
 	var v2 *mountEntry

@@ -43,6 +43,11 @@ type Options struct {
 	// called at the first cgroup mount: it may wait until the runtime
 	// has moved the init into its cgroup.
 	Cgroups func() (map[string]string, error)
+
+	// hostMounts is /proc/self/mountinfo as Prepare found it, read once
+	// (the kernel formats the whole table on every read): what the
+	// rootfs's parent and the cgroup mounts are looked up in.
+	hostMounts []mountEntry
 }
 
 // Prepare makes the mounts of spec under opts.Rootfs, then the devices.
@@ -69,7 +74,12 @@ func Prepare(spec *specs.Spec, opts Options) error {
 	if err := unix.Mount(opts.Rootfs, opts.Rootfs, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
 		return fmt.Errorf("root.path: bind %s: %w", opts.Rootfs, err)
 	}
-	if err := parentPrivate(opts.Rootfs); err != nil {
+	mi, err := readMountinfo()
+	if err != nil {
+		return err
+	}
+	opts.hostMounts = mi
+	if err := parentPrivate(opts.Rootfs, mi); err != nil {
 		return err
 	}
 	for i := range spec.Mounts {
@@ -86,11 +96,7 @@ func Prepare(spec *specs.Spec, opts Options) error {
 
 // parentPrivate makes the mount holding rootfs private: pivot_root
 // refuses a new root whose parent mount is shared.
-func parentPrivate(rootfs string) error {
-	mi, err := readMountinfo()
-	if err != nil {
-		return err
-	}
+func parentPrivate(rootfs string, mi []mountEntry) error {
 	dir := filepath.Dir(rootfs)
 	best := "/"
 	for _, m := range mi {

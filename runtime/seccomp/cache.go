@@ -28,6 +28,14 @@ const cacheFormat = "hull-seccomp-v2"
 // changed, so concurrent runtimes can share the directory.
 type Cache struct {
 	Dir string
+	// Compiler, when set, compiles the profiles missing from the cache
+	// instead of this package's Compile: a program built without cgo
+	// hands them to one linked with libseccomp (hull-runtime-helper).
+	// CompilerID then names that compiler in the keys, in place of the
+	// linked libseccomp's version: it must change whenever the compiler
+	// (or its libseccomp) does.
+	Compiler   func(*specs.LinuxSeccomp) (*Program, error)
+	CompilerID string
 }
 
 // Key is the cache key of s: a hex SHA-256.
@@ -37,7 +45,11 @@ func (c *Cache) Key(s *specs.LinuxSeccomp) (string, error) {
 		return "", fmt.Errorf("encode seccomp profile: %w", err)
 	}
 	h := sha256.New()
-	fmt.Fprintf(h, "%s\x00%s\x00%s\x00", cacheFormat, runtime.GOARCH, libVersionString())
+	compiler := libVersionString()
+	if c.CompilerID != "" {
+		compiler = "compiler " + c.CompilerID
+	}
+	fmt.Fprintf(h, "%s\x00%s\x00%s\x00", cacheFormat, runtime.GOARCH, compiler)
 	h.Write(data)
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
@@ -66,7 +78,11 @@ func (c *Cache) Compile(s *specs.LinuxSeccomp) (*Program, error) {
 			}
 		}
 	}
-	p, err := Compile(s)
+	compile := Compile
+	if c.Compiler != nil {
+		compile = c.Compiler
+	}
+	p, err := compile(s)
 	if err != nil {
 		return nil, err
 	}

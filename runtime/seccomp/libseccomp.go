@@ -309,3 +309,8 @@ func libVersion() string {
 }
 
 func libVersionString() string { return "libseccomp " + libVersion() }
+
+// Linked reports whether this binary holds libseccomp (built with cgo):
+// without it, Compile, Features and UnknownSyscalls cannot do their work
+// here (see Cache.Compiler).
+const Linked = true

@@ -45,3 +45,8 @@ func Compile(s *specs.LinuxSeccomp) (*Program, error) {
 }
 
 func libVersionString() string { return "no libseccomp" }
+
+// Linked reports whether this binary holds libseccomp (built with cgo):
+// without it, Compile, Features and UnknownSyscalls cannot do their work
+// here (see Cache.Compiler).
+const Linked = false

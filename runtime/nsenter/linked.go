@@ -1,0 +1,5 @@
+package nsenter
+
+import "github.com/hullproject/hull/runtime/initproc"
+
+func init() { initproc.NsenterLinked = true }
