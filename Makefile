@@ -9,9 +9,12 @@ export GOFLAGS ?= -buildvcs=false
 # Binaries built from cmd/<name>. STATIC_CMDS are pure Go (CGO_ENABLED=0);
 # STATIC_CGO_CMDS use cgo (libseccomp, the nsenter constructor) and are
 # linked statically: one page-cache image, no dynamic loader on the hot path.
+# hull-runtime is pure Go (no glibc start-up on every call); the C parts it
+# needs now and then (joining namespaces before the Go runtime, compiling a
+# seccomp profile that is not cached yet) are in hull-runtime-helper.
 CMDS            := $(notdir $(wildcard cmd/*))
-STATIC_CMDS     ?= containerd-shim-hull-v2 hull-runtime-init
-STATIC_CGO_CMDS ?= hull-runtime
+STATIC_CMDS     ?= containerd-shim-hull-v2 hull-runtime-init hull-runtime
+STATIC_CGO_CMDS ?= hull-runtime-helper
 
 .PHONY: all build deps test test-unit bench demo clean fmt vet lint
 all: build
