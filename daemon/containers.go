@@ -278,13 +278,15 @@ func (s *containersSvc) Delete(ctx context.Context, r *hullv1.DeleteContainerReq
 		return nil, err
 	}
 	var finishTask func()
+	var freed <-chan struct{}
 	if _, err := s.d.tasks.get(ns, r.Id); err == nil {
 		if !r.Force {
 			return nil, fmt.Errorf("container %q has a task: delete it first (hull tasks kill / hull stop), or force: %w", r.Id, errdefs.ErrFailedPrecondition)
 		}
 		// The task is stopped now; its shim, bundle and mounts go in the
-		// background, before the rw snapshot.
-		if finishTask, err = s.d.tasks.deleteLater(ctx, ns, r.Id); err != nil {
+		// background, before the rw snapshot; the answer waits until its
+		// resources are gone (freed).
+		if finishTask, freed, err = s.d.tasks.deleteLater(ctx, ns, r.Id); err != nil {
 			return nil, err
 		}
 	} else {
@@ -311,6 +313,16 @@ func (s *containersSvc) Delete(ctx context.Context, r *hullv1.DeleteContainerReq
 			slog.Warn("remove container snapshot", "ns", ns, "id", r.Id, "key", c.SnapshotKey, "err", err)
 		}
 	})
+	if freed != nil {
+		// When the answer comes, nothing of the container runs or holds a
+		// port, an address or a mount (a VM included): `run --rm` twice
+		// with the same -p works, and the host is clean.
+		select {
+		case <-freed:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("container %q: deleted, its task still being torn down: %w", r.Id, ctx.Err())
+		}
+	}
 	return &hullv1.Empty{}, nil
 }
 

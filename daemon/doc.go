@@ -35,14 +35,19 @@
 //     attachment is made (netns, veth, address, published ports) and the
 //     spec joins its netns by path; resolv.conf, hosts and hostname are
 //     bind-mounted (native) or written into the rootfs (vm). The
-//     attachment goes when the init exits, at task delete or failed
-//     create, at container delete, and at start for tasks that ended
-//     while hulld was down.
+//     attachment goes when the init exits (beside reporting the exit, not
+//     before it: network.Manager.Releasing lets an attach that wants its
+//     ports, or a network rm, wait for that detach), at task delete or
+//     failed create, at container delete, and at start for tasks that
+//     ended while hulld was down.
 //   - a forced container delete (hull run --rm, hull c rm -f) stops the
-//     task, removes the record and answers; the shim's Delete and
-//     Shutdown, the bundle and the rw snapshot go in the background
-//     (Close waits for them; what a crash interrupts is finished or swept
-//     at the next start).
+//     task, removes the record, and answers once the container's
+//     resources are gone: the shim's Delete returned (processes, a VM,
+//     the rootfs mount) and the network is detached, the two side by
+//     side. The shim's Shutdown, the bundle and the rw snapshot go in the
+//     background (Close waits for them; a new task of the same id waits
+//     for them; what a crash interrupts is finished or swept at the next
+//     start).
 //
 // Exec processes are reattached after a restart too (task.json lists
 // them); a client attached to one across the restart loses its stream.

@@ -190,39 +190,9 @@ func httpGet(url string) (string, error) {
 // on the bridge and no iptables rule naming one of ids.
 func (e *netEnv) checkNoLeftovers(t *testing.T, ids ...string) {
 	t.Helper()
-	left := func() string {
-		var bad []string
-		for _, sub := range []string{"netns", "attachments"} {
-			ents, _ := os.ReadDir(filepath.Join(e.netDir, sub))
-			for _, en := range ents {
-				bad = append(bad, sub+"/"+en.Name())
-			}
-		}
-		_ = filepath.WalkDir(filepath.Join(e.netDir, "ipam"), func(p string, de os.DirEntry, err error) error {
-			if err == nil && !de.IsDir() && de.Name() != "lock" && !strings.HasPrefix(de.Name(), "last_reserved_ip") {
-				bad = append(bad, "ipam allocation "+p)
-			}
-			return nil
-		})
-		ports, _ := os.ReadDir("/sys/class/net/" + e.bridge + "/brif")
-		for _, p := range ports {
-			bad = append(bad, "veth "+p.Name()+" on "+e.bridge)
-		}
-		if out, err := exec.Command("iptables-save").Output(); err == nil {
-			for _, line := range strings.Split(string(out), "\n") {
-				for _, id := range ids {
-					// CNI's container ID: the attachment ID "default/<id>" made file safe.
-					if strings.Contains(line, `"default_`+id+`-`) {
-						bad = append(bad, "iptables: "+line)
-					}
-				}
-			}
-		}
-		return strings.Join(bad, "\n")
-	}
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		l := left()
+		l := e.leftovers(ids...)
 		if l == "" {
 			return
 		}
@@ -230,6 +200,60 @@ func (e *netEnv) checkNoLeftovers(t *testing.T, ids ...string) {
 			t.Fatalf("network state left:\n%s", l)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// leftovers lists the network state left on the host now: netns and
+// attachment records, IPAM allocations, veths on the bridge, and iptables
+// rules of the containers ids.
+func (e *netEnv) leftovers(ids ...string) string {
+	var bad []string
+	for _, sub := range []string{"netns", "attachments"} {
+		ents, _ := os.ReadDir(filepath.Join(e.netDir, sub))
+		for _, en := range ents {
+			bad = append(bad, sub+"/"+en.Name())
+		}
+	}
+	_ = filepath.WalkDir(filepath.Join(e.netDir, "ipam"), func(p string, de os.DirEntry, err error) error {
+		if err == nil && !de.IsDir() && de.Name() != "lock" && !strings.HasPrefix(de.Name(), "last_reserved_ip") {
+			bad = append(bad, "ipam allocation "+p)
+		}
+		return nil
+	})
+	ports, _ := os.ReadDir("/sys/class/net/" + e.bridge + "/brif")
+	for _, p := range ports {
+		bad = append(bad, "veth "+p.Name()+" on "+e.bridge)
+	}
+	if out, err := exec.Command("iptables-save").Output(); err == nil {
+		for _, line := range strings.Split(string(out), "\n") {
+			for _, id := range ids {
+				// CNI's container ID: the attachment ID "default/<id>" made file safe.
+				if strings.Contains(line, `"default_`+id+`-`) {
+					bad = append(bad, "iptables: "+line)
+				}
+			}
+		}
+	}
+	return strings.Join(bad, "\n")
+}
+
+// `run --rm -p` twice in a row with the same name and host port: the
+// second finds the port and the name free (its container's detach ran
+// beside the shim's delete, and the CLI returned only after both), and
+// when it returns nothing of either is left on the host, without waiting.
+func TestNetRunRmTwice(t *testing.T) {
+	e := startNet(t)
+	for _, rt := range runtimes {
+		t.Run(rt, func(t *testing.T) {
+			port := freePort(t)
+			id := "twice-" + rt
+			for i := 0; i < 2; i++ {
+				e.MustHull("run", "--rm", "--runtime", rt, "-p", fmt.Sprintf("%d:80", port), e.ref, id, "true")
+			}
+			if l := e.leftovers(id); l != "" {
+				t.Fatalf("left when run --rm returned:\n%s", l)
+			}
+		})
 	}
 }
 

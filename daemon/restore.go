@@ -70,7 +70,7 @@ func (ts *tasks) restoreOne(ctx context.Context, ns, id string) error {
 			ts.shimDied(t)
 		}
 		ts.exited(t, t.init, t.file.ExitStatus, t.file.ExitedAt, false)
-		finish, err := ts.deleteLater(ctx, ns, id)
+		finish, _, err := ts.deleteLater(ctx, ns, id)
 		if err != nil {
 			return err
 		}

@@ -488,7 +488,12 @@ func (ts *tasks) exited(t *task, p *proc, status uint32, at time.Time, publish b
 			slog.Warn("save task", "id", t.id, "err", err)
 		}
 		// Its ports and address are free once the container has ended.
-		ts.detachTask(t)
+		// The detach (CNI DEL: plugin runs and iptables, ~100 ms) goes on
+		// beside the exit's report rather than before it: an Attach that
+		// wants its ports, and a network rm, wait for it (Releasing), and
+		// a delete of the task waits for it (detachTask).
+		ts.d.net.Releasing(netID(t.ns, t.id))
+		ts.d.background(func() { ts.detachTask(t) })
 	}
 	close(p.exited)
 	if publish {
@@ -857,12 +862,16 @@ func (ts *tasks) closeAll() {
 
 // deleteLater takes a container's task out of the table, killing its
 // processes first if they run, and returns the rest of the delete (shim
-// Delete and Shutdown, stdio, bundle) to run in the background. A new
-// task of the same id waits until that is done.
-func (ts *tasks) deleteLater(ctx context.Context, ns, id string) (func(), error) {
+// Delete and Shutdown, stdio, bundle) to run in the background, and a
+// channel closed once the container's resources are gone: the shim's
+// Delete returned (the processes, a VM, the rootfs mount) and the network
+// is detached, the two side by side. The caller waits for that; the shim's
+// exit, the fifos and the bundle follow, and a new task of the same id
+// waits until they are done.
+func (ts *tasks) deleteLater(ctx context.Context, ns, id string) (func(), <-chan struct{}, error) {
 	t, err := ts.get(ns, id)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	p := t.init
 	if _, st, _, _ := p.snapshot(); st != StatusStopped && st != StatusCreated {
@@ -871,7 +880,7 @@ func (ts *tasks) deleteLater(ctx context.Context, ns, id string) (func(), error)
 		_, err := ts.wait(wctx, ns, id, "")
 		cancel()
 		if err != nil {
-			return nil, fmt.Errorf("%s did not stop after SIGKILL: %w", procName(id, ""), err)
+			return nil, nil, fmt.Errorf("%s did not stop after SIGKILL: %w", procName(id, ""), err)
 		}
 	}
 	_, st, _, _ := p.snapshot()
@@ -881,6 +890,7 @@ func (ts *tasks) deleteLater(ctx context.Context, ns, id string) (func(), error)
 	delete(ts.m, key)
 	ts.closing[key] = gone
 	ts.mu.Unlock()
+	freed := make(chan struct{})
 	return func() {
 		defer func() {
 			ts.mu.Lock()
@@ -890,6 +900,18 @@ func (ts *tasks) deleteLater(ctx context.Context, ns, id string) (func(), error)
 			ts.mu.Unlock()
 			close(gone)
 		}()
+		// The detach runs beside the shim's Delete (it began at the exit
+		// already, unless the task never started).
+		detached := make(chan struct{})
+		go func() {
+			defer close(detached)
+			ts.detachTask(t)
+		}()
+		freedOnce := sync.OnceFunc(func() {
+			<-detached
+			close(freed)
+		})
+		defer freedOnce()
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
 		if sc, err := t.liveShim(); err == nil {
@@ -901,6 +923,7 @@ func (ts *tasks) deleteLater(ctx context.Context, ns, id string) (func(), error)
 			} else if err == nil && st == StatusCreated {
 				ts.exited(t, p, r.ExitStatus, r.ExitedAt.AsTime(), false)
 			}
+			freedOnce()
 			sctx, scancel := context.WithTimeout(ctx, 5*time.Second)
 			_, _ = sc.task.Shutdown(sc.ctx(sctx), &taskapi.ShutdownRequest{ID: id})
 			scancel()
@@ -917,5 +940,5 @@ func (ts *tasks) deleteLater(ctx context.Context, ns, id string) (func(), error)
 			sc.close()
 		}
 		ts.released(ns, id, t, p)
-	}, nil
+	}, freed, nil
 }

@@ -215,3 +215,25 @@ func TestVMBindMountThroughDaemon(t *testing.T) {
 		t.Errorf("a mount of %s is left on the host", host)
 	}
 }
+
+// TestVMNetRunRmTwice: `run --rm -p` of a vm container twice in a row with
+// the same name and host port works, and when the CLI returns nothing is
+// left: no QEMU or virtiofsd, no rootfs mount, no network state (the VM
+// quits and the CNI DEL runs beside it before the delete answers).
+func TestVMNetRunRmTwice(t *testing.T) {
+	e := startVMNet(t)
+	port := freePort(t)
+	id := "vmtwice"
+	for i := 0; i < 2; i++ {
+		e.MustHull("run", "--rm", "--runtime", vmRuntime, "-p", fmt.Sprintf("%d:80", port), e.ref, id, "true")
+		if pids := vmProcs(id); len(pids) > 0 {
+			t.Errorf("run %d: QEMU/virtiofsd %v still there when run --rm returned", i+1, pids)
+		}
+		if mounts, _ := os.ReadFile("/proc/self/mountinfo"); strings.Contains(string(mounts), "/"+id+"/") {
+			t.Errorf("run %d: the rootfs is still mounted when run --rm returned", i+1)
+		}
+		if l := e.leftovers(id); l != "" {
+			t.Errorf("run %d: network state left when run --rm returned:\n%s", i+1, l)
+		}
+	}
+}

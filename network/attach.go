@@ -255,18 +255,29 @@ func (m *Manager) Attach(ctx context.Context, o AttachOptions) (_ *Attachment, r
 	// Load the network and reserve the ports under m.mu, so Remove and other
 	// attaches see this one.
 	m.mu.Lock()
-	list, _, err := m.load(netName)
-	if err == nil {
-		list, err = m.prepare(list)
-	}
-	if err == nil {
-		err = m.checkPlugins(list)
-	}
-	if err == nil && len(ports) > 0 && !hasCapability(list, "portMappings") {
-		err = fmt.Errorf("%w: network %s cannot publish ports (no plugin in its conflist has the portMappings capability)", ErrInvalidPort, netName)
-	}
-	if err == nil {
-		err = m.checkPortsLocked(ctx, o.ID, ports)
+	var list *libcni.NetworkConfigList
+	for {
+		list, _, err = m.load(netName)
+		if err == nil {
+			list, err = m.prepare(list)
+		}
+		if err == nil {
+			err = m.checkPlugins(list)
+		}
+		if err == nil && len(ports) > 0 && !hasCapability(list, "portMappings") {
+			err = fmt.Errorf("%w: network %s cannot publish ports (no plugin in its conflist has the portMappings capability)", ErrInvalidPort, netName)
+		}
+		if err == nil {
+			err = m.checkPortsLocked(ctx, o.ID, ports)
+		}
+		// Ports held only by an attachment on its way out: wait for its
+		// detach, then check again.
+		if waited, werr := m.waitDetached(ctx, err); waited && werr == nil {
+			continue
+		} else if werr != nil {
+			err = werr
+		}
+		break
 	}
 	if err != nil {
 		m.mu.Unlock()
@@ -381,6 +392,10 @@ func (m *Manager) forget(id string) {
 func (m *Manager) Detach(ctx context.Context, id string) error {
 	unlock := m.locks.lock(id)
 	defer unlock()
+	m.mu.Lock()
+	leaving := m.markDetachingLocked(id)
+	m.mu.Unlock()
+	defer m.detachEnded(id, leaving)
 	rec, err := m.readRecord(id)
 	if errors.Is(err, errdefs.ErrNotFound) {
 		// Nothing recorded; a netns file without record cannot come from
@@ -643,6 +658,9 @@ func (m *Manager) checkPortsLocked(ctx context.Context, id string, ports []PortM
 			}
 			for _, q := range a.ports {
 				if p.conflicts(q) {
+					if a.detaching != nil {
+						return &errDetaching{id: oid, ch: a.detaching}
+					}
 					return fmt.Errorf("%w: %s is published by container %s (%s)", ErrPortInUse, p.hostAddr(), oid, q)
 				}
 			}

@@ -647,3 +647,83 @@ func unquoteFields(t *testing.T, line string) []string {
 	}
 	return out
 }
+
+// An attachment announced as leaving (Releasing: hulld detaches a
+// container's attachment beside reporting its exit) still holds its ports
+// and its network, but an Attach that wants one of those ports, and a
+// Remove of the network, wait for its Detach instead of failing; without
+// the announcement they fail at once as before.
+func TestReleasingWaits(t *testing.T) {
+	e := newTestEnv(t)
+	ctx := context.Background()
+	hp := freePort(t)
+	ports := []PortMapping{{HostPort: hp, ContainerPort: 80, Protocol: "tcp"}}
+
+	t.Run("port", func(t *testing.T) {
+		first := e.attach(t, AttachOptions{ID: "leaving-" + randHex(4), Ports: ports})
+		if _, err := e.m.Attach(ctx, AttachOptions{ID: "early-" + randHex(4), Ports: ports}); !errors.Is(err, ErrPortInUse) {
+			t.Fatalf("attach before Releasing: got %v, want ErrPortInUse", err)
+		}
+		e.m.Releasing(first.ID)
+		type res struct {
+			a   *Attachment
+			err error
+		}
+		got := make(chan res, 1)
+		second := "next-" + randHex(4)
+		go func() {
+			a, err := e.m.Attach(ctx, AttachOptions{ID: second, Ports: ports})
+			got <- res{a, err}
+		}()
+		select {
+		case r := <-got:
+			t.Fatalf("attach of a port held by a leaving attachment returned before its detach: %v, %v", r.a, r.err)
+		case <-time.After(300 * time.Millisecond):
+		}
+		if err := e.m.Detach(ctx, first.ID); err != nil {
+			t.Fatal(err)
+		}
+		r := <-got
+		if r.err != nil {
+			t.Fatalf("attach after the leaving one's detach: %v", r.err)
+		}
+		// A bounded wait for one that never goes.
+		e.m.Releasing(second)
+		cctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+		defer cancel()
+		if _, err := e.m.Attach(cctx, AttachOptions{ID: "late-" + randHex(4), Ports: ports}); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("attach while the holder never detaches: got %v, want the context's deadline", err)
+		}
+		if err := e.m.Detach(ctx, second); err != nil {
+			t.Fatal(err)
+		}
+		e.assertClean(t, []string{first.ID, second}, nil)
+	})
+
+	t.Run("network", func(t *testing.T) {
+		br := "hnt" + randHex(4)
+		t.Cleanup(func() { delLink(br) })
+		n, err := e.m.Create(ctx, CreateOptions{Name: "hnt-rel-" + randHex(3), Bridge: br})
+		if err != nil {
+			t.Fatal(err)
+		}
+		a := e.attach(t, AttachOptions{ID: "user-" + randHex(4), Network: n.Name})
+		if err := e.m.Remove(ctx, n.Name); !errors.Is(err, ErrNetworkInUse) {
+			t.Fatalf("remove with a user: got %v, want ErrNetworkInUse", err)
+		}
+		e.m.Releasing(a.ID)
+		done := make(chan error, 1)
+		go func() { done <- e.m.Remove(ctx, n.Name) }()
+		select {
+		case err := <-done:
+			t.Fatalf("remove returned before the leaving attachment's detach: %v", err)
+		case <-time.After(300 * time.Millisecond):
+		}
+		if err := e.m.Detach(ctx, a.ID); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-done; err != nil {
+			t.Fatalf("remove after the last user's detach: %v", err)
+		}
+	})
+}

@@ -81,6 +81,82 @@ type Manager struct {
 type activeEntry struct {
 	network string
 	ports   []PortMapping
+	// detaching is closed when the Detach in flight (or announced by
+	// Releasing) ends; nil when none is. An Attach that wants one of the
+	// entry's host ports, or a Remove of its network, waits for it instead
+	// of failing: the ports and the network are as good as free.
+	detaching chan struct{}
+}
+
+// Releasing announces that attachment id is about to be detached (hulld
+// detaches a container's attachment once its process has ended, beside
+// reporting the exit, so the CNI DEL is off the exit's path). Until the
+// Detach that follows ends, whichever way, an Attach that wants one of its
+// host ports and a Remove of its network wait for it rather than fail. An
+// unknown id is ignored.
+func (m *Manager) Releasing(id string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.markDetachingLocked(id)
+}
+
+// markDetachingLocked returns the detaching channel of attachment id,
+// making it if needed; nil for an unknown id. m.mu is held.
+func (m *Manager) markDetachingLocked(id string) chan struct{} {
+	e, ok := m.active[id]
+	if !ok {
+		return nil
+	}
+	if e.detaching == nil {
+		e.detaching = make(chan struct{})
+		m.active[id] = e
+	}
+	return e.detaching
+}
+
+// detachEnded clears the mark that markDetachingLocked made (the entry
+// stays when the Detach failed: its ports are still held) and wakes the
+// waiters.
+func (m *Manager) detachEnded(id string, ch chan struct{}) {
+	if ch == nil {
+		return
+	}
+	m.mu.Lock()
+	if e, ok := m.active[id]; ok && e.detaching == ch {
+		e.detaching = nil
+		m.active[id] = e
+	}
+	m.mu.Unlock()
+	close(ch)
+}
+
+// errDetaching is what a check returns when only attachments being
+// detached stand in the way: wait for ch, then check again.
+type errDetaching struct {
+	id string
+	ch chan struct{}
+}
+
+func (e *errDetaching) Error() string {
+	return fmt.Sprintf("attachment %q is being detached", e.id)
+}
+
+// waitDetached waits for a detach that err (an errDetaching) names, with
+// m.mu released; it returns false when err is another error. m.mu is held
+// on entry and on return.
+func (m *Manager) waitDetached(ctx context.Context, err error) (bool, error) {
+	var d *errDetaching
+	if !errors.As(err, &d) {
+		return false, nil
+	}
+	m.mu.Unlock()
+	defer m.mu.Lock()
+	select {
+	case <-d.ch:
+		return true, nil
+	case <-ctx.Done():
+		return true, fmt.Errorf("waiting for attachment %q to be detached: %w", d.id, ctx.Err())
+	}
 }
 
 // New prepares the directories and writes the default network's conflist if
@@ -500,22 +576,38 @@ next:
 func (m *Manager) Remove(ctx context.Context, name string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	_, n, err := m.load(name)
-	if err != nil {
-		return err
-	}
-	if n.Default {
-		return fmt.Errorf("%w: %s is the default network and cannot be removed", errdefs.ErrInvalidArgument, name)
-	}
-	var users []string
-	for id, a := range m.active {
-		if a.network == name {
-			users = append(users, id)
+	var n Network
+	for {
+		var err error
+		if _, n, err = m.load(name); err != nil {
+			return err
 		}
-	}
-	if len(users) > 0 {
-		sort.Strings(users)
-		return fmt.Errorf("%w: %s has %d attachment(s): %s", ErrNetworkInUse, name, len(users), strings.Join(users, ", "))
+		if n.Default {
+			return fmt.Errorf("%w: %s is the default network and cannot be removed", errdefs.ErrInvalidArgument, name)
+		}
+		var users []string
+		var leaving *errDetaching
+		for id, a := range m.active {
+			if a.network != name {
+				continue
+			}
+			if a.detaching != nil {
+				leaving = &errDetaching{id: id, ch: a.detaching}
+			} else {
+				users = append(users, id)
+			}
+		}
+		if len(users) == 0 && leaving == nil {
+			break
+		}
+		if len(users) > 0 {
+			sort.Strings(users)
+			return fmt.Errorf("%w: %s has %d attachment(s): %s", ErrNetworkInUse, name, len(users), strings.Join(users, ", "))
+		}
+		// One is on its way out: wait for it, then look again.
+		if _, err := m.waitDetached(ctx, leaving); err != nil {
+			return err
+		}
 	}
 	if err := os.Remove(n.File); err != nil {
 		return fmt.Errorf("network %s: %w", name, err)

@@ -65,7 +65,10 @@
 // looks for what is left (host-local allocations, iptables rules naming the
 // container or its addresses): nothing left is a success, anything left keeps
 // the record and the error names it. Attach and Detach are serialized per ID; different IDs proceed
-// concurrently (host-local has its own lock).
+// concurrently (host-local has its own lock). Releasing announces a Detach
+// about to run (hulld detaches a container that ended beside reporting its
+// exit): until it ends, an Attach that wants one of that attachment's host
+// ports, and a Remove of its network, wait for it instead of failing.
 //
 // EtcFiles writes the container's resolv.conf, hosts and hostname.
 package network
