@@ -113,3 +113,26 @@ func (s *Sandbox) Shutdown(ctx context.Context, grace time.Duration) error {
 	}
 	return nil
 }
+
+// Quitter is a Hypervisor that can end its VM at once, without a guest
+// power-off (QEMU: QMP quit), for a caller that has nothing left in the
+// guest.
+type Quitter interface {
+	// Quit ends the VM now and cleans up as Stop does; it is safe after
+	// the VM exited.
+	Quit(ctx context.Context) error
+}
+
+// Quit ends a VM whose containers the agent has removed, as Kata does:
+// the hypervisor quits, with no guest power-off to wait for (the
+// container's files are on the host already: the agent unmounted the
+// shares, and virtiofsd has no writeback cache). A hypervisor that cannot
+// quit is shut down through the agent (Shutdown).
+func (s *Sandbox) Quit(ctx context.Context, grace time.Duration) error {
+	q, ok := s.Hypervisor.(Quitter)
+	if !ok {
+		return s.Shutdown(ctx, grace)
+	}
+	s.Agent.Close()
+	return q.Quit(ctx)
+}

@@ -22,7 +22,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/exec"
 	"strings"
@@ -72,7 +74,7 @@ type QEMU struct {
 	cfg      vm.Config
 	paths    paths
 	cmd      *exec.Cmd
-	fsds     []*exec.Cmd
+	fsds     []*virtiofsd
 	qmp      *qmpClient
 	stderr   syncBuffer
 	started  bool
@@ -84,7 +86,10 @@ type QEMU struct {
 	args []string
 }
 
-var _ vm.Hypervisor = (*QEMU)(nil)
+var (
+	_ vm.Hypervisor = (*QEMU)(nil)
+	_ vm.Quitter    = (*QEMU)(nil)
+)
 
 // New returns a driver for one VM.
 func New(o Options) *QEMU {
@@ -168,7 +173,7 @@ func (q *QEMU) Start(ctx context.Context, cfg vm.Config) (retErr error) {
 		_ = os.Remove(f)
 	}
 	for _, s := range cfg.Shares {
-		if err := q.startVirtiofsd(ctx, s, p.fs[s.Tag]); err != nil {
+		if err := q.startVirtiofsd(s, p.fs[s.Tag]); err != nil {
 			return err
 		}
 	}
@@ -207,7 +212,7 @@ func (q *QEMU) Start(ctx context.Context, cfg vm.Config) (retErr error) {
 	select {
 	case r := <-ch:
 		if r.err != nil {
-			return fmt.Errorf("qemu %s: %w", q.stderrTail(), r.err)
+			return fmt.Errorf("qemu %s%s: %w", q.stderrTail(), q.fsdFailures(), r.err)
 		}
 		q.mu.Lock()
 		q.qmp = r.c
@@ -217,7 +222,10 @@ func (q *QEMU) Start(ctx context.Context, cfg vm.Config) (retErr error) {
 		if r := <-ch; r.c != nil {
 			r.c.close()
 		}
-		return q.Wait()
+		if err := q.Wait(); err != nil {
+			return fmt.Errorf("%w%s", err, q.fsdFailures())
+		}
+		return nil
 	}
 	go func() {
 		select {
@@ -239,16 +247,33 @@ func mapValues(m map[string]string) []string {
 	return out
 }
 
-func (q *QEMU) startVirtiofsd(ctx context.Context, s vm.Share, sock string) error {
+// startVirtiofsd starts the virtiofsd of share s on a unix socket the
+// driver listens on itself and hands over (--fd): QEMU can connect at
+// once (the connection waits in the backlog until virtiofsd accepts), so
+// QEMU starts beside virtiofsd instead of after its socket appeared.
+func (q *QEMU) startVirtiofsd(s vm.Share, sock string) error {
 	cache := s.Cache
 	if cache == "" {
 		cache = "always"
 	}
-	cmd := exec.Command(q.opts.Virtiofsd, "--socket-path="+sock,
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})
+	if err != nil {
+		return fmt.Errorf("virtiofsd socket for %q: %w", s.Tag, err)
+	}
+	// The path stays for QEMU; cleanup removes it.
+	l.SetUnlinkOnClose(false)
+	lf, err := l.File()
+	l.Close()
+	if err != nil {
+		return fmt.Errorf("virtiofsd socket for %q: %w", s.Tag, err)
+	}
+	defer lf.Close()
+	cmd := exec.Command(q.opts.Virtiofsd, "--fd=3",
 		"-o", "source="+s.Source, "-o", "cache="+cache, "-o", "log_level=warn")
+	cmd.ExtraFiles = []*os.File{lf}
 	cmd.SysProcAttr = procAttr()
-	var errb bytes.Buffer
-	cmd.Stderr = &errb
+	fsd := &virtiofsd{cmd: cmd, tag: s.Tag, source: s.Source, exited: make(chan struct{})}
+	cmd.Stderr = &fsd.stderr
 	exited := make(chan error, 1)
 	if len(s.Binds) > 0 {
 		if err := vm.StartWithBinds(cmd, s, exited); err != nil {
@@ -260,26 +285,43 @@ func (q *QEMU) startVirtiofsd(ctx context.Context, s vm.Share, sock string) erro
 		}
 		go func() { exited <- cmd.Wait() }()
 	}
+	go func() {
+		fsd.err = <-exited
+		close(fsd.exited)
+	}()
 	q.mu.Lock()
-	q.fsds = append(q.fsds, cmd)
+	q.fsds = append(q.fsds, fsd)
 	q.mu.Unlock()
-	// QEMU must find the socket listening.
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		if _, err := os.Stat(sock); err == nil {
-			return nil
-		}
+	return nil
+}
+
+// virtiofsd is one running virtiofsd.
+type virtiofsd struct {
+	cmd         *exec.Cmd
+	tag, source string
+	stderr      syncBuffer
+	exited      chan struct{} // closed when it has exited (err set)
+	err         error
+}
+
+// fsdFailures describes the virtiofsd processes that exited already (a
+// QEMU that could not start its vhost-user-fs devices names them).
+func (q *QEMU) fsdFailures() string {
+	q.mu.Lock()
+	fsds := q.fsds
+	q.mu.Unlock()
+	var out []string
+	for _, f := range fsds {
 		select {
-		case err := <-exited:
-			return fmt.Errorf("virtiofsd for %q (%s) exited: %v: %s", s.Tag, s.Source, err, strings.TrimSpace(errb.String()))
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(2 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("virtiofsd for %q: no socket %s after 5 s", s.Tag, sock)
+		case <-f.exited:
+			out = append(out, fmt.Sprintf("virtiofsd for %q (%s) exited: %v: %s", f.tag, f.source, f.err, strings.TrimSpace(f.stderr.String())))
+		default:
 		}
 	}
+	if len(out) == 0 {
+		return ""
+	}
+	return "; " + strings.Join(out, "; ")
 }
 
 // syncBuffer is QEMU's stderr, written by exec's copier and read by
@@ -344,18 +386,18 @@ func (q *QEMU) killHelpers() {
 	q.mu.Lock()
 	fsds := q.fsds
 	q.mu.Unlock()
-	for _, c := range fsds {
-		if c.Process != nil {
-			_ = syscall.Kill(-c.Process.Pid, syscall.SIGKILL)
+	for _, f := range fsds {
+		if f.cmd.Process != nil {
+			_ = syscall.Kill(-f.cmd.Process.Pid, syscall.SIGKILL)
 		}
 	}
 	// cmd.Wait runs in startVirtiofsd's goroutine; wait until the group is
 	// gone.
-	for _, c := range fsds {
-		if c.Process == nil {
+	for _, f := range fsds {
+		if f.cmd.Process == nil {
 			continue
 		}
-		for i := 0; i < 500 && syscall.Kill(-c.Process.Pid, 0) == nil; i++ {
+		for i := 0; i < 500 && syscall.Kill(-f.cmd.Process.Pid, 0) == nil; i++ {
 			time.Sleep(2 * time.Millisecond)
 		}
 	}
@@ -416,6 +458,34 @@ func (q *QEMU) Stop(ctx context.Context) error {
 		_, _ = qmp.execute(ctx, "quit", nil)
 		if q.waitDone(ctx, q.opts.QuitTimeout) {
 			return nil
+		}
+	}
+	q.kill()
+	<-q.done
+	return nil
+}
+
+// Quit implements vm.Quitter: QMP quit (QEMU exits at once, without a
+// guest power-off), SIGKILL after QuitTimeout.
+func (q *QEMU) Quit(ctx context.Context) error {
+	q.mu.Lock()
+	cmd, qmp := q.cmd, q.qmp
+	if cmd == nil {
+		q.mu.Unlock()
+		return nil
+	}
+	q.stopping = true
+	q.mu.Unlock()
+	select {
+	case <-q.done:
+		return nil
+	default:
+	}
+	if qmp != nil {
+		if _, err := qmp.execute(ctx, "quit", nil); err == nil || errors.Is(err, io.EOF) {
+			if q.waitDone(ctx, q.opts.QuitTimeout) {
+				return nil
+			}
 		}
 	}
 	q.kill()

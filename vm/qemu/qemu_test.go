@@ -59,6 +59,8 @@ func TestBootAgentShutdown(t *testing.T) {
 			defer vmtest.NoStrays(t)
 			cfg := baseConfig(t)
 			cfg.Hotplug = tc.hotplug
+			// The agent logs only warnings to the console unless asked.
+			cfg.KernelParams = "HULL_AGENT_LOG=info"
 			q := newTCG()
 			start := time.Now()
 			sb, err := vm.Boot(context.Background(), q, cfg, 60*time.Second)
