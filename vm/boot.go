@@ -3,6 +3,7 @@ package vm
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/hullproject/hull/agent"
@@ -80,6 +81,15 @@ func Boot(ctx context.Context, h Hypervisor, cfg Config, timeout time.Duration) 
 			return fail(r.err)
 		}
 		sb.Agent, sb.Version, sb.Ready = c, r.v, time.Now()
+		if rel, ok := h.(BootFileReleaser); ok {
+			// Off the start's path: some I/O (QEMU's pages of the boot
+			// files go, the page cache is refilled), which the next boot
+			// is spared.
+			go func() {
+				n, err := rel.ReleaseBootFiles()
+				slog.Debug("vm: boot files released", "id", cfg.ID, "bytes", n, "err", err)
+			}()
+		}
 		return sb, nil
 	case <-h.Done():
 		cancel()

@@ -234,6 +234,15 @@ type Hypervisor interface {
 	Capabilities() Capabilities
 }
 
+// BootFileReleaser is a Hypervisor that can give back, once the guest has
+// booted, the memory its process keeps of the boot files (QEMU keeps the
+// kernel and the initrd mapped for the VM's whole life, read only at boot).
+type BootFileReleaser interface {
+	// ReleaseBootFiles releases them and returns the bytes it released;
+	// best effort.
+	ReleaseBootFiles() (int, error)
+}
+
 // ConsoleTail returns the last n lines of the console log at path.
 func ConsoleTail(path string, n int) string {
 	b, err := os.ReadFile(path)
