@@ -20,7 +20,8 @@ import (
 // TestConfigureNetwork runs the guest side of the vm network in a network
 // namespace standing in for the guest: the NIC (a veth end with the MAC
 // the host asked for) is found by MAC, renamed, gets its MTU, addresses
-// and routes and comes up, and so does lo; the same request again changes
+// and routes and comes up, and so does lo; a NIC given no IPv6 address has
+// IPv6 disabled; the same request again changes
 // nothing; an unknown MAC is an error naming it.
 func TestConfigureNetwork(t *testing.T) {
 	testutil.RequireRoot(t)
@@ -41,9 +42,15 @@ func TestConfigureNetwork(t *testing.T) {
 	const mac = "02:42:0a:fa:00:05"
 	ip("-n", name, "link", "add", "nic0", "address", mac, "type", "veth", "peer", "name", "peer0")
 	ip("-n", name, "link", "set", "peer0", "up")
+	const mac4 = "02:42:0a:fa:00:06"
+	ip("-n", name, "link", "add", "nic1", "address", mac4, "type", "veth", "peer", "name", "peer1")
 
 	req := &agentapi.ConfigureNetworkRequest{
-		Interfaces: []*agentapi.Interface{{Name: "eth0", Mac: mac, Mtu: 1400, Addresses: []string{"10.250.3.5/24", "fd00:3::5/64"}}},
+		Interfaces: []*agentapi.Interface{
+			{Name: "eth0", Mac: mac, Mtu: 1400, Addresses: []string{"10.250.3.5/24", "fd00:3::5/64"}},
+			// IPv4 only: IPv6 is disabled on it.
+			{Name: "eth1", Mac: mac4, Addresses: []string{"10.250.4.5/24"}},
+		},
 		Routes: []*agentapi.Route{
 			{Destination: "10.99.0.0/16", Device: "eth0", Scope: 253},
 			{Gateway: "10.250.3.1", Device: "eth0", Family: 2},
@@ -73,6 +80,15 @@ func TestConfigureNetwork(t *testing.T) {
 	for _, want := range []string{"inet 10.250.3.5/24", "inet6 fd00:3::5/64"} {
 		if !strings.Contains(addrs, want) {
 			t.Errorf("eth0 addresses lack %q:\n%s", want, addrs)
+		}
+	}
+	for ifc, want := range map[string]string{"eth0": "0", "eth1": "1"} {
+		out, err := exec.Command("ip", "netns", "exec", name, "cat", "/proc/sys/net/ipv6/conf/"+ifc+"/disable_ipv6").CombinedOutput()
+		if err != nil {
+			t.Fatalf("disable_ipv6 of %s: %v: %s", ifc, err, out)
+		}
+		if got := strings.TrimSpace(string(out)); got != want {
+			t.Errorf("%s: disable_ipv6 = %s, want %s", ifc, got, want)
 		}
 	}
 	routes := ip("-n", name, "route")

@@ -571,6 +571,12 @@ func (s *Server) remove(ctx context.Context, c *ctr) error {
 		p.inMu.Unlock()
 	}
 	for i := len(c.mounts) - 1; i >= 0; i-- {
+		// What the container wrote reaches the host before the answer:
+		// the host may end the VM right after it, without a power-off's
+		// sync (and FUSE does not write shared writable mmaps through).
+		if err := syncFS(c.mounts[i]); err != nil {
+			s.Logger.Warn("sync", "path", c.mounts[i], "err", err)
+		}
 		if err := unix.Unmount(c.mounts[i], unix.MNT_DETACH); err != nil {
 			s.Logger.Warn("unmount", "path", c.mounts[i], "err", err)
 		}
@@ -580,6 +586,16 @@ func (s *Server) remove(ctx context.Context, c *ctr) error {
 	delete(s.containers, c.id)
 	s.mu.Unlock()
 	return nil
+}
+
+// syncFS writes back the filesystem mounted at path (syncfs(2)).
+func syncFS(path string) error {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	return unix.Syncfs(fd)
 }
 
 // DestroySandbox removes every container and powers the guest off just

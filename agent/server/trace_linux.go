@@ -37,6 +37,19 @@ func Mark(name string) {
 	agentTrace.mu.Unlock()
 }
 
+// MarkAt records that the step name happened at monoNs (CLOCK_MONOTONIC);
+// a zero time is not recorded.
+func MarkAt(name string, monoNs int64) {
+	if monoNs == 0 {
+		return
+	}
+	agentTrace.mu.Lock()
+	if len(agentTrace.events) < maxTraceEvents {
+		agentTrace.events = append(agentTrace.events, &agentapi.TraceEvent{Name: name, MonoNs: monoNs})
+	}
+	agentTrace.mu.Unlock()
+}
+
 // Trace returns the agent's steps so far and the kernel's boot markers.
 func (s *Server) Trace(ctx context.Context, _ *agentapi.Empty) (*agentapi.TraceResponse, error) {
 	agentTrace.mu.Lock()

@@ -25,6 +25,7 @@ func main() {
 	if len(os.Args) > 1 && os.Args[1] == "init" {
 		initproc.Main()
 	}
+	server.MarkAt("libc started (before the Go runtime)", processStartNs())
 	server.Mark("main")
 	console, err := os.OpenFile("/dev/console", os.O_WRONLY, 0)
 	if err != nil {

@@ -1,0 +1,81 @@
+package bench
+
+import (
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hullproject/hull/shim"
+)
+
+// BenchmarkVMGuestSteps is a cold `hull run --rm --runtime vm --net none
+// busybox /bin/true` through a real hulld, printing one merged timeline of
+// the shim's events and the guest's own steps (the agent's Trace: kernel
+// boot markers, the agent's start and PID-1 setup, each RPC, the steps of
+// CreateContainer and StartContainer), medians in ms from the CLI's start.
+// The guest's CLOCK_MONOTONIC is put on the host's clock by the readiness
+// check: the agent answering Version is when the shim saw it ready. Lines
+// marked "guest idle" are gaps in which the guest waited for the host.
+// Run: go test -p 1 -run '^$' -bench VMGuestSteps -benchtime 5x ./bench/
+func BenchmarkVMGuestSteps(b *testing.B) {
+	e := vmSetup(b, "")
+	at := map[string][]time.Duration{}
+	for i := 0; i < b.N; i++ {
+		id := fmt.Sprintf("gsteps%d", i)
+		_, start, t := e.runTrue(b, "vm", id, "--net", "none")
+		if t == nil || len(t.Guest) == 0 {
+			b.Fatalf("no guest trace for %s (an agent without the Trace RPC?)", id)
+		}
+		var versionDone int64
+		for _, g := range t.Guest {
+			if strings.HasSuffix(g.Name, "/Version done") && versionDone == 0 {
+				versionDone = g.MonoNs
+			}
+		}
+		ready, ok := t.Events["agent_ready"]
+		if versionDone == 0 || !ok {
+			b.Fatalf("trace of %s: no readiness to align the guest's clock", id)
+		}
+		off := ready - versionDone // host ns = guest ns + off
+		for ev, ns := range t.Events {
+			at["host: "+ev] = append(at["host: "+ev], time.Duration(ns-start.UnixNano()))
+		}
+		seen := map[string]int{}
+		for _, g := range t.Guest {
+			name := g.Name
+			if n := seen[g.Name]; n > 0 {
+				name = fmt.Sprintf("%s #%d", g.Name, n+1)
+			}
+			seen[g.Name]++
+			at["guest: "+name] = append(at["guest: "+name], time.Duration(g.MonoNs+off-start.UnixNano()))
+		}
+	}
+	med := func(ds []time.Duration) time.Duration {
+		s := slices.Clone(ds)
+		slices.Sort(s)
+		return s[len(s)/2]
+	}
+	names := make([]string, 0, len(at))
+	for n := range at {
+		names = append(names, n)
+	}
+	sort.SliceStable(names, func(i, j int) bool { return med(at[names[i]]) < med(at[names[j]]) })
+	fmt.Printf("== cold `hull run --rm --runtime vm --net none busybox /bin/true`: host and guest steps (%d runs, medians, ms from the CLI's start) ==\n", b.N)
+	var prev time.Duration
+	for _, n := range names {
+		m := med(at[n])
+		note := ""
+		// A guest RPC that began well after the previous step: the
+		// guest waited for the host.
+		if strings.HasPrefix(n, "guest: /") && !strings.HasSuffix(n, " done") && m-prev > 5*time.Millisecond {
+			note = "   (guest idle before: waiting for the host)"
+		}
+		fmt.Printf("  %8.1f  +%6.1f  %s%s\n", vmMs(m), vmMs(m-prev), n, note)
+		prev = m
+	}
+	b.ReportMetric(0, "ns/op")
+	_ = shim.VMTraceEnv
+}
