@@ -10,6 +10,10 @@ import (
 	"github.com/hullproject/hull/runtime/initproc"
 )
 
-func main() {
-	initproc.Main()
+// The init runs from this package's init function, on the thread the
+// process started with: see initproc.MainInInit.
+func init() {
+	initproc.MainInInit()
 }
+
+func main() {}

@@ -36,8 +36,21 @@ import (
 
 // Main is `hull-runtime init`. It never returns.
 func Main() {
-	runtime.GOMAXPROCS(1)
 	runtime.LockOSThread()
+	main()
+}
+
+// MainInInit is Main for a program that calls it from a package init
+// function (hull-runtime-init), which runs on the process's first thread,
+// held there by the Go runtime until main.main. Main's LockOSThread would
+// also start the runtime's template thread, one more thread for execve to
+// stop (and for the kernel to schedule while it waits) on a busy host.
+func MainInInit() {
+	main()
+}
+
+func main() {
+	runtime.GOMAXPROCS(1)
 	// This thread execve's the container's process (and forks the hooks
 	// the init runs): it gets the runtime's original timer slack back.
 	slackErr := timerslack.RestoreFromEnv()

@@ -16,7 +16,7 @@ import (
 // init joins its cgroup v1 hierarchies thread by thread, so the thread
 // that execve's (the caller, locked) is the one that counts.
 func ReadCgroups() (map[string]string, error) {
-	data, err := os.ReadFile("/proc/thread-self/cgroup")
+	data, err := readProcFile("/proc/thread-self/cgroup")
 	if err != nil {
 		return nil, err
 	}

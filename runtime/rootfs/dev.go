@@ -50,31 +50,33 @@ func setupDevices(spec *specs.Spec, opts Options) error {
 	if spec.Linux != nil {
 		devs = append(devs, spec.Linux.Devices...)
 	}
+	// Most of these share their directory (/dev): it is resolved once.
+	parents := parentDirs{rootfs: opts.Rootfs}
 	for i := range devs {
 		if i >= len(DefaultDevices) {
-			if err := checkExisting(&devs[i], opts.Rootfs); err != nil {
+			if err := checkExisting(&devs[i], &parents); err != nil {
 				return fmt.Errorf("linux.devices (%s): %w", devs[i].Path, err)
 			}
 		}
-		if err := makeDevice(&devs[i], opts); err != nil {
+		if err := makeDevice(&devs[i], opts, &parents); err != nil {
 			return fmt.Errorf("linux.devices (%s): %w", devs[i].Path, err)
 		}
 	}
 	for _, l := range devLinks {
-		if err := link(opts.Rootfs, l[0], l[1]); err != nil {
+		if err := link(&parents, l[0], l[1]); err != nil {
 			return err
 		}
 	}
 	if _, err := os.Stat("/proc/kcore"); err == nil {
-		if err := link(opts.Rootfs, "/proc/kcore", "/dev/core"); err != nil {
+		if err := link(&parents, "/proc/kcore", "/dev/core"); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func link(rootfs, oldname, newname string) error {
-	p, err := securejoinParent(rootfs, newname)
+func link(parents *parentDirs, oldname, newname string) error {
+	p, err := parents.join(newname)
 	if err != nil {
 		return err
 	}
@@ -84,7 +86,7 @@ func link(rootfs, oldname, newname string) error {
 	return nil
 }
 
-func makeDevice(d *specs.LinuxDevice, opts Options) error {
+func makeDevice(d *specs.LinuxDevice, opts Options, parents *parentDirs) error {
 	mode := uint32(0o666)
 	if d.FileMode != nil {
 		mode = uint32(*d.FileMode) & 0o7777
@@ -100,7 +102,7 @@ func makeDevice(d *specs.LinuxDevice, opts Options) error {
 	default:
 		return fmt.Errorf("type %q: want c, b, u or p", d.Type)
 	}
-	p, err := securejoinParent(opts.Rootfs, d.Path)
+	p, err := parents.join(d.Path)
 	if err != nil {
 		return err
 	}
@@ -116,9 +118,15 @@ func makeDevice(d *specs.LinuxDevice, opts Options) error {
 		}
 		return nil
 	}
-	os.Remove(p)
 	dev := unix.Mkdev(uint32(d.Major), uint32(d.Minor))
-	if err := unix.Mknod(p, typ|mode, int(dev)); err != nil {
+	err = unix.Mknod(p, typ|mode, int(dev))
+	if err == unix.EEXIST {
+		// Replaced (a spec device checked by checkExisting, or a
+		// rootfs that has one already).
+		os.Remove(p)
+		err = unix.Mknod(p, typ|mode, int(dev))
+	}
+	if err != nil {
 		return fmt.Errorf("mknod: %w", err)
 	}
 	uid, gid := 0, 0
@@ -134,25 +142,43 @@ func makeDevice(d *specs.LinuxDevice, opts Options) error {
 	return nil
 }
 
-// securejoinParent creates the parent directory of name inside rootfs and
-// returns a host path to name whose parent is known to be inside rootfs.
-func securejoinParent(rootfs, name string) (string, error) {
-	t, err := target(rootfs, filepath.Dir(name), false)
-	if err != nil {
-		return "", err
-	}
-	defer t.Close()
-	real, err := os.Readlink(procPath(t))
-	if err != nil {
-		return "", err
+// parentDirs resolves the parent directories of paths inside rootfs,
+// each once.
+type parentDirs struct {
+	rootfs string
+	real   map[string]string // parent in the container -> host path
+}
+
+// join creates the parent directory of name inside the rootfs and returns
+// a host path to name whose parent is known to be inside the rootfs. The
+// parent's resolution is kept for the next names in it: the init runs
+// alone in its mount namespace, and no process of the container exists
+// yet to change the tree meanwhile.
+func (pd *parentDirs) join(name string) (string, error) {
+	dir := filepath.Dir(name)
+	real, ok := pd.real[dir]
+	if !ok {
+		t, err := target(pd.rootfs, dir, false)
+		if err != nil {
+			return "", err
+		}
+		real, err = os.Readlink(procPath(t))
+		t.Close()
+		if err != nil {
+			return "", err
+		}
+		if pd.real == nil {
+			pd.real = map[string]string{}
+		}
+		pd.real[dir] = real
 	}
 	return filepath.Join(real, filepath.Base(name)), nil
 }
 
 // checkExisting refuses a spec device whose path already holds something
 // that is not that device (config-linux.md, "Devices").
-func checkExisting(d *specs.LinuxDevice, rootfs string) error {
-	p, err := securejoinParent(rootfs, d.Path)
+func checkExisting(d *specs.LinuxDevice, parents *parentDirs) error {
+	p, err := parents.join(d.Path)
 	if err != nil {
 		return err
 	}

@@ -13,7 +13,6 @@
 package rootfs
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"os"
@@ -116,16 +115,13 @@ type mountEntry struct {
 }
 
 func readMountinfo() ([]mountEntry, error) {
-	f, err := os.Open("/proc/self/mountinfo")
+	data, err := readProcFile("/proc/self/mountinfo")
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
 	var out []mountEntry
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64*1024), 1024*1024)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
+	for _, line := range strings.Split(string(data), "\n") {
+		fields := strings.Fields(line)
 		sep := -1
 		for i, fl := range fields {
 			if fl == "-" {
@@ -144,7 +140,36 @@ func readMountinfo() ([]mountEntry, error) {
 			superOpts:  fields[sep+3],
 		})
 	}
-	return out, sc.Err()
+	return out, nil
+}
+
+// readProcFile reads a /proc file with plain read(2)s. os.Open would
+// register it with the Go runtime's poller (procfs files can be polled),
+// and the init's first such file sets the poller up: an epoll instance
+// and an eventfd, then more threads and wakeups for the scheduler.
+func readProcFile(path string) ([]byte, error) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: path, Err: err}
+	}
+	defer unix.Close(fd)
+	buf := make([]byte, 0, 8192)
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := unix.Read(fd, buf[len(buf):cap(buf)])
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, &os.PathError{Op: "read", Path: path, Err: err}
+		}
+		if n == 0 {
+			return buf, nil
+		}
+		buf = buf[:len(buf)+n]
+	}
 }
 
 func unescape(s string) string {
