@@ -119,6 +119,20 @@ func Create(ctx context.Context, o CreateOptions) (_ *Process, retErr error) {
 			(<-exeCh).prog.Close()
 		}
 	}()
+	// So is the state directory (claiming the id), removed again if
+	// config.json is refused.
+	handleCh := make(chan madeHandle, 1)
+	go func() {
+		h, err := newHandle(o.Root, o.ID)
+		handleCh <- madeHandle{h, err}
+	}()
+	defer func() {
+		if handleCh != nil {
+			if r := <-handleCh; r.h != nil {
+				r.h.remove()
+			}
+		}
+	}()
 	// The init is started as soon as what its start needs is known (the
 	// namespaces, the user namespace's mappings, a terminal): its exec and
 	// Go start-up, about a millisecond, then overlap the decoding and
@@ -150,7 +164,9 @@ func Create(ctx context.Context, o CreateOptions) (_ *Process, retErr error) {
 		return nil, fmt.Errorf("%w: --console-socket given but process.terminal is false", ErrInvalidSpec)
 	}
 	trace.Mark("start spec")
-	h, err := newHandle(o.Root, o.ID)
+	made := <-handleCh
+	handleCh = nil
+	h, err := made.h, made.err
 	if err != nil {
 		return nil, err
 	}
@@ -508,6 +524,12 @@ func Create(ctx context.Context, o CreateOptions) (_ *Process, retErr error) {
 		p.created = &createdState{dir: h.Dir, dirDev: dst.Dev, dirIno: dst.Ino, rec: h.Record, mgr: mgr, ownPidNS: plan.newNS[specs.PIDNamespace]}
 	}
 	return p, nil
+}
+
+// madeHandle is the outcome of a newHandle made ahead.
+type madeHandle struct {
+	h   *Handle
+	err error
 }
 
 // preparedExe is the outcome of an initExe made ahead.

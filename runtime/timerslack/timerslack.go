@@ -87,7 +87,9 @@ func Spawn(start func() error) error {
 
 // RaiseAll sets the timer slack of every thread of this process to ns,
 // when the calling thread's is lower, and returns what the calling thread
-// had (0 when it changed nothing), for Raised. It is the pure Go form of
+// had (0 when it changed nothing), for Raised. The calling thread's is
+// set before it returns, the others' (~0.1 ms of /proc writes) by a
+// goroutine meanwhile. It is the pure Go form of
 // hull-runtime's C constructor, for a build without cgo: the Go runtime's
 // threads that exist already (sysmon first) are changed through
 // /proc/<tid>/timerslack_ns (Linux 4.6, CAP_SYS_NICE; where
@@ -103,6 +105,18 @@ func RaiseAll(ns uint64) uint64 {
 	if unix.Prctl(unix.PR_SET_TIMERSLACK, uintptr(ns), 0, 0, 0) != nil {
 		return 0
 	}
+	// The threads that exist already are changed beside the caller's
+	// work, on a thread of their own.
+	go raiseOthers(ns)
+	return uint64(cur)
+}
+
+// raiseOthers sets the timer slack of this thread and, through /proc, of
+// every other thread of the process to ns (see RaiseAll).
+func raiseOthers(ns uint64) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	_ = unix.Prctl(unix.PR_SET_TIMERSLACK, uintptr(ns), 0, 0, 0)
 	// The other threads' files are /proc/<tid>/timerslack_ns (there is
 	// none under /proc/self/task/<tid>/), used only when this /proc shows
 	// this process's pid namespace. Raw syscalls: this runs once, cold,
@@ -111,11 +125,11 @@ func RaiseAll(ns uint64) uint64 {
 	var buf [4096]byte
 	pid := strconv.Itoa(unix.Getpid())
 	if n, err := unix.Readlink("/proc/self", buf[:]); err != nil || string(buf[:n]) != pid {
-		return uint64(cur)
+		return
 	}
 	dir, err := unix.Open("/proc/self/task", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return uint64(cur)
+		return
 	}
 	defer unix.Close(dir)
 	self := strconv.Itoa(unix.Gettid())
@@ -138,5 +152,4 @@ func RaiseAll(ns uint64) uint64 {
 			unix.Close(fd)
 		}
 	}
-	return uint64(cur)
 }
