@@ -396,6 +396,35 @@ func (m *manager) Prepare() ([]string, error) {
 	return SelfJoinFiles(m.v1Paths), nil
 }
 
+// PrepareUnified makes the cgroup of a container on a cgroup v2-only host
+// (the group New would give cgroupsPath and containerID) before the
+// container's first process exists, and returns its directory, for a
+// start with clone3(CLONE_INTO_CGROUP): the process is born in its group,
+// without the cgroup.procs write that moves a process, which takes the
+// global cgroup_threadgroup_rwsem for writing and so waits for an RCU
+// grace period. On other layouts it does nothing and returns "". A manager
+// made afterwards with New for the same group finds it with the process
+// in it: its Apply is then not needed (and would refuse the group as
+// busy).
+func PrepareUnified(cgroupsPath, containerID string) (string, error) {
+	if Mode() != Unified {
+		return "", nil
+	}
+	m, err := newManager(Unified, Root, cgroupsPath, containerID, nil)
+	if err != nil {
+		return "", err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := m.checkFresh(); err != nil {
+		return "", err
+	}
+	if err := createV2(m.v2Path); err != nil {
+		return "", err
+	}
+	return m.v2Path, nil
+}
+
 // JoinUnified: see Manager.
 func (m *manager) JoinUnified(pid int) error {
 	m.mu.Lock()

@@ -176,6 +176,10 @@ func Create(ctx context.Context, o CreateOptions) (_ *Process, retErr error) {
 		pid  int
 		cmd  *initCmd
 		sync *os.File
+		// earlyCgroup: the v2 group made before the init
+		// (cgroups.PrepareUnified), removed on failure until mgr
+		// owns it.
+		earlyCgroup string
 	)
 	defer func() {
 		if retErr == nil {
@@ -191,6 +195,10 @@ func Create(ctx context.Context, o CreateOptions) (_ *Process, retErr error) {
 		if mgr != nil {
 			if err := mgr.Destroy(); err != nil {
 				slog.Warn("destroy cgroup", "id", o.ID, "err", err)
+			}
+		} else if earlyCgroup != "" {
+			if err := unix.Rmdir(earlyCgroup); err != nil && err != unix.ENOENT {
+				slog.Warn("remove cgroup", "id", o.ID, "path", earlyCgroup, "err", err)
 			}
 		}
 		h.remove()
@@ -302,7 +310,33 @@ func Create(ctx context.Context, o CreateOptions) (_ *Process, retErr error) {
 		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: 0, Gid: 0, NoSetGroups: true}
 	}
 	trace.Mark("init binary")
-	if err := cmd.Start(); err != nil {
+	// On a cgroup v2-only host the init is born in its cgroup
+	// (clone3 CLONE_INTO_CGROUP) when the group can be made first.
+	if !needSelf && !plan.newNS[specs.UserNamespace] {
+		cg := ""
+		if start.Linux != nil {
+			cg = start.Linux.CgroupsPath
+		}
+		if dir, err := cgroups.PrepareUnified(cg, o.ID); err != nil {
+			slog.Debug("cgroup v2 group ahead of the init", "err", err)
+		} else if dir != "" {
+			earlyCgroup = dir
+			if fd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err == nil {
+				defer unix.Close(fd)
+				cmd.SysProcAttr.UseCgroupFD, cmd.SysProcAttr.CgroupFD = true, fd
+			}
+		}
+	}
+	err = cmd.Start()
+	if err != nil && cmd.SysProcAttr.UseCgroupFD {
+		// clone3 or CLONE_INTO_CGROUP refused (an older kernel, a
+		// group the kernel will not start a process in): start as
+		// usual, the runtime moves the init below.
+		cmd.SysProcAttr.UseCgroupFD = false
+		err = cmd.Start()
+	}
+	bornInCgroup := err == nil && cmd.SysProcAttr.UseCgroupFD
+	if err != nil {
 		if initBin.helper != "" {
 			return nil, fmt.Errorf("start init %s: %w", initBin.helper, err)
 		}
@@ -428,6 +462,8 @@ func Create(ctx context.Context, o CreateOptions) (_ *Process, retErr error) {
 		if err := mgr.JoinUnified(pid); err != nil {
 			return nil, fmt.Errorf("linux.cgroupsPath: join cgroup: %w", err)
 		}
+	} else if bornInCgroup && mgr.Paths()[""] == earlyCgroup {
+		// Born in it (clone3 CLONE_INTO_CGROUP).
 	} else {
 		if err := mgr.Apply(pid); err != nil {
 			if !rootlessWithoutCgroup(spec, err) {

@@ -29,6 +29,7 @@ type startSpec struct {
 		UIDMappings []specs.LinuxIDMapping           `json:"uidMappings"`
 		GIDMappings []specs.LinuxIDMapping           `json:"gidMappings"`
 		TimeOffsets map[string]specs.LinuxTimeOffset `json:"timeOffsets"`
+		CgroupsPath string                           `json:"cgroupsPath"`
 	} `json:"linux"`
 }
 
