@@ -38,6 +38,32 @@ func vmProcs(id string) []int {
 	return pids
 }
 
+// vmLeft returns what of container id of daemon d is on the host: QEMU
+// and virtiofsd processes whose command line names its bundle directory
+// (QEMU's state files, virtiofsd's shared rootfs), and whether a mount
+// below that directory remains. Other daemons' containers of the same
+// name (tests run side by side) do not count.
+func vmLeft(d *hulltest.Daemon, id string) (pids []int, mounted bool) {
+	bundle := filepath.Join(d.State, "tasks", "default", id) + "/"
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		comm, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "comm"))
+		c := strings.TrimSpace(string(comm))
+		if !strings.HasPrefix(c, "qemu-system") && !strings.HasPrefix(c, "virtiofsd") {
+			continue
+		}
+		if cmdline, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline")); strings.Contains(string(cmdline), bundle) {
+			pids = append(pids, pid)
+		}
+	}
+	mounts, _ := os.ReadFile("/proc/self/mountinfo")
+	return pids, strings.Contains(string(mounts), bundle)
+}
+
 // TestRunVM: `hull run --rm --runtime vm` through hulld and the shim's vm
 // mode: the container runs on the guest's kernel, its output and exit code
 // come back, and nothing of the VM (QEMU, virtiofsd, mounts) remains.
@@ -84,9 +110,7 @@ func TestRunVM(t *testing.T) {
 			tc.check(t, out, errOut)
 			// The delete answers once the shim's Delete is done: the VM
 			// quit, virtiofsd ended and the rootfs is unmounted.
-			pids := vmProcs(id)
-			mounts, _ := os.ReadFile("/proc/self/mountinfo")
-			if leftMounts := strings.Contains(string(mounts), "/"+id+"/"); len(pids) > 0 || leftMounts {
+			if pids, leftMounts := vmLeft(d, id); len(pids) > 0 || leftMounts {
 				t.Errorf("when run --rm returned: QEMU/virtiofsd %v, mounts of the rootfs left: %v", pids, leftMounts)
 			}
 			if out, _, _ := d.Hull("c", "ls"); strings.Contains(out, id) {

@@ -226,10 +226,11 @@ func TestVMNetRunRmTwice(t *testing.T) {
 	id := "vmtwice"
 	for i := 0; i < 2; i++ {
 		e.MustHull("run", "--rm", "--runtime", vmRuntime, "-p", fmt.Sprintf("%d:80", port), e.ref, id, "true")
-		if pids := vmProcs(id); len(pids) > 0 {
+		pids, mounted := vmLeft(e.Daemon, id)
+		if len(pids) > 0 {
 			t.Errorf("run %d: QEMU/virtiofsd %v still there when run --rm returned", i+1, pids)
 		}
-		if mounts, _ := os.ReadFile("/proc/self/mountinfo"); strings.Contains(string(mounts), "/"+id+"/") {
+		if mounted {
 			t.Errorf("run %d: the rootfs is still mounted when run --rm returned", i+1)
 		}
 		if l := e.leftovers(id); l != "" {

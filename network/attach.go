@@ -218,7 +218,7 @@ func hasCapability(list *libcni.NetworkConfigList, c string) bool {
 	return false
 }
 
-// Attach creates a netns, runs CNI ADD (loopback, then the network's
+// Attach creates a netns, runs CNI ADD (loopback, beside the network's
 // conflist with the portMappings capability) and records the attachment.
 // Before ADD it checks every host port: held by another attachment or bound
 // by a host process gives ErrPortInUse. On any error everything done so far
@@ -316,13 +316,18 @@ func (m *Manager) Attach(ctx context.Context, o AttachOptions) (_ *Attachment, r
 	if err := newNetNS(rec.NetNS); err != nil {
 		return nil, fmt.Errorf("attachment %q: %w", o.ID, err)
 	}
-	if _, err := m.cni.AddNetwork(pctx, loopbackConf, &libcni.RuntimeConf{ContainerID: rec.CNIID, NetNS: rec.NetNS, IfName: "lo"}); err != nil {
-		return nil, fmt.Errorf("attachment %q: loopback: %w", o.ID, err)
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("attachment %q: %w", o.ID, err)
-	}
+	// lo and the network's interface are independent: the loopback
+	// plugin's ADD runs beside the list's (one plugin exec less on the
+	// path).
+	lo := make(chan error, 1)
+	go func() {
+		_, err := m.cni.AddNetwork(pctx, loopbackConf, &libcni.RuntimeConf{ContainerID: rec.CNIID, NetNS: rec.NetNS, IfName: "lo"})
+		lo <- err
+	}()
 	res, err := m.cni.AddNetworkList(pctx, list, m.runtimeConf(rec))
+	if loErr := <-lo; loErr != nil && err == nil {
+		return nil, fmt.Errorf("attachment %q: loopback: %w", o.ID, loErr)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("attachment %q: network %s: %w", o.ID, netName, err)
 	}
@@ -445,14 +450,22 @@ func (m *Manager) teardown(ctx context.Context, rec *record) error {
 	if !cached {
 		m.delWithoutCache(ctx, list, rec, crt)
 	}
-	if err := m.cni.DelNetworkList(ctx, list, crt); err != nil {
-		if err := m.delEachPlugin(ctx, list, rec, crt, ips, err); err != nil {
-			return fmt.Errorf("detach %q: network %s: %w", rec.ID, rec.Network, err)
+	// The loopback plugin's DEL runs beside the list's (see Attach).
+	lo := make(chan struct{})
+	go func() {
+		defer close(lo)
+		lrt := &libcni.RuntimeConf{ContainerID: rec.CNIID, NetNS: rt.NetNS, IfName: "lo"}
+		if err := m.cni.DelNetwork(ctx, loopbackConf, lrt); err != nil {
+			slog.Warn("network: loopback DEL", "id", rec.ID, "error", err)
 		}
+	}()
+	err = m.cni.DelNetworkList(ctx, list, crt)
+	if err != nil {
+		err = m.delEachPlugin(ctx, list, rec, crt, ips, err)
 	}
-	lrt := &libcni.RuntimeConf{ContainerID: rec.CNIID, NetNS: rt.NetNS, IfName: "lo"}
-	if err := m.cni.DelNetwork(ctx, loopbackConf, lrt); err != nil {
-		slog.Warn("network: loopback DEL", "id", rec.ID, "error", err)
+	<-lo
+	if err != nil {
+		return fmt.Errorf("detach %q: network %s: %w", rec.ID, rec.Network, err)
 	}
 	if err := removeNetNS(rec.NetNS); err != nil {
 		return fmt.Errorf("detach %q: %w", rec.ID, err)
