@@ -26,7 +26,7 @@ import (
 // default spec (oci.DefaultSpec: default seccomp profile and capabilities;
 // no network namespace and a cgroup namespace, as the shim sends it) in the
 // order the shim does (ConfigureNetwork with only lo, CreateContainer,
-// StartContainer, WaitProcess), then asks the agent for its Trace, and
+// StartContainer, WaitProcess, RemoveContainer), then asks the agent for its Trace, and
 // prints where the guest's time went: each step's median time after the
 // kernel ran /init and after the previous step. HULL_VM_APPEND adds kernel
 // parameters (HULL_TRACE=1 makes the runtime print its own phases on the
@@ -85,6 +85,10 @@ func BenchmarkVMGuestTimeline(b *testing.B) {
 			wg.Wait()
 			fmt.Printf("== the container init's trace (stderr) ==\n%s\n", buf)
 		}
+		if _, err := c.RemoveContainer(ctx, &agentapi.ContainerRequest{ContainerId: "tl"}); err != nil {
+			b.Fatal(err)
+		}
+		lap("RemoveContainer")
 		tr, err := c.Trace(ctx, &agentapi.Empty{})
 		if err != nil {
 			b.Fatal(err)
@@ -135,7 +139,7 @@ func BenchmarkVMGuestTimeline(b *testing.B) {
 		prev = m
 	}
 	fmt.Printf("== host side (medians, ms) ==\n")
-	for _, name := range []string{"boot → agent answered", "ConfigureNetwork (lo)", "CreateContainer", "StartContainer", "WaitProcess (exit seen)", "QEMU CPU time, boot to exit"} {
+	for _, name := range []string{"boot → agent answered", "ConfigureNetwork (lo)", "CreateContainer", "StartContainer", "WaitProcess (exit seen)", "RemoveContainer", "QEMU CPU time, boot to exit"} {
 		fmt.Printf("  %8.1f  %s\n", ms(med(host[name])), name)
 	}
 	b.ReportMetric(0, "ns/op")

@@ -69,6 +69,8 @@ func (l *SerialListener) Accept() (net.Conn, error) {
 		l.free <- struct{}{}
 		return nil, err
 	}
+	Mark("port opened")
+	warmRPC()
 	return &serialConn{f: f, done: l.done, free: l.free}, nil
 }
 
@@ -103,6 +105,9 @@ func (c *serialConn) Read(p []byte) (int, error) {
 	for {
 		n, err := c.f.Read(p)
 		if n > 0 {
+			if !c.gotData {
+				Mark("port: first bytes from the host")
+			}
 			c.gotData = true
 			return n, nil
 		}

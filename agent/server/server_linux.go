@@ -556,6 +556,7 @@ func (s *Server) remove(ctx context.Context, c *ctr) error {
 	if err := container.Delete(ctx, s.Root, c.id, true); err != nil && !errors.Is(err, container.ErrNotExist) {
 		return fmt.Errorf("delete container %q: %w", c.id, err)
 	}
+	Mark("remove: container.Delete returned")
 	procs := []*proc{c.init}
 	for _, p := range c.execs {
 		procs = append(procs, p)
@@ -581,6 +582,7 @@ func (s *Server) remove(ctx context.Context, c *ctr) error {
 			s.Logger.Warn("unmount", "path", c.mounts[i], "err", err)
 		}
 	}
+	Mark("remove: storages synced and unmounted")
 	_ = os.RemoveAll(filepath.Join(s.BundleDir, c.id))
 	s.mu.Lock()
 	delete(s.containers, c.id)
