@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -41,6 +42,12 @@ func (e *exitError) Error() string { return fmt.Sprintf("exit status %d", e.code
 // process exit code.
 func Main(args []string) int {
 	trace.Mark("main")
+	if slices.Contains(args, "run") || slices.Contains(args, "create") {
+		// Likely to start a container: its init's binary is made
+		// ready while the command line is parsed (an id or value
+		// named so only costs that work in the background).
+		container.PrepareInit()
+	}
 	g := &globals{}
 	root := newRoot(g)
 	root.SetArgs(args)

@@ -108,12 +108,9 @@ func Create(ctx context.Context, o CreateOptions) (_ *Process, retErr error) {
 	trace.Mark("create: begin")
 	// The init's binary is made ready (initExe: a private read-only
 	// mount of it, ~0.15 ms) beside the reading of config.json, for the
-	// common case of an init that joins no namespace.
-	exeCh := make(chan preparedExe, 1)
-	go func() {
-		p, err := initExe(false)
-		exeCh <- preparedExe{p, err}
-	}()
+	// common case of an init that joins no namespace, unless PrepareInit
+	// started it already.
+	exeCh := takePreparedInit()
 	defer func() {
 		if exeCh != nil {
 			(<-exeCh).prog.Close()

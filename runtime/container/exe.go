@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 
 	"github.com/containerd/errdefs"
 	"golang.org/x/sys/unix"
@@ -96,6 +97,49 @@ func initExe(needSelf bool) (*initProgram, error) {
 		}
 	}
 	return &initProgram{args: args, helper: helper, file: f}, nil
+}
+
+// preparedInit is the initExe that PrepareInit started, for the next
+// Create to take.
+var preparedInit struct {
+	mu sync.Mutex
+	ch chan preparedExe
+}
+
+// PrepareInit starts making the binary of a container init that joins no
+// namespace ready (initExe: its private read-only mount, ~0.15 ms) in the
+// background, for the next Create of this process to take: hull-runtime
+// calls it first thing when its command line asks for run or create, so
+// that this overlaps the parsing of the command line. Without it, Create
+// starts the same work itself, beside the reading of config.json.
+func PrepareInit() {
+	preparedInit.mu.Lock()
+	defer preparedInit.mu.Unlock()
+	if preparedInit.ch == nil {
+		preparedInit.ch = startInitExe()
+	}
+}
+
+// takePreparedInit returns the initExe PrepareInit started (once), or
+// starts one.
+func takePreparedInit() chan preparedExe {
+	preparedInit.mu.Lock()
+	ch := preparedInit.ch
+	preparedInit.ch = nil
+	preparedInit.mu.Unlock()
+	if ch != nil {
+		return ch
+	}
+	return startInitExe()
+}
+
+func startInitExe() chan preparedExe {
+	ch := make(chan preparedExe, 1)
+	go func() {
+		p, err := initExe(false)
+		ch <- preparedExe{p, err}
+	}()
+	return ch
 }
 
 // besideSelf returns the path of the program name in this binary's
