@@ -65,7 +65,7 @@ type Record struct {
 	// at create, encoded once otherwise. Spec does not change after
 	// create.
 	Spec    *specs.Spec     `json:"-"`
-	RawSpec json.RawMessage `json:"spec"`
+	RawSpec json.RawMessage `json:"spec,omitempty"`
 }
 
 // Handle is one container's state directory, locked (flock) for as long
@@ -199,9 +199,19 @@ func (h *Handle) Save() error {
 		}
 		h.Record.RawSpec = b
 	}
-	data, err := json.Marshal(&h.Record)
+	// The spec's bytes are appended as they are: as a RawMessage field
+	// encoding/json would scan and compact them on every save (twice per
+	// create). They are valid JSON: config.json's bytes, which create has
+	// decoded whole (json.Unmarshal checks all of its input first), or
+	// this package's own encoding above.
+	rec := h.Record
+	rec.RawSpec = nil
+	data, err := json.Marshal(&rec)
 	if err != nil {
 		return err
+	}
+	if len(h.Record.RawSpec) > 0 {
+		data = append(append(append(data[:len(data)-1], `,"spec":`...), h.Record.RawSpec...), '}')
 	}
 	tmp := filepath.Join(h.Dir, "."+stateFile+".tmp")
 	if err := os.WriteFile(tmp, data, 0o600); err != nil {
