@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -36,10 +37,16 @@ var ErrNotRunning = errors.New("qemu is not running")
 // disk on its critical path. Call it off the critical path. The
 // host keeps one cached, reclaimable copy of the files, mapped by no
 // process (as for any file read recently), instead of a resident copy
-// in every QEMU. Pages another QEMU maps at the time stay mapped (they
-// are shared, and PSS splits them already). Should QEMU touch them again
-// (a reset), they fault back in from the unchanged file. Guest RAM and
-// QEMU's own code are left alone.
+// in every QEMU. Should QEMU touch them again (a reset), they fault back
+// in from the unchanged file. Guest RAM and QEMU's own code are left
+// alone.
+//
+// The kernel does not page out pages another process maps too: when
+// another QEMU maps the same files at the time (it is booting, or it
+// never released them), the shared pages stay mapped in both (PSS splits
+// them). So while some stay resident, ReleaseBootFiles tries again in the
+// background (releaseRetries after the call) until QEMU ends: once the
+// other QEMU released them or exited, they go.
 //
 // It returns how many bytes of mappings it advised (not how many pages
 // were resident).
@@ -61,7 +68,32 @@ func (q *QEMU) ReleaseBootFiles() (int, error) {
 			files = append(files, f)
 		}
 	}
-	return pageOutFiles(cmd.Process.Pid, files)
+	pid := cmd.Process.Pid
+	n, left, err := pageOutFiles(pid, files)
+	if err == nil && left > 0 {
+		go q.retryRelease(pid, files)
+	}
+	return n, err
+}
+
+// releaseRetries are the delays, from the first ReleaseBootFiles, of its
+// background retries while boot-file pages stay resident in QEMU.
+var releaseRetries = []time.Duration{2 * time.Second, 10 * time.Second, 30 * time.Second, 2 * time.Minute, 10 * time.Minute}
+
+func (q *QEMU) retryRelease(pid int, files []string) {
+	start := time.Now()
+	for _, d := range releaseRetries {
+		select {
+		case <-q.done:
+			return
+		case <-time.After(time.Until(start.Add(d))):
+		}
+		_, left, err := pageOutFiles(pid, files)
+		if err != nil || left == 0 {
+			q.opts.Logger.Debug("boot files released", "pid", pid, "after", time.Since(start).Round(time.Millisecond), "err", err)
+			return
+		}
+	}
 }
 
 // fileID is a file's device (as /proc/<pid>/maps prints it) and inode.
@@ -82,13 +114,16 @@ func (b bootFiles) match(id fileID, path string) bool {
 	return b.ids[id] || b.paths[path]
 }
 
-// pageOutFiles pages out process pid's mappings of files.
-func pageOutFiles(pid int, files []string) (int, error) {
+// pageOutFiles pages out process pid's mappings of files and reads the
+// files back into the page cache. It returns the bytes of mappings it
+// advised, and how many KiB of them are still resident after (pages
+// another process maps too).
+func pageOutFiles(pid int, files []string) (advised int, leftKiB int64, err error) {
 	want := bootFiles{ids: map[fileID]bool{}, paths: map[string]bool{}}
 	for _, f := range files {
 		var st unix.Stat_t
 		if err := unix.Stat(f, &st); err != nil {
-			return 0, &os.PathError{Op: "stat", Path: f, Err: err}
+			return 0, 0, &os.PathError{Op: "stat", Path: f, Err: err}
 		}
 		want.ids[fileID{fmt.Sprintf("%02x:%02x", unix.Major(st.Dev), unix.Minor(st.Dev)), st.Ino}] = true
 		if p, err := filepath.EvalSymlinks(f); err == nil {
@@ -101,15 +136,12 @@ func pageOutFiles(pid int, files []string) (int, error) {
 	// the call fails instead of advising another process.
 	pidfd, err := unix.PidfdOpen(pid, 0)
 	if err != nil {
-		return 0, fmt.Errorf("pidfd_open %d: %w", pid, err)
+		return 0, 0, fmt.Errorf("pidfd_open %d: %w", pid, err)
 	}
 	defer unix.Close(pidfd)
-	ranges, err := mappingsOf(pid, want)
-	if err != nil {
-		return 0, err
-	}
-	if len(ranges) == 0 {
-		return 0, nil
+	ranges, resident, err := mappingsOf(pid, want)
+	if err != nil || resident == 0 {
+		return 0, 0, err
 	}
 	// struct iovec, filled with the other process's addresses.
 	iov := make([]struct{ base, len uint64 }, len(ranges))
@@ -118,12 +150,13 @@ func pageOutFiles(pid int, files []string) (int, error) {
 	}
 	n, _, errno := unix.Syscall6(unix.SYS_PROCESS_MADVISE, uintptr(pidfd), uintptr(unsafe.Pointer(&iov[0])), uintptr(len(iov)), unix.MADV_PAGEOUT, 0, 0)
 	if errno != 0 {
-		return 0, fmt.Errorf("process_madvise(%d, MADV_PAGEOUT): %w", pid, errno)
+		return 0, resident, fmt.Errorf("process_madvise(%d, MADV_PAGEOUT): %w", pid, errno)
 	}
 	for _, f := range files {
 		prefetch(f)
 	}
-	return int(n), nil
+	_, left, err := mappingsOf(pid, want)
+	return int(n), left, err
 }
 
 // prefetch reads file into the page cache (best effort). A plain read:
@@ -139,18 +172,32 @@ func prefetch(file string) {
 }
 
 // mappingsOf returns the [start, end) address ranges of pid's mappings of
-// the files in want.
-func mappingsOf(pid int, want bootFiles) ([][2]uint64, error) {
-	f, err := os.Open("/proc/" + strconv.Itoa(pid) + "/maps")
+// the files in want, and how many KiB of them are resident.
+func mappingsOf(pid int, want bootFiles) ([][2]uint64, int64, error) {
+	f, err := os.Open("/proc/" + strconv.Itoa(pid) + "/smaps")
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	defer f.Close()
 	var out [][2]uint64
+	var rss int64
+	in := false
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		// start-end perms offset dev inode path
 		fields := strings.Fields(sc.Text())
+		if len(fields) == 0 {
+			continue
+		}
+		if strings.HasSuffix(fields[0], ":") {
+			// A "Key: value kB" line of the mapping above.
+			if in && fields[0] == "Rss:" && len(fields) >= 2 {
+				n, _ := strconv.ParseInt(fields[1], 10, 64)
+				rss += n
+			}
+			continue
+		}
+		// start-end perms offset dev inode path
+		in = false
 		if len(fields) < 6 {
 			continue
 		}
@@ -164,10 +211,11 @@ func mappingsOf(pid int, want bootFiles) ([][2]uint64, error) {
 		if !ok || err1 != nil || err2 != nil || end <= start {
 			continue
 		}
+		in = true
 		out = append(out, [2]uint64{start, end})
 	}
 	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("/proc/%d/maps: %w", pid, err)
+		return nil, 0, fmt.Errorf("/proc/%d/smaps: %w", pid, err)
 	}
-	return out, nil
+	return out, rss, nil
 }

@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/hullproject/hull/agent"
 	"github.com/hullproject/hull/vm"
 	"github.com/hullproject/hull/vm/vmtest"
 )
@@ -113,20 +114,7 @@ func TestReleaseBootFiles(t *testing.T) {
 		t.Errorf("ReleaseBootFiles before Start: %v, want ErrNotRunning", err)
 	}
 	ctx := context.Background()
-	if err := q.Start(ctx, cfg); err != nil {
-		t.Fatal(err)
-	}
-	defer q.Stop(ctx)
-	actx, cancel := context.WithTimeout(ctx, 60*time.Second)
-	defer cancel()
-	c, err := vm.DialAgent(actx, q)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if _, err := c.WaitReady(actx); err != nil {
-		t.Fatalf("agent: %v; console:\n%s", err, vm.ConsoleTail(q.ConsolePath(), 20))
-	}
+	c := startNoRelease(t, q, cfg)
 	pid := q.cmd.Process.Pid
 	before := map[string]int64{}
 	for _, f := range []string{cfg.Kernel, cfg.Initrd} {
@@ -153,6 +141,58 @@ func TestReleaseBootFiles(t *testing.T) {
 	}
 	if _, err := q.ReleaseBootFiles(); !errors.Is(err, ErrNotRunning) {
 		t.Errorf("ReleaseBootFiles after the VM ended: %v, want ErrNotRunning", err)
+	}
+}
+
+// startNoRelease starts q and waits for its agent, without vm.Boot (which
+// would release the boot files); q is stopped at the test's end.
+func startNoRelease(t *testing.T, q *QEMU, cfg vm.Config) *agent.Client {
+	t.Helper()
+	ctx := context.Background()
+	if err := q.Start(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { q.Stop(ctx) })
+	actx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	c, err := vm.DialAgent(actx, q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if _, err := c.WaitReady(actx); err != nil {
+		t.Fatalf("agent: %v; console:\n%s", err, vm.ConsoleTail(q.ConsolePath(), 20))
+	}
+	return c
+}
+
+// TestReleaseBootFilesShared: pages another QEMU maps too stay resident
+// (the kernel does not page out shared pages); once that QEMU is gone, the
+// background retry releases them.
+func TestReleaseBootFilesShared(t *testing.T) {
+	defer vmtest.NoStrays(t)
+	saved := releaseRetries
+	releaseRetries = []time.Duration{500 * time.Millisecond, time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second}
+	defer func() { releaseRetries = saved }()
+	cfg := privateBootConfig(t)
+	a, b := newTCG(), newTCG()
+	startNoRelease(t, a, cfg)
+	cfgB := cfg
+	cfgB.ID, cfgB.StateDir = cfg.ID+"-b", t.TempDir()
+	startNoRelease(t, b, cfgB)
+	pid := a.cmd.Process.Pid
+	if _, err := a.ReleaseBootFiles(); err != nil {
+		t.Fatal(err)
+	}
+	if kib := residentKiB(t, pid, cfg.Kernel); kib == 0 {
+		t.Errorf("vmlinux: none resident in QEMU A while QEMU B maps it too: expected the shared pages to stay")
+	}
+	if err := b.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	checkReleased(t, pid, cfg, 12*time.Second)
+	if err := a.Stop(context.Background()); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -204,7 +244,7 @@ func cachedPages(t *testing.T, file string) (cached, total int) {
 
 func TestPageOutFilesBadInput(t *testing.T) {
 	missing := filepath.Join(t.TempDir(), "no-such-kernel")
-	if _, err := pageOutFiles(os.Getpid(), []string{missing}); err == nil || !strings.Contains(err.Error(), missing) {
+	if _, _, err := pageOutFiles(os.Getpid(), []string{missing}); err == nil || !strings.Contains(err.Error(), missing) {
 		t.Errorf("pageOutFiles of a missing file: %v, want an error naming it", err)
 	}
 	// A file the process does not map: nothing to advise.
@@ -212,7 +252,7 @@ func TestPageOutFilesBadInput(t *testing.T) {
 	if err := os.WriteFile(f, []byte("x"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if n, err := pageOutFiles(os.Getpid(), []string{f}); err != nil || n != 0 {
-		t.Errorf("pageOutFiles of an unmapped file: %d, %v; want 0, nil", n, err)
+	if n, left, err := pageOutFiles(os.Getpid(), []string{f}); err != nil || n != 0 || left != 0 {
+		t.Errorf("pageOutFiles of an unmapped file: %d, %d, %v; want 0, 0, nil", n, left, err)
 	}
 }
