@@ -46,7 +46,7 @@ type VMTrace struct {
 	// "quiet").
 	InitPrintkNs int64 `json:"init_printk_ns,omitempty"`
 	// Guest lists the agent's own steps (its Trace RPC, asked once the
-	// container was removed in the guest) on the guest's CLOCK_MONOTONIC:
+	// container's process exited) on the guest's CLOCK_MONOTONIC:
 	// the kernel's boot markers, the agent's start and PID-1 setup, each
 	// RPC and the steps of CreateContainer and StartContainer.
 	Guest []GuestEvent `json:"guest,omitempty"`
@@ -62,9 +62,10 @@ type GuestEvent struct {
 
 var vmTraces = struct {
 	sync.Mutex
-	m       map[string]*VMTrace
-	clients map[string]*agent.Client
-}{m: map[string]*VMTrace{}, clients: map[string]*agent.Client{}}
+	m         map[string]*VMTrace
+	clients   map[string]*agent.Client
+	guestDone map[string]chan struct{}
+}{m: map[string]*VMTrace{}, clients: map[string]*agent.Client{}, guestDone: map[string]chan struct{}{}}
 
 func vmTraceOn() bool { return os.Getenv(VMTraceEnv) != "" }
 
@@ -77,9 +78,10 @@ func vmTraceGet(id string) *VMTrace {
 	return t
 }
 
-// vmTraceMark records now as event of container id. At "removed" (the
-// agent removed the container, the VM still runs) it also asks the agent
-// for the guest's trace.
+// vmTraceMark records now as event of container id. At "exited" it also
+// asks the agent for the guest's trace, in the background (while hulld
+// turns the exit into a Delete), and Delete ("delete") waits for the
+// answer (at most a second) before the container and the VM go.
 func vmTraceMark(id, event string) {
 	if !vmTraceOn() {
 		return
@@ -88,9 +90,21 @@ func vmTraceMark(id, event string) {
 	vmTraces.Lock()
 	vmTraceGet(id).Events[event] = now
 	c := vmTraces.clients[id]
+	done := vmTraces.guestDone[id]
+	if event == "exited" && c != nil && done == nil {
+		done = make(chan struct{})
+		vmTraces.guestDone[id] = done
+		go func() {
+			defer close(done)
+			vmTraceGuest(id, c)
+		}()
+	}
 	vmTraces.Unlock()
-	if event == "removed" && c != nil {
-		vmTraceGuest(id, c)
+	if event == "delete" && done != nil {
+		select {
+		case <-done:
+		case <-time.After(time.Second):
+		}
 	}
 }
 
@@ -143,6 +157,7 @@ func vmTraceFlush(id, console string) {
 	t := vmTraces.m[id]
 	delete(vmTraces.m, id)
 	delete(vmTraces.clients, id)
+	delete(vmTraces.guestDone, id)
 	vmTraces.Unlock()
 	if t == nil {
 		return
