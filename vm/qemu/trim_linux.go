@@ -46,7 +46,9 @@ var ErrNotRunning = errors.New("qemu is not running")
 // never released them), the shared pages stay mapped in both (PSS splits
 // them). So while some stay resident, ReleaseBootFiles tries again in the
 // background (releaseRetries after the call) until QEMU ends: once the
-// other QEMU released them or exited, they go.
+// other QEMU exited, they go. Two long-lived VMs that booted at the same
+// time keep sharing the pages both mapped (each counts half in PSS): the
+// other's release skips them for the same reason.
 //
 // It returns how many bytes of mappings it advised (not how many pages
 // were resident).
