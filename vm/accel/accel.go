@@ -241,19 +241,23 @@ func Detect(ctx context.Context, o Options) Result {
 // DefaultTBSizeMiB is the TCG translation-cache size Hull gives QEMU when
 // a runtime does not set one (backend key tb_size_mib). QEMU's own default
 // (1 GiB on 64-bit hosts) is reserved lazily, but booting Hull's kernel and
-// agent fills about 50 MiB of it, which stays resident for the VM's life; a
-// smaller cache is flushed and refilled instead, which costs CPU time.
-// Measured on the 2-core project machine through hulld (bench/
-// vm_bench_test.go, BenchmarkVMLevers, 5 rounds; QEMU's CPU time from its
-// start to an idle container, and its PSS when idle):
+// agent fills about 46-50 MiB of it, which stays resident for the VM's
+// life (QEMU never gives flushed cache pages back); a smaller cache is
+// flushed and refilled instead, which costs CPU time, and under TCG the
+// boot's wall time is about QEMU's CPU time. Measured on the 2-core
+// project machine through hulld (bench/vm_bench_test.go,
+// BenchmarkVMLevers, 3 rounds, 2 Dec 16:00 UTC with the guest kernel's
+// calibration patches; QEMU's CPU time from its start to an idle
+// container, and PSS when idle):
 //
-//	tb-size (MiB)   16     24     32     48     QEMU default
-//	QEMU CPU (ms)   1890   1700   1550   1300   1280
-//	TCG cache PSS   16     24     32     48     50
-//	QEMU PSS (MiB)  136    145    153    171    157
+//	tb-size (MiB)          16     24     32     QEMU default
+//	QEMU CPU (ms)          1890   1530   1370   1170
+//	TCG cache PSS (MiB)    16     24     32     46
+//	QEMU heaps PSS (MiB)   14.4   15.7   17.2   18.6
 //
-// 32 takes a third of the cache's memory back for a fifth more CPU; 16
-// (tb_size_mib = 16) saves 16 MiB more per VM for another fifth.
+// 32 costs ~17% more QEMU CPU than QEMU's default for 14 MiB less; 16
+// (tb_size_mib = 16) saves 19 MiB more per VM (cache and the translator's
+// metadata) for ~+40% QEMU CPU to start, a memory-first setting.
 const DefaultTBSizeMiB = 32
 
 // QEMUArg returns QEMU's -accel value for accelerator kind (KVM, TCG, or
