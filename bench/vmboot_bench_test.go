@@ -10,6 +10,8 @@ package bench
 //	minimal        Hull's minimal kernel (LZ4 bzImage), plain initramfs
 //	minimal-gzip   the same with a gzip initramfs
 //	minimal-pvh    Hull's vmlinux through the PVH entry, plain initramfs
+//	alt-pvh        with HULL_BENCH_ALT_KERNEL=<vmlinux>: that kernel (another
+//	               build, e.g. before a fragment change) the same way
 //
 // It reports, per variant, the median time to init (marker on the console)
 // and to QEMU's exit, QEMU's median peak RSS (wait4 ru_maxrss), and the
@@ -37,6 +39,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -143,6 +146,12 @@ func BenchmarkVMBootFloor(b *testing.B) {
 		{name: "minimal", cfg: cfg(minimal.Path(minimal.BzImage.Path), plain)},
 		{name: "minimal-gzip", cfg: cfg(minimal.Path(minimal.BzImage.Path), gz)},
 		{name: "minimal-pvh", cfg: cfg(minimal.Path(minimal.Vmlinux.Path), plain)},
+	}
+	// HULL_BENCH_ALT_KERNEL=<vmlinux> adds that kernel (another build of
+	// the minimal kernel, e.g. before a fragment change) through PVH, so
+	// two kernel builds compare in the same interleaved run.
+	if alt := os.Getenv("HULL_BENCH_ALT_KERNEL"); alt != "" {
+		vs = append(vs, &vmbootVariant{name: "alt-pvh", cfg: cfg(alt, plain)})
 	}
 	b.ResetTimer()
 	vmbootRun(b, vs)

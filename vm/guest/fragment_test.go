@@ -112,6 +112,18 @@ func TestProjectFragmentDocumented(t *testing.T) {
 			t.Errorf("kernel.config lacks %s=y", r)
 		}
 	}
+	// A parameter of the built-in command line that a source patch adds
+	// needs that patch in patches/ (else the kernel hands it to /init as
+	// an unknown parameter).
+	for param, patch := range map[string]string{"lapic_timer_hz=": "patches/0002-x86-apic-lapic-timer-hz.patch"} {
+		if !strings.Contains(have["CONFIG_CMDLINE"], param) {
+			continue
+		}
+		p, err := os.ReadFile(patch)
+		if err != nil || !strings.Contains(string(p), `early_param("`+strings.TrimSuffix(param, "=")+`"`) {
+			t.Errorf("CONFIG_CMDLINE passes %s but %s does not add it (%v)", param, patch, err)
+		}
+	}
 	// Documented option by option: each option line follows a comment line
 	// or another option of the same comment group (signalfd/timerfd/eventfd).
 	sc := bufio.NewScanner(strings.NewReader(string(b)))
