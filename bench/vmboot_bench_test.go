@@ -26,6 +26,14 @@ package bench
 //	12:19 UTC   2963   3561        1142     979       910      0.39       216/115 MiB
 //	12:27 UTC   2748   3107        885      1012      920      0.32       216/115 MiB
 //
+// 16:20 UTC, kernel 6e9c1b3 (built-in lapic_timer_hz + noreplace-smp,
+// EXPERT trims) against the build before it (HULL_BENCH_ALT_KERNEL-style
+// interleaved bare PVH boots, 15 each, load 6-8): QEMU CPU 640 -> 436 ms,
+// init reached in 606-797 ms -> 381-485 ms in the quieter rounds. The two
+// fixed costs gone were the APIC timer calibration (a 100 ms busy loop) and
+// the boot-time patching of every SMP LOCK prefix on a 1-vCPU guest (~75 ms
+// of text patching under TCG).
+//
 // Between runs the minimal-kernel variants swap places by ±150 ms: on this
 // loaded machine gzip vs plain initramfs and PVH vs bzImage show no clear
 // winner; the stock kernel is consistently ~3x slower and twice the RSS.
