@@ -860,6 +860,11 @@ func (ts *tasks) closeAll() {
 	}
 }
 
+// rootfsDiscardedFile in a task's bundle tells its shim, before Delete,
+// that the rootfs is discarded with the container (shim.RootfsDiscardedFile:
+// the vm shim then quits the VM without asking the guest to flush it).
+const rootfsDiscardedFile = "rootfs-discarded"
+
 // deleteLater takes a container's task out of the table, killing its
 // processes first if they run, and returns the rest of the delete (shim
 // Delete and Shutdown, stdio, bundle) to run in the background, and a
@@ -917,6 +922,11 @@ func (ts *tasks) deleteLater(ctx context.Context, ns, id string) (func(), <-chan
 		if sc, err := t.liveShim(); err == nil {
 			if st == StatusCreated {
 				_, _ = sc.task.Kill(sc.ctx(ctx), &taskapi.KillRequest{ID: id, Signal: uint32(syscall.SIGKILL), All: true})
+			}
+			// The container goes, its rw layer with it: a shim need not
+			// flush what it still holds of the rootfs (a VM quits at once).
+			if err := os.WriteFile(filepath.Join(t.bundle, rootfsDiscardedFile), nil, 0o600); err != nil {
+				slog.Debug("mark the rootfs discarded", "id", id, "err", err)
 			}
 			if r, err := sc.task.Delete(sc.ctx(ctx), &taskapi.DeleteRequest{ID: id}); err != nil && !errdefs.IsNotFound(errgrpc.ToNative(err)) {
 				slog.Warn("shim delete", "ns", ns, "id", id, "err", err)

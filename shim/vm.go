@@ -171,6 +171,8 @@ type VMBackend struct {
 	cfg      *vmConfig
 	id       string
 	rootfs   string // mounted by the shim; "" when the bundle had one
+	bundle   string
+	binds    bool // the guest has the mounts share (volumes, bind mounts)
 	stateDir string
 	sb       *vm.Sandbox
 	stopVM   context.CancelFunc
@@ -200,7 +202,7 @@ func (b *VMBackend) client() *agent.Client { return b.sb.Agent }
 
 func (b *VMBackend) Create(ctx context.Context, c *CreateConfig) (pid int, err error) {
 	vmTraceMark(c.ID, "create")
-	b.id = c.ID
+	b.id, b.bundle = c.ID, c.Bundle
 	spec, err := readSpec(c.Bundle)
 	if err != nil {
 		return 0, err
@@ -242,6 +244,7 @@ func (b *VMBackend) Create(ctx context.Context, c *CreateConfig) (pid int, err e
 		return 0, err
 	}
 	if len(binds) > 0 {
+		b.binds = true
 		cfg.Shares = append(cfg.Shares, vm.Share{Tag: vmMountsTag, Source: mountsDir, Cache: "auto", Binds: binds})
 		storages = append(storages, &agentapi.Storage{Source: vmMountsTag, Fstype: "virtiofs", MountPoint: vmGuestMounts})
 	}
@@ -707,23 +710,52 @@ func (b *VMBackend) DeleteProcess(ctx context.Context, execID string) error {
 	return nil
 }
 
+// RootfsDiscardedFile is the file in the bundle by which hulld tells the
+// shim, before Delete, that the container's rootfs is discarded with it
+// (a container delete: its rw layer goes next), so nothing the guest
+// still holds of it needs to reach the host. hulld's copy of the name is
+// daemon.rootfsDiscardedFile.
+const RootfsDiscardedFile = "rootfs-discarded"
+
+// Delete ends the container and its VM. The agent removes the container
+// first, which puts everything the guest wrote on the host (its storages
+// synced, unmounted); then the VM quits. When the rootfs is being
+// discarded (RootfsDiscardedFile) and the guest has no other share
+// (volumes, bind mounts), there is nothing the host needs from the guest:
+// the VM quits at once.
 func (b *VMBackend) Delete(ctx context.Context) error {
 	vmTraceMark(b.id, "delete")
 	removed := false
 	if b.sb != nil {
-		_, err := b.client().RemoveContainer(ctx, &agentapi.ContainerRequest{ContainerId: b.id})
-		removed = err == nil
+		if b.nothingToFlush() {
+			removed = true
+		} else {
+			_, err := b.client().RemoveContainer(ctx, &agentapi.ContainerRequest{ContainerId: b.id})
+			removed = err == nil
+		}
 		vmTraceMark(b.id, "removed")
 	}
 	return b.teardown(ctx, removed)
 }
 
+// nothingToFlush says the host needs nothing the guest may still hold:
+// the rootfs is discarded (RootfsDiscardedFile) and there is no share of
+// volumes or bind mounts.
+func (b *VMBackend) nothingToFlush() bool {
+	if b.bundle == "" || b.binds {
+		return false
+	}
+	_, err := os.Stat(filepath.Join(b.bundle, RootfsDiscardedFile))
+	return err == nil
+}
+
 // teardown stops the VM (QEMU, virtiofsd and their sockets go; the binds
 // of the mounts share with virtiofsd's mount namespace), ends the
 // processes still recorded, removes the taps and tc qdiscs, unmounts the
-// rootfs and removes the state dir. removed says the agent has removed
-// the container (its mounts included): then the VM quits at once;
-// otherwise the agent powers the guest off.
+// rootfs and removes the state dir. removed says the host needs nothing
+// more from the guest (the agent removed the container, its storages
+// synced, or they are discarded): then the VM quits at once; otherwise the
+// agent powers the guest off.
 func (b *VMBackend) teardown(ctx context.Context, removed bool) error {
 	b.mu.Lock()
 	b.deleted = true

@@ -206,3 +206,35 @@ func TestVMBinds(t *testing.T) {
 		})
 	}
 }
+
+// TestRootfsDiscarded: Delete quits the VM without asking the guest to
+// flush only when hulld marked the rootfs discarded in the bundle and the
+// guest has no share of volumes or bind mounts.
+func TestRootfsDiscarded(t *testing.T) {
+	for _, tc := range []struct {
+		name          string
+		bundle        bool
+		marked, binds bool
+		want          bool
+	}{
+		{"marked", true, true, false, true},
+		{"not marked", true, false, false, false},
+		{"marked with bind mounts", true, true, true, false},
+		{"no bundle", false, false, false, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := &VMBackend{binds: tc.binds}
+			if tc.bundle {
+				b.bundle = t.TempDir()
+			}
+			if tc.marked {
+				if err := os.WriteFile(filepath.Join(b.bundle, RootfsDiscardedFile), nil, 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if got := b.nothingToFlush(); got != tc.want {
+				t.Fatalf("quit without the guest's flush: %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
