@@ -23,6 +23,13 @@ import (
 // for hulld, whose environment the shims inherit.
 const VMTraceEnv = "HULL_VM_TRACE"
 
+// VMTraceGuestEnv, set (to anything) beside VMTraceEnv, adds the agent's own
+// steps (VMTrace.Guest) to each line. They are asked for when the process
+// exits, and Delete waits for them (at most a second), so a traced `run
+// --rm` pays the Trace RPC on its path: the benchmark of the guest's steps
+// sets it, the benchmark of the cold run does not.
+const VMTraceGuestEnv = "HULL_VM_TRACE_GUEST"
+
 // VMTrace is one container's trace line. Events maps an event name to its
 // wall-clock time in Unix nanoseconds:
 //
@@ -78,10 +85,11 @@ func vmTraceGet(id string) *VMTrace {
 	return t
 }
 
-// vmTraceMark records now as event of container id. At "exited" it also
-// asks the agent for the guest's trace, in the background (while hulld
-// turns the exit into a Delete), and Delete ("delete") waits for the
-// answer (at most a second) before the container and the VM go.
+// vmTraceMark records now as event of container id. With VMTraceGuestEnv,
+// at "exited" it also asks the agent for the guest's trace, in the
+// background (while hulld turns the exit into a Delete), and Delete
+// ("delete") waits for the answer (at most a second) before the container
+// and the VM go.
 func vmTraceMark(id, event string) {
 	if !vmTraceOn() {
 		return
@@ -91,7 +99,7 @@ func vmTraceMark(id, event string) {
 	vmTraceGet(id).Events[event] = now
 	c := vmTraces.clients[id]
 	done := vmTraces.guestDone[id]
-	if event == "exited" && c != nil && done == nil {
+	if event == "exited" && c != nil && done == nil && os.Getenv(VMTraceGuestEnv) != "" {
 		done = make(chan struct{})
 		vmTraces.guestDone[id] = done
 		go func() {
