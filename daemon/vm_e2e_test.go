@@ -45,23 +45,8 @@ func vmProcs(id string) []int {
 // name (tests run side by side) do not count.
 func vmLeft(d *hulltest.Daemon, id string) (pids []int, mounted bool) {
 	bundle := filepath.Join(d.State, "tasks", "default", id) + "/"
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		comm, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "comm"))
-		c := strings.TrimSpace(string(comm))
-		if !strings.HasPrefix(c, "qemu-system") && !strings.HasPrefix(c, "virtiofsd") {
-			continue
-		}
-		if cmdline, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline")); strings.Contains(string(cmdline), bundle) {
-			pids = append(pids, pid)
-		}
-	}
 	mounts, _ := os.ReadFile("/proc/self/mountinfo")
-	return pids, strings.Contains(string(mounts), bundle)
+	return vmProcs(bundle), strings.Contains(string(mounts), bundle)
 }
 
 // TestRunVM: `hull run --rm --runtime vm` through hulld and the shim's vm

@@ -436,18 +436,9 @@ func (q *QEMU) cleanup() {
 // Stop implements vm.Hypervisor: system_powerdown, quit after
 // PowerdownTimeout, SIGKILL after QuitTimeout.
 func (q *QEMU) Stop(ctx context.Context) error {
-	q.mu.Lock()
-	cmd, qmp := q.cmd, q.qmp
-	if cmd == nil {
-		q.mu.Unlock()
+	qmp, running := q.beginStop()
+	if !running {
 		return nil
-	}
-	q.stopping = true
-	q.mu.Unlock()
-	select {
-	case <-q.done:
-		return nil
-	default:
 	}
 	if qmp != nil {
 		if _, err := qmp.execute(ctx, "system_powerdown", nil); err == nil {
@@ -468,18 +459,9 @@ func (q *QEMU) Stop(ctx context.Context) error {
 // Quit implements vm.Quitter: QMP quit (QEMU exits at once, without a
 // guest power-off), SIGKILL after QuitTimeout.
 func (q *QEMU) Quit(ctx context.Context) error {
-	q.mu.Lock()
-	cmd, qmp := q.cmd, q.qmp
-	if cmd == nil {
-		q.mu.Unlock()
+	qmp, running := q.beginStop()
+	if !running {
 		return nil
-	}
-	q.stopping = true
-	q.mu.Unlock()
-	select {
-	case <-q.done:
-		return nil
-	default:
 	}
 	if qmp != nil {
 		if _, err := qmp.execute(ctx, "quit", nil); err == nil || errors.Is(err, io.EOF) {
@@ -491,6 +473,27 @@ func (q *QEMU) Quit(ctx context.Context) error {
 	q.kill()
 	<-q.done
 	return nil
+}
+
+// beginStop marks q as stopping (its exit is then no ErrVMExited) and
+// returns its QMP client; running is false when QEMU never started or has
+// already exited.
+func (q *QEMU) beginStop() (qmp *qmpClient, running bool) {
+	q.mu.Lock()
+	cmd := q.cmd
+	qmp = q.qmp
+	if cmd == nil {
+		q.mu.Unlock()
+		return nil, false
+	}
+	q.stopping = true
+	q.mu.Unlock()
+	select {
+	case <-q.done:
+		return nil, false
+	default:
+	}
+	return qmp, true
 }
 
 func (q *QEMU) waitDone(ctx context.Context, d time.Duration) bool {

@@ -1,13 +1,11 @@
 package qemu
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"io"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -43,30 +41,13 @@ func copyFile(t *testing.T, src, dir string) string {
 	return dst
 }
 
-// residentKiB sums the Rss of pid's mappings of path.
+// residentKiB sums the Rss of pid's mappings of path (as ReleaseBootFiles
+// finds them).
 func residentKiB(t *testing.T, pid int, path string) int64 {
 	t.Helper()
-	f, err := os.Open("/proc/" + strconv.Itoa(pid) + "/smaps")
+	_, kib, err := mappingsOf(pid, bootFiles{paths: map[string]bool{path: true}})
 	if err != nil {
 		t.Fatal(err)
-	}
-	defer f.Close()
-	var kib int64
-	in := false
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) == 0 {
-			continue
-		}
-		if !strings.HasSuffix(fields[0], ":") {
-			in = len(fields) >= 6 && strings.Join(fields[5:], " ") == path
-			continue
-		}
-		if in && fields[0] == "Rss:" {
-			n, _ := strconv.ParseInt(fields[1], 10, 64)
-			kib += n
-		}
 	}
 	return kib
 }
