@@ -15,8 +15,8 @@ pkgs=(
   docker-registry skopeo e2fsprogs erofs-utils
   # vm runtime
   qemu-system-x86 qemu-utils
-  # guest kernel build (issue: minimal guest kernel)
-  linux-source-6.1 bc bison flex libelf-dev libssl-dev xz-utils lz4 dwarves
+  # guest kernel build (issue: minimal guest kernel; patch applies vm/guest/patches)
+  linux-source-6.1 bc bison flex libelf-dev libssl-dev xz-utils lz4 dwarves patch
   # networking
   containernetworking-plugins
   # measuring
