@@ -115,7 +115,10 @@ func TestProjectFragmentDocumented(t *testing.T) {
 	// A parameter of the built-in command line that a source patch adds
 	// needs that patch in patches/ (else the kernel hands it to /init as
 	// an unknown parameter).
-	for param, patch := range map[string]string{"lapic_timer_hz=": "patches/0002-x86-apic-lapic-timer-hz.patch"} {
+	for param, patch := range map[string]string{
+		"lapic_timer_hz=": "patches/0002-x86-apic-lapic-timer-hz.patch",
+		"init_poison=":    "patches/0004-x86-mm-init-poison.patch",
+	} {
 		if !strings.Contains(have["CONFIG_CMDLINE"], param) {
 			continue
 		}
