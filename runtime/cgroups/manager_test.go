@@ -279,7 +279,23 @@ func TestPrepareSelfJoin(t *testing.T) {
 	if got := readFile(t, m.Paths()["cpuset"], "cpuset.cpus"); got == "" {
 		t.Error("cpuset.cpus empty after Prepare")
 	}
-	// a shell is single-threaded: it moves itself, then stays
+	p := joinShell(t, files)
+	for _, dir := range m.Paths() {
+		if procs := readFile(t, dir, "cgroup.procs"); !slices.Contains(strings.Fields(procs), itoa(p.Pid)) {
+			t.Errorf("%s/cgroup.procs = %q, want pid %d", dir, procs, p.Pid)
+		}
+	}
+	// a second Prepare on a cgroup holding processes is refused, as Apply is
+	if _, err := m.Prepare(); !errors.Is(err, ErrNotEmpty) {
+		t.Errorf("Prepare on a busy cgroup: %v, want ErrNotEmpty", err)
+	}
+}
+
+// joinShell starts a shell that writes 0 (itself) into each of files
+// (cgroup.procs or tasks files from Prepare) and then sleeps: a shell is
+// single-threaded, so it moves itself whole, then stays.
+func joinShell(t *testing.T, files []string) *os.Process {
+	t.Helper()
 	sh := exec.Command("sh", "-c", `for f; do echo 0 > "$f" || exit 1; done; echo joined; exec sleep 60`, "sh")
 	sh.Args = append(sh.Args, files...)
 	out, err := sh.StdoutPipe()
@@ -293,16 +309,7 @@ func TestPrepareSelfJoin(t *testing.T) {
 	if line, _ := bufio.NewReader(out).ReadString('\n'); line != "joined\n" {
 		t.Fatalf("the shell could not join itself (said %q)", line)
 	}
-	p := sh.Process
-	for _, dir := range m.Paths() {
-		if procs := readFile(t, dir, "cgroup.procs"); !slices.Contains(strings.Fields(procs), itoa(p.Pid)) {
-			t.Errorf("%s/cgroup.procs = %q, want pid %d", dir, procs, p.Pid)
-		}
-	}
-	// a second Prepare on a cgroup holding processes is refused, as Apply is
-	if _, err := m.Prepare(); !errors.Is(err, ErrNotEmpty) {
-		t.Errorf("Prepare on a busy cgroup: %v, want ErrNotEmpty", err)
-	}
+	return sh.Process
 }
 
 // TestPrepareHybrid: on a hybrid host Prepare also makes the cgroup2 group;
@@ -328,25 +335,13 @@ func TestPrepareHybrid(t *testing.T) {
 	if _, err := os.Stat(v2); err != nil {
 		t.Fatalf("the cgroup2 group was not made: %v", err)
 	}
-	sh := exec.Command("sh", "-c", `for f; do echo 0 > "$f" || exit 1; done; echo joined; exec sleep 60`, "sh")
-	sh.Args = append(sh.Args, files...)
-	out, err := sh.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := sh.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sh.Process.Kill(); sh.Wait() })
-	if line, _ := bufio.NewReader(out).ReadString('\n'); line != "joined\n" {
-		t.Fatalf("the shell could not join itself (said %q)", line)
-	}
-	if err := m.JoinUnified(sh.Process.Pid); err != nil {
+	sh := joinShell(t, files)
+	if err := m.JoinUnified(sh.Pid); err != nil {
 		t.Fatal(err)
 	}
 	for ctrl, dir := range m.Paths() {
-		if procs := readFile(t, dir, "cgroup.procs"); !slices.Contains(strings.Fields(procs), itoa(sh.Process.Pid)) {
-			t.Errorf("%q %s/cgroup.procs = %q, want pid %d", ctrl, dir, procs, sh.Process.Pid)
+		if procs := readFile(t, dir, "cgroup.procs"); !slices.Contains(strings.Fields(procs), itoa(sh.Pid)) {
+			t.Errorf("%q %s/cgroup.procs = %q, want pid %d", ctrl, dir, procs, sh.Pid)
 		}
 	}
 }
