@@ -54,27 +54,40 @@ func (s *Server) ConfigureNetwork(ctx context.Context, r *agentapi.ConfigureNetw
 // the netlink package's request and link-parsing code cost ~100 ms of the
 // guest's first container create; the ioctl path is a few syscalls.
 func loopbackUp() error {
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return fmt.Errorf("loopback: socket: %w", err)
-	}
-	defer unix.Close(fd)
-	ifr, err := unix.NewIfreq("lo")
+	err := withIfreq("lo", func(fd int, ifr *unix.Ifreq) error {
+		if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
+			return fmt.Errorf("get flags: %w", err)
+		}
+		flags := ifr.Uint16()
+		if flags&unix.IFF_UP != 0 {
+			return nil
+		}
+		ifr.SetUint16(flags | unix.IFF_UP)
+		if err := unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr); err != nil {
+			return fmt.Errorf("up: %w", err)
+		}
+		return nil
+	})
 	if err != nil {
 		return fmt.Errorf("loopback: %w", err)
 	}
-	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
-		return fmt.Errorf("loopback: get flags: %w", err)
-	}
-	flags := ifr.Uint16()
-	if flags&unix.IFF_UP != 0 {
-		return nil
-	}
-	ifr.SetUint16(flags | unix.IFF_UP)
-	if err := unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr); err != nil {
-		return fmt.Errorf("loopback up: %w", err)
-	}
 	return nil
+}
+
+// withIfreq runs fn with an AF_INET socket and an ifreq naming the
+// interface name: the interface ioctls (flags, index) the agent uses
+// instead of netlink.
+func withIfreq(name string, fn func(fd int, ifr *unix.Ifreq) error) error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("socket: %w", err)
+	}
+	defer unix.Close(fd)
+	ifr, err := unix.NewIfreq(name)
+	if err != nil {
+		return err
+	}
+	return fn(fd, ifr)
 }
 
 func configureInterface(ctx context.Context, ifc *agentapi.Interface) error {
@@ -221,37 +234,27 @@ func findByMAC(mac net.HardwareAddr) (netlink.Link, error) {
 }
 
 // ifIndex is the index of the interface called name (SIOCGIFINDEX).
-func ifIndex(name string) (int, error) {
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return 0, err
-	}
-	defer unix.Close(fd)
-	ifr, err := unix.NewIfreq(name)
-	if err != nil {
-		return 0, err
-	}
-	if err := unix.IoctlIfreq(fd, unix.SIOCGIFINDEX, ifr); err != nil {
-		return 0, err
-	}
-	return int(ifr.Uint32()), nil
+func ifIndex(name string) (idx int, err error) {
+	err = withIfreq(name, func(fd int, ifr *unix.Ifreq) error {
+		if err := unix.IoctlIfreq(fd, unix.SIOCGIFINDEX, ifr); err != nil {
+			return err
+		}
+		idx = int(ifr.Uint32())
+		return nil
+	})
+	return idx, err
 }
 
 // isUp says whether the interface called name is up (SIOCGIFFLAGS).
-func isUp(name string) (bool, error) {
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return false, err
-	}
-	defer unix.Close(fd)
-	ifr, err := unix.NewIfreq(name)
-	if err != nil {
-		return false, err
-	}
-	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
-		return false, err
-	}
-	return ifr.Uint16()&unix.IFF_UP != 0, nil
+func isUp(name string) (up bool, err error) {
+	err = withIfreq(name, func(fd int, ifr *unix.Ifreq) error {
+		if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
+			return err
+		}
+		up = ifr.Uint16()&unix.IFF_UP != 0
+		return nil
+	})
+	return up, err
 }
 
 // rename gives link the name name, first moving away another link that has
