@@ -254,16 +254,7 @@ func firstBlockDevice(t *testing.T) specs.LinuxBlockIODevice {
 func TestPrepareSelfJoin(t *testing.T) {
 	needRoot(t)
 	needLayout(t, Legacy, Hybrid)
-	parent := testParent(t)
-	m, err := newManager(Legacy, "", parent+"/c1", "c1", &specs.LinuxResources{CPU: &specs.LinuxCPU{Cpus: "0"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cleanupManager(t, m) })
-	files, err := m.Prepare()
-	if err != nil {
-		t.Fatalf("Prepare: %v", err)
-	}
+	m, files := prepared(t, Legacy, "", &specs.LinuxResources{CPU: &specs.LinuxCPU{Cpus: "0"}})
 	if len(files) == 0 {
 		t.Fatalf("Prepare named no files on v1 (paths %v)", m.Paths())
 	}
@@ -289,6 +280,22 @@ func TestPrepareSelfJoin(t *testing.T) {
 	if _, err := m.Prepare(); !errors.Is(err, ErrNotEmpty) {
 		t.Errorf("Prepare on a busy cgroup: %v, want ErrNotEmpty", err)
 	}
+}
+
+// prepared makes a manager for a cgroup c1 below the test's parent (torn
+// down at the end) and runs its Prepare.
+func prepared(t *testing.T, layout Layout, unified string, res *specs.LinuxResources) (*manager, []string) {
+	t.Helper()
+	m, err := newManager(layout, unified, testParent(t)+"/c1", "c1", res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cleanupManager(t, m) })
+	files, err := m.Prepare()
+	if err != nil {
+		t.Fatalf("Prepare: %v", err)
+	}
+	return m, files
 }
 
 // joinShell starts a shell that writes 0 (itself) into each of files
@@ -318,16 +325,7 @@ func joinShell(t *testing.T, files []string) *os.Process {
 func TestPrepareHybrid(t *testing.T) {
 	needRoot(t)
 	needLayout(t, Hybrid)
-	parent := testParent(t)
-	m, err := newManager(Hybrid, hybridUnified, parent+"/c1", "c1", &specs.LinuxResources{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cleanupManager(t, m) })
-	files, err := m.Prepare()
-	if err != nil {
-		t.Fatalf("Prepare: %v", err)
-	}
+	m, files := prepared(t, Hybrid, hybridUnified, &specs.LinuxResources{})
 	v2 := m.Paths()[""]
 	if len(files) == 0 || v2 == "" {
 		t.Fatalf("Prepare on hybrid: files %v, paths %v", files, m.Paths())
