@@ -63,6 +63,8 @@ type proc struct {
 
 // NewServer returns a Server with the default guest paths.
 func NewServer(r *Reaper, powerOff func(), log *slog.Logger) *Server {
+	// The runtime's own steps of a create or start join the guest trace.
+	container.SetTraceSink(Mark)
 	if log == nil {
 		log = slog.Default()
 	}

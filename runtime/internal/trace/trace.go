@@ -26,6 +26,13 @@ func startTime() time.Time {
 	return time.Now()
 }
 
+// sink, when set (SetSink), also receives every mark.
+var sink func(string)
+
+// SetSink makes Mark hand each step to f ("rt: " + step), whether or not
+// HULL_TRACE is on. Set it once, before the marks it should see.
+func SetSink(f func(string)) { sink = f }
+
 // Env is what a child started with HULL_TRACE=1 gets to share the clock:
 // nil when tracing is off.
 func Env() []string {
@@ -37,6 +44,9 @@ func Env() []string {
 
 // Mark prints the time since the previous mark and since start.
 func Mark(what string) {
+	if sink != nil {
+		sink("rt: " + what)
+	}
 	if !on {
 		return
 	}
