@@ -212,3 +212,80 @@ func BenchmarkVMBootTBSize(b *testing.B) {
 		vmbootPrint("TCG translation cache size (minimal kernel)", vs)
 	}
 }
+
+// BenchmarkVMBootInitcalls: where Hull's kernel spends its boot, from the
+// kernel's own log (the test init copies it to the console for
+// "hull.dmesg", see guest.ParseBootLog). Two variants boot in turn (PVH,
+// plain initramfs): "phases" with a quiet kernel gives the printk times of
+// the boot's milestones; "initcalls" adds initcall_debug (recording ~600
+// lines costs some boot time of its own) for each initcall's duration.
+// Prints the medians: the phases, then the slowest initcalls. Under TCG the
+// time goes to code run for the first time (each first run is translated),
+// so an initcall's cost is roughly how much distinct code it runs.
+// HULL_BENCH_ALT_KERNEL=<vmlinux> profiles that kernel instead.
+func BenchmarkVMBootInitcalls(b *testing.B) {
+	guesttest.RequireQEMU(b)
+	minimal := guesttest.MinimalKernel(b)
+	kernel := minimal.Path(minimal.Vmlinux.Path)
+	if alt := os.Getenv("HULL_BENCH_ALT_KERNEL"); alt != "" {
+		kernel = alt
+	}
+	dir := b.TempDir()
+	plain := vmbootInitrd(b, dir, "plain.cpio", guesttest.BuildTestInit(b, dir), nil, initramfs.None)
+	marks := map[string][]time.Duration{}
+	calls := map[string][]time.Duration{}
+	var order []string
+	var total []time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		for _, params := range []string{"hull.dmesg", "initcall_debug hull.dmesg"} {
+			res, err := bootcheck.Boot(context.Background(), bootcheck.Config{
+				Kernel: kernel, Initrd: plain, Marker: guest.TestInitMarker, Timeout: 2 * time.Minute, Append: params,
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+			bl, err := guest.ParseBootLog(res.Console)
+			if err != nil {
+				b.Fatalf("%v\n%s", err, res.ConsoleTail(20))
+			}
+			if params == "hull.dmesg" {
+				for k, at := range bl.Marks {
+					marks[k] = append(marks[k], at)
+				}
+				total = append(total, res.Total)
+				continue
+			}
+			for _, c := range bl.Initcalls {
+				if _, seen := calls[c.Name]; !seen {
+					order = append(order, c.Name)
+				}
+				calls[c.Name] = append(calls[c.Name], c.Duration)
+			}
+		}
+	}
+	b.StopTimer()
+	if !vmbootFinal(b) {
+		return
+	}
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "\nKernel boot profile of %s (median of %d boots each; printk clock, PVH, plain initramfs, TCG microvm)\n", kernel, b.N)
+	fmt.Fprintf(&sb, "  quiet boot, QEMU start to power-off %.0f ms; milestones (ms since the kernel's clock started):\n", vmbootMs(vmbootMedianDur(total)))
+	for _, k := range guest.BootLogMarks {
+		if at, ok := marks[k]; ok {
+			fmt.Fprintf(&sb, "  %9.1f  %s\n", vmbootMs(vmbootMedianDur(at)), k)
+		}
+	}
+	var sum time.Duration
+	med := map[string]time.Duration{}
+	for _, n := range order {
+		med[n] = vmbootMedianDur(calls[n])
+		sum += med[n]
+	}
+	sort.SliceStable(order, func(i, j int) bool { return med[order[i]] > med[order[j]] })
+	fmt.Fprintf(&sb, "  with initcall_debug: %d initcalls, %.1f ms summed; the slowest (those before the TSC clocksource count in 10 ms jiffies;\n  one that sleeps also counts the initramfs unpacking that ran meanwhile):\n", len(order), vmbootMs(sum))
+	for _, n := range order[:min(25, len(order))] {
+		fmt.Fprintf(&sb, "  %9.1f  %s\n", vmbootMs(med[n]), n)
+	}
+	fmt.Print(sb.String())
+}

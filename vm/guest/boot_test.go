@@ -251,3 +251,42 @@ func keys(m map[string]bool) []string {
 	}
 	return out
 }
+
+// TestBootLog boots Hull's kernel with initcall_debug and the test init's
+// hull.dmesg: the kernel's log reaches the console and ParseBootLog finds
+// the initcalls and the boot's phases in it (the profile
+// BenchmarkVMBootInitcalls prints).
+func TestBootLog(t *testing.T) {
+	guesttest.RequireQEMU(t)
+	m := guesttest.MinimalKernel(t)
+	res, err := bootcheck.Boot(context.Background(), bootcheck.Config{
+		Kernel: m.Path(m.Vmlinux.Path), Initrd: guesttest.Initramfs(t, nil, initramfs.None),
+		Append: "initcall_debug hull.dmesg", Marker: guest.TestInitMarker, Timeout: bootTimeout,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkPoweredOff(t, res, m.Release, 0)
+	bl, err := guest.ParseBootLog(res.Console)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, res.ConsoleTail(20))
+	}
+	if len(bl.Initcalls) < 100 {
+		t.Errorf("%d initcalls in the kernel log, want at least 100 (initcall_debug lost?)", len(bl.Initcalls))
+	}
+	names := map[string]bool{}
+	for _, c := range bl.Initcalls {
+		names[c.Name] = true
+	}
+	for _, want := range []string{"acpi_init", "populate_rootfs", "virtio_mmio_init"} {
+		if !names[want] {
+			t.Errorf("no initcall %s in the kernel log", want)
+		}
+	}
+	for _, k := range []string{"Unpacking initramfs", "Run /init as init process"} {
+		if _, ok := bl.Marks[k]; !ok {
+			t.Errorf("kernel log lacks %q", k)
+		}
+	}
+	t.Logf("/init at %v (printk clock); slowest initcalls: %v", bl.Marks["Run /init as init process"], bl.Slowest(5))
+}

@@ -5,10 +5,12 @@
 // As PID 1 it loads the kernel modules listed in the initramfs' load order
 // file (if any, for modular kernels such as Debian's cloud kernel), with
 // "hull.probe" on the kernel command line prints what the kernel offers
-// (probe.go), writes Marker to /dev/console, stays idle for
-// "hull.idle=<duration>" if asked (cut short by the ACPI power button, QMP's
-// system_powerdown: power.go), and powers the machine off with
-// reboot(LINUX_REBOOT_CMD_POWER_OFF). Build it static (CGO_ENABLED=0).
+// (probe.go), with "hull.dmesg" copies the kernel's log buffer to the
+// console between HULL-DMESG lines (with initcall_debug: where the
+// kernel's boot went, see guest.ParseBootLog), writes Marker to
+// /dev/console, stays idle for "hull.idle=<duration>" if asked (cut short
+// by the ACPI power button, QMP's system_powerdown: power.go), and powers
+// the machine off with reboot(LINUX_REBOOT_CMD_POWER_OFF). Build it static (CGO_ENABLED=0).
 package main
 
 import (
@@ -69,6 +71,9 @@ func main() {
 	mountKernelFS()
 	if wantsProbe() {
 		fmt.Fprintln(console, probe())
+	}
+	if wantsDmesg() {
+		fmt.Fprintf(console, "%s begin\n%s\n%s end\n", DmesgMarker, strings.TrimRight(dmesg(), "\n"), DmesgMarker)
 	}
 	var uts unix.Utsname
 	_ = unix.Uname(&uts)

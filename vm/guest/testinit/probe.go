@@ -35,6 +35,34 @@ func wantsProbe() bool {
 	return ok
 }
 
+// wantsDmesg reports whether the kernel command line holds "hull.dmesg":
+// init then copies the kernel's log buffer to the console (between
+// DmesgMarker lines) before its marker. With "initcall_debug loglevel=6"
+// the kernel records every initcall's duration without printing it on the
+// slow emulated UART during boot, so the timings are those of a quiet boot.
+func wantsDmesg() bool {
+	_, ok := cmdlineParam("hull.dmesg")
+	return ok
+}
+
+// DmesgMarker starts and ends the kernel log that init copies for
+// "hull.dmesg". Keep in sync with guest.TestInitDmesgMarker.
+const DmesgMarker = "HULL-DMESG"
+
+// dmesg returns the kernel's log buffer (syslog(2) READ_ALL).
+func dmesg() string {
+	n, err := unix.Klogctl(unix.SYSLOG_ACTION_SIZE_BUFFER, nil)
+	if err != nil || n <= 0 {
+		return fmt.Sprintf("(kernel log: %v)", err)
+	}
+	buf := make([]byte, n)
+	m, err := unix.Klogctl(unix.SYSLOG_ACTION_READ_ALL, buf)
+	if err != nil {
+		return fmt.Sprintf("(kernel log: %v)", err)
+	}
+	return string(buf[:m])
+}
+
 // idleFor returns how long "hull.idle=<duration>" asks init to stay idle
 // before powering off (to measure what an idle guest costs the host).
 func idleFor() time.Duration {
