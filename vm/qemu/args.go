@@ -38,10 +38,20 @@ func machine(cfg *vm.Config) string {
 }
 
 // kernelCmdline is the base command line plus cfg.KernelParams: the serial
-// console, reboot on panic (which -no-reboot turns into QEMU's exit) and the
-// host's TSC frequency, which spares TCG guests the calibration.
+// console, reboot on panic (which -no-reboot turns into QEMU's exit), the
+// per-CPU allocator on pages, and the host's TSC frequency, which spares
+// TCG guests the calibration.
+//
+// percpu_alloc=page: with one possible CPU, x86's default ("embed") per-CPU
+// allocator makes each chunk's unit 2 MiB (the large-page atom, since no
+// second CPU can share it), so the first dynamic chunk, which boot always
+// needs, carries 4 MiB of memcg bookkeeping (one pointer per 4 bytes of
+// unit) that the guest touches: ~4.8 MiB of guest RAM resident in the host
+// per VM (45.7 -> 40.9 MiB idle). Page units are as large as the per-CPU
+// area needs (~170 KiB here). Per-CPU data is then reached through vmalloc
+// mappings instead of the direct map: no difference to measure under TCG.
 func kernelCmdline(cfg *vm.Config) string {
-	parts := []string{"console=ttyS0", "panic=-1"}
+	parts := []string{"console=ttyS0", "panic=-1", "percpu_alloc=page"}
 	if khz := bootcheck.HostTSCkHz(); khz > 0 {
 		parts = append(parts, "tsc_early_khz="+strconv.Itoa(khz))
 	}
