@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/containerd/ttrpc"
@@ -35,8 +36,14 @@ type trimmer struct {
 	off   bool
 }
 
+// serving is the trimmer of the shim's ttrpc server (the last newTrimmer),
+// which background work re-arms through trimSoon.
+var serving atomic.Pointer[trimmer]
+
 func newTrimmer() *trimmer {
-	return &trimmer{off: os.Getenv("HULL_SHIM_NO_TRIM") == "1"}
+	t := &trimmer{off: os.Getenv("HULL_SHIM_NO_TRIM") == "1"}
+	serving.Store(t)
+	return t
 }
 
 // touch (re)arms the trim after activity.
@@ -61,6 +68,18 @@ func (t *trimmer) interceptor(ctx context.Context, u ttrpc.Unmarshaler, info *tt
 	resp, err := m(ctx, u)
 	slog.Debug("call", "method", info.FullMethod, "took", time.Since(start), "err", err)
 	return resp, err
+}
+
+// trimSoon re-arms the serving shim's trim (no-op before it serves, or
+// with HULL_SHIM_NO_TRIM=1), for work the shim does in the background
+// after its last call. A vm's boot-file release runs ~2 s after the agent
+// answered, after the trim that followed Create and Start, and maps code
+// and heap back in: ~5 MiB of the binary's pages on hosts whose page cache
+// holds the binary in large folios (one fault maps a whole folio).
+func trimSoon() {
+	if t := serving.Load(); t != nil {
+		t.touch()
+	}
 }
 
 func trimMemory() {

@@ -258,7 +258,9 @@ func (b *VMBackend) Create(ctx context.Context, c *CreateConfig) (pid int, err e
 	}
 	vctx, cancel := context.WithCancel(context.Background())
 	b.stopVM = cancel
-	h, err := drivers.New(b.cfg.Hypervisor, drivers.Options{Accel: b.cfg.Accel, TBSizeMiB: b.cfg.TBSizeMiB, GuestDir: b.cfg.GuestDir})
+	h, err := drivers.New(b.cfg.Hypervisor, drivers.Options{Accel: b.cfg.Accel, TBSizeMiB: b.cfg.TBSizeMiB, GuestDir: b.cfg.GuestDir,
+		// The boot-file release maps the shim's code back in: trim after it.
+		AfterBootFileRelease: trimSoon})
 	if err != nil {
 		return 0, err
 	}

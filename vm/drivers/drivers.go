@@ -39,6 +39,8 @@ type Options struct {
 	TBSizeMiB int
 	GuestDir  string
 	Logger    *slog.Logger
+	// AfterBootFileRelease is qemu.Options.AfterRelease.
+	AfterBootFileRelease func()
 }
 
 // Validate checks a driver name ("" is the default).
@@ -60,7 +62,7 @@ func New(name string, o Options) (vm.Hypervisor, error) {
 	case Firecracker:
 		return firecracker.New(firecracker.Options{Binary: o.Binary, Logger: o.Logger}), nil
 	default:
-		return qemu.New(qemu.Options{Binary: o.Binary, Accel: o.Accel, TBSizeMiB: o.TBSizeMiB, GuestDir: o.GuestDir, Logger: o.Logger}), nil
+		return qemu.New(qemu.Options{Binary: o.Binary, Accel: o.Accel, TBSizeMiB: o.TBSizeMiB, GuestDir: o.GuestDir, Logger: o.Logger, AfterRelease: o.AfterBootFileRelease}), nil
 	}
 }
 

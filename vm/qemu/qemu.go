@@ -64,6 +64,12 @@ type Options struct {
 	PowerdownTimeout time.Duration
 	QuitTimeout      time.Duration
 	Logger           *slog.Logger
+	// AfterRelease, when set, is called after each pass of
+	// ReleaseBootFiles (the first and every background retry), in the
+	// goroutine that ran it: for a caller that trims its own memory when
+	// idle (the shim), since the pass maps the caller's code and heap
+	// back in.
+	AfterRelease func()
 }
 
 // QEMU is one VM run by QEMU.

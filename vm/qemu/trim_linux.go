@@ -72,6 +72,7 @@ func (q *QEMU) ReleaseBootFiles() (int, error) {
 	}
 	pid := cmd.Process.Pid
 	n, left, err := pageOutFiles(pid, files)
+	q.afterRelease()
 	if err == nil && left > 0 {
 		go q.retryRelease(pid, files)
 	}
@@ -95,10 +96,17 @@ func (q *QEMU) retryRelease(pid int, files []string) {
 		case <-time.After(time.Until(start.Add(d))):
 		}
 		_, left, err := pageOutFiles(pid, files)
+		q.afterRelease()
 		if err != nil || left == 0 {
 			q.opts.Logger.Debug("boot files released", "pid", pid, "after", time.Since(start).Round(time.Millisecond), "err", err)
 			return
 		}
+	}
+}
+
+func (q *QEMU) afterRelease() {
+	if q.opts.AfterRelease != nil {
+		q.opts.AfterRelease()
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 	"unsafe"
@@ -91,6 +92,8 @@ func TestReleaseBootFiles(t *testing.T) {
 	defer vmtest.NoStrays(t)
 	cfg := privateBootConfig(t)
 	q := newTCG()
+	var passes atomic.Int32
+	q.opts.AfterRelease = func() { passes.Add(1) }
 	if _, err := q.ReleaseBootFiles(); !errors.Is(err, ErrNotRunning) {
 		t.Errorf("ReleaseBootFiles before Start: %v, want ErrNotRunning", err)
 	}
@@ -109,6 +112,9 @@ func TestReleaseBootFiles(t *testing.T) {
 	}
 	if n == 0 {
 		t.Fatal("ReleaseBootFiles advised no mapping")
+	}
+	if passes.Load() != 1 {
+		t.Errorf("AfterRelease called %d times after one pass, want 1", passes.Load())
 	}
 	for _, f := range []string{cfg.Kernel, cfg.Initrd} {
 		t.Logf("%s: %d KiB resident in QEMU before, %d after", filepath.Base(f), before[f], residentKiB(t, pid, f))
