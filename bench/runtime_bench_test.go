@@ -150,6 +150,11 @@ func peers(b *testing.B) []*ociRuntime {
 		b.Fatalf("%s not built (make build): %v", hull, err)
 	}
 	rts := []*ociRuntime{{name: "hull", bin: hull}}
+	// HULL_BENCH_ALT: another hull-runtime build (with its init and helper
+	// beside it), run as "hull-alt" in the same rounds, for A/B.
+	if alt := os.Getenv("HULL_BENCH_ALT"); alt != "" {
+		rts = append(rts, &ociRuntime{name: "hull-alt", bin: alt})
+	}
 	for _, p := range []string{"runc", "crun"} {
 		bin, err := exec.LookPath(p)
 		if err != nil {

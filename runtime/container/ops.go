@@ -17,6 +17,7 @@ import (
 
 	"github.com/hullproject/hull/runtime/cgroups"
 	"github.com/hullproject/hull/runtime/hooks"
+	"github.com/hullproject/hull/runtime/internal/trace"
 )
 
 // cgroup returns the container's cgroup manager (nil when none was saved).
@@ -273,6 +274,7 @@ func (p *Process) DeleteExited(ctx context.Context, root, id string) error {
 		}
 		return err
 	}
+	trace.Mark("delete: locked")
 	h := &Handle{Dir: c.dir, lock: l, Record: c.rec}
 	defer h.Close()
 	var st unix.Stat_t
@@ -323,6 +325,7 @@ func (h *Handle) destroyWith(ctx context.Context, mgr cgroups.Manager, checkPids
 		if derr != nil {
 			return fmt.Errorf("remove cgroup: %w", derr)
 		}
+		trace.Mark("delete: cgroup removed")
 	}
 	if hk := h.Record.Spec.Hooks; hk != nil && len(hk.Poststop) > 0 {
 		st := h.SpecState(Stopped)

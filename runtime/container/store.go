@@ -217,16 +217,46 @@ func (h *Handle) Save() error {
 	if err := os.WriteFile(tmp, data, 0o600); err != nil {
 		return fmt.Errorf("save state: %w", err)
 	}
-	if err := os.Rename(tmp, filepath.Join(h.Dir, stateFile)); err != nil {
+	if err := replaceState(tmp, filepath.Join(h.Dir, stateFile)); err != nil {
 		os.Remove(tmp)
 		return fmt.Errorf("save state: %w", err)
 	}
 	return nil
 }
 
-// remove deletes the state directory and releases the lock.
+// replaceState puts the new state file tmp in place of dst, atomically for
+// readers. A second save swaps the two (renameat2 RENAME_EXCHANGE) and
+// unlinks the old one rather than renaming over it: on ext4 a rename over
+// a file starts the new file's writeback at once (auto_da_alloc), and the
+// delete's unlink of it then waits for that I/O, ~0.2-1.7 ms of every
+// `run` with its root on disk (tmpfs, the default /run, has neither cost).
+// A first save, or a filesystem without RENAME_EXCHANGE, renames.
+func replaceState(tmp, dst string) error {
+	err := unix.Renameat2(unix.AT_FDCWD, tmp, unix.AT_FDCWD, dst, unix.RENAME_EXCHANGE)
+	if err == nil {
+		// tmp holds the previous state now.
+		if err := unix.Unlink(tmp); err != nil && err != unix.ENOENT {
+			return err
+		}
+		return nil
+	}
+	if err != unix.ENOENT && err != unix.EINVAL && err != unix.ENOSYS {
+		return err
+	}
+	return os.Rename(tmp, dst)
+}
+
+// remove deletes the state directory and releases the lock. The files a
+// container directory holds are unlinked by name (three syscalls), and
+// os.RemoveAll only cleans up what else is there.
 func (h *Handle) remove() error {
-	err := os.RemoveAll(h.Dir)
+	_ = unix.Unlink(filepath.Join(h.Dir, stateFile))
+	err := unix.Rmdir(h.Dir)
+	if err != nil && err != unix.ENOENT {
+		err = os.RemoveAll(h.Dir)
+	} else {
+		err = nil
+	}
 	h.Close()
 	return err
 }
