@@ -72,8 +72,13 @@ func TestVMNetPublishedPort(t *testing.T) {
 		}
 	}
 	ip := e.ip(t, id)
-	out := e.MustHull("exec", id, "sh", "-c", "cat /sys/class/net/eth0/mtu; ip -o -4 addr show dev eth0; ip route; cat /etc/hostname")
-	for _, want := range []string{"1500\n", " " + ip + "/24 ", "default via ", id + "\n"} {
+	out := e.MustHull("exec", id, "sh", "-c", "cat /sys/class/net/eth0/mtu; ip -o -4 addr show dev eth0; ip route; cat /etc/hostname; "+
+		"cat /proc/sys/net/ipv6/conf/eth0/disable_ipv6; ip -o link show lo; ip -o addr show dev lo")
+	t.Logf("in the guest:\n%s", out)
+	// As the host's veth has it (an IPv4-only network: IPv6 off on eth0,
+	// lo up with both loopback addresses).
+	for _, want := range []string{"1500\n", " " + ip + "/24 brd ", " scope global eth0", "default via ", id + "\n",
+		"\n1\n", "<LOOPBACK,UP,LOWER_UP>", "inet 127.0.0.1/8 scope host lo", "inet6 ::1/128 scope host"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("in the guest, %q lacks %q", out, want)
 		}

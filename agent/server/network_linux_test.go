@@ -44,6 +44,7 @@ func TestConfigureNetwork(t *testing.T) {
 	ip("-n", name, "link", "set", "peer0", "up")
 	const mac4 = "02:42:0a:fa:00:06"
 	ip("-n", name, "link", "add", "nic1", "address", mac4, "type", "veth", "peer", "name", "peer1")
+	ip("-n", name, "link", "set", "peer1", "up")
 
 	req := &agentapi.ConfigureNetworkRequest{
 		Interfaces: []*agentapi.Interface{
@@ -55,6 +56,9 @@ func TestConfigureNetwork(t *testing.T) {
 			{Destination: "10.99.0.0/16", Device: "eth0", Scope: 253},
 			{Gateway: "10.250.3.1", Device: "eth0", Family: 2},
 			{Destination: "192.168.77.0/24", Gateway: "10.99.0.1", Device: "eth0"},
+			{Destination: "172.31.0.0/16", Gateway: "10.250.4.1", Device: "eth1", Metric: 50},
+			{Destination: "172.30.0.9/32", Gateway: "10.250.4.1", Device: "eth1"},
+			{Gateway: "fd00:3::1", Device: "eth0", Family: 10},
 		},
 	}
 	s := &Server{}
@@ -91,11 +95,33 @@ func TestConfigureNetwork(t *testing.T) {
 			t.Errorf("%s: disable_ipv6 = %s, want %s", ifc, got, want)
 		}
 	}
-	routes := ip("-n", name, "route")
-	for _, want := range []string{"default via 10.250.3.1 dev eth0", "10.99.0.0/16 dev eth0 scope link", "192.168.77.0/24 via 10.99.0.1 dev eth0"} {
+	// The first IPv4 address of a NIC is set by ioctls, the others and
+	// IPv6 by netlink: all as `ip addr add` would (scope global, the
+	// broadcast address derived, permanent).
+	for ifc, want := range map[string]string{
+		"eth0": "inet 10.250.3.5/24 brd 10.250.3.255 scope global eth0\\       valid_lft forever preferred_lft forever",
+		"eth1": "inet 10.250.4.5/24 brd 10.250.4.255 scope global eth1\\       valid_lft forever preferred_lft forever",
+	} {
+		if got := ip("-n", name, "-o", "-4", "addr", "show", ifc); !strings.Contains(got, want) {
+			t.Errorf("%s: %q lacks %q", ifc, got, want)
+		}
+	}
+	// IPv4 routes through a gateway are added by ioctl, the others by
+	// netlink: the same table, protocol, scope and metric either way.
+	routes := ip("-n", name, "-d", "route", "show", "table", "main")
+	for _, want := range []string{
+		"unicast default via 10.250.3.1 dev eth0 proto boot scope global \n",
+		"unicast 10.99.0.0/16 dev eth0 proto boot scope link \n",
+		"unicast 192.168.77.0/24 via 10.99.0.1 dev eth0 proto boot scope global \n",
+		"unicast 172.31.0.0/16 via 10.250.4.1 dev eth1 proto boot scope global metric 50 \n",
+		"unicast 172.30.0.9 via 10.250.4.1 dev eth1 proto boot scope global \n",
+	} {
 		if !strings.Contains(routes, want) {
 			t.Errorf("routes lack %q:\n%s", want, routes)
 		}
+	}
+	if r6 := ip("-n", name, "-6", "route", "show", "default"); !strings.Contains(r6, "default via fd00:3::1 dev eth0") {
+		t.Errorf("IPv6 default route missing: %s", r6)
 	}
 
 	nicWait = 100 * time.Millisecond
