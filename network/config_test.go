@@ -7,10 +7,12 @@ import (
 	"net/netip"
 	"os"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/containerd/errdefs"
+	"github.com/containernetworking/cni/libcni"
 	"github.com/vishvananda/netlink"
 )
 
@@ -186,4 +188,41 @@ func TestRemoveNetwork(t *testing.T) {
 		t.Errorf("IPAM dir left: %v", err)
 	}
 	e.assertClean(t, []string{a.ID}, []string{ipOf(t, a)})
+}
+
+// TestWithoutPortmap: an attachment without published ports runs the
+// conflist without its portmap plugins (their ADD and DEL do nothing then);
+// the other plugins stay, in order, and a list of portmap alone is kept.
+func TestWithoutPortmap(t *testing.T) {
+	def, err := conflistJSON("n", "br", netip.MustParsePrefix("10.77.0.0/24"), netip.MustParseAddr("10.77.0.1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		list string
+		want []string
+	}{
+		{"default", string(def), []string{"bridge", "firewall"}},
+		{"no portmap", `{"cniVersion":"1.0.0","name":"n","plugins":[{"type":"bridge"},{"type":"tuning"}]}`, []string{"bridge", "tuning"}},
+		{"portmap only", `{"cniVersion":"1.0.0","name":"n","plugins":[{"type":"portmap","capabilities":{"portMappings":true}}]}`, []string{"portmap"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			list, err := libcni.ConfListFromBytes([]byte(tc.list))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := withoutPortmap(list)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var types []string
+			for _, p := range got.Plugins {
+				types = append(types, p.Network.Type)
+			}
+			if !slices.Equal(types, tc.want) || got.Name != "n" {
+				t.Errorf("plugins %v (name %q), want %v", types, got.Name, tc.want)
+			}
+		})
+	}
 }
