@@ -303,6 +303,7 @@ func (b *VMBackend) Create(ctx context.Context, c *CreateConfig) (pid int, err e
 	b.mu.Lock()
 	b.procs[""] = p
 	b.mu.Unlock()
+	vmTraceMark(c.ID, "create_sent")
 	if _, err := b.client().CreateContainer(ctx, &agentapi.CreateContainerRequest{
 		ContainerId: c.ID, OciSpec: js, Storages: storages,
 	}); err != nil {
