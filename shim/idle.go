@@ -35,6 +35,20 @@ type trimmer struct {
 	mu    sync.Mutex
 	timer *time.Timer
 	off   bool
+	// busy counts the calls in progress but Wait (which lasts as long as
+	// the container): a trim then waits for the call's end (it re-arms
+	// the trim), so none runs in the middle of a Create or Start.
+	busy atomic.Int32
+}
+
+// waitMethod is the task API's Wait, which blocks until the process exits.
+const waitMethod = "/containerd.task.v2.Task/Wait"
+
+func (t *trimmer) trim() {
+	if t.busy.Load() > 0 {
+		return
+	}
+	trimMemory()
 }
 
 // serving is the trimmer of the shim's ttrpc server (the last newTrimmer),
@@ -80,7 +94,7 @@ func (t *trimmer) touch() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.timer == nil {
-		t.timer = time.AfterFunc(trimDelay, trimMemory)
+		t.timer = time.AfterFunc(trimDelay, t.trim)
 		return
 	}
 	t.timer.Reset(trimDelay)
@@ -89,6 +103,10 @@ func (t *trimmer) touch() {
 // interceptor arms the trim after every ttrpc call.
 // It also logs each call with its duration at debug level.
 func (t *trimmer) interceptor(ctx context.Context, u ttrpc.Unmarshaler, info *ttrpc.UnaryServerInfo, m ttrpc.Method) (any, error) {
+	if info.FullMethod != waitMethod {
+		t.busy.Add(1)
+		defer t.busy.Add(-1)
+	}
 	defer t.touch()
 	start := time.Now()
 	resp, err := m(ctx, u)

@@ -1,9 +1,12 @@
 package shim
 
 import (
+	"context"
 	"runtime"
 	"testing"
 	"time"
+
+	"github.com/containerd/ttrpc"
 )
 
 // TestTrimAfterGC: a garbage collection the shim did not run itself
@@ -27,5 +30,31 @@ func TestTrimAfterGC(t *testing.T) {
 		}
 		runtime.GC()
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestTrimBusy: no trim runs during a call (it is re-armed after), except
+// during Wait, which lasts as long as the container.
+func TestTrimBusy(t *testing.T) {
+	for _, tc := range []struct {
+		method string
+		busy   int32
+	}{
+		{"/containerd.task.v2.Task/Create", 1},
+		{"/containerd.task.v2.Task/Start", 1},
+		{waitMethod, 0},
+	} {
+		t.Run(tc.method, func(t *testing.T) {
+			tr := &trimmer{off: true}
+			var during int32
+			_, err := tr.interceptor(context.Background(), nil, &ttrpc.UnaryServerInfo{FullMethod: tc.method},
+				func(context.Context, func(any) error) (any, error) { during = tr.busy.Load(); return nil, nil })
+			if err != nil {
+				t.Fatal(err)
+			}
+			if during != tc.busy || tr.busy.Load() != 0 {
+				t.Errorf("busy during the call %d, after %d; want %d, 0", during, tr.busy.Load(), tc.busy)
+			}
+		})
 	}
 }
