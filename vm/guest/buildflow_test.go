@@ -2,6 +2,7 @@ package guest
 
 import (
 	"context"
+	"debug/elf"
 	"errors"
 	"os"
 	"os/exec"
@@ -26,7 +27,7 @@ bzImage:
 	@if grep -q FAIL $(O)/.config; then echo "error: the compiler said no" >&2; exit 2; fi
 	@mkdir -p $(O)/arch/x86/boot $(O)/include/config
 	@echo bz > $(O)/arch/x86/boot/bzImage
-	@echo elf > $(O)/vmlinux
+	@cp /bin/true $(O)/vmlinux
 	@echo 6.1.0-fake > $(O)/include/config/kernel.release
 `
 	if err := os.WriteFile(filepath.Join(dir, "Makefile"), []byte(mk), 0o644); err != nil {
@@ -61,7 +62,7 @@ func TestBuildKernelFlow(t *testing.T) {
 		if err != nil || !built {
 			t.Fatalf("BuildKernel = built %v, %v", built, err)
 		}
-		if m.Release != "6.1.0-fake" || m.BzImage.Size != 3 || m.Vmlinux.Size != 4 || !strings.HasPrefix(m.SourceVersion, "file:") {
+		if m.Release != "6.1.0-fake" || m.BzImage.Size != 3 || m.Vmlinux.Size == 0 || !strings.HasPrefix(m.SourceVersion, "file:") {
 			t.Errorf("manifest = %+v", m)
 		}
 		got, err := ReadManifest(out)
@@ -121,10 +122,12 @@ func TestBuildKernelPatches(t *testing.T) {
 	if err := os.MkdirAll(tree, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	// bzImage copies the (patched) source file into vmlinux.
+	// bzImage puts the (patched) source file into vmlinux, an ELF file
+	// (BuildKernel strips the installed copy), as an allocated section.
 	mk := "allnoconfig:\n\t@cp \"$(KCONFIG_ALLCONFIG)\" $(O)/.config\n" +
 		"bzImage:\n\t@mkdir -p $(O)/arch/x86/boot $(O)/include/config\n\t@echo bz > $(O)/arch/x86/boot/bzImage\n" +
-		"\t@cp $(CURDIR)/timer.c $(O)/vmlinux\n\t@echo 6.1.0-fake > $(O)/include/config/kernel.release\n"
+		"\t@objcopy --add-section .hullsrc=$(CURDIR)/timer.c --set-section-flags .hullsrc=alloc,readonly /bin/true $(O)/vmlinux\n" +
+		"\t@echo 6.1.0-fake > $(O)/include/config/kernel.release\n"
 	write := func(p, body string) string {
 		t.Helper()
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
@@ -156,7 +159,8 @@ func TestBuildKernelPatches(t *testing.T) {
 	if err != nil || !built {
 		t.Fatalf("BuildKernel = built %v, %v", built, err)
 	}
-	if got, _ := os.ReadFile(filepath.Join(out, "vmlinux")); string(got) != "skip_calibration();\n" {
+	got := installedSource(t, filepath.Join(out, "vmlinux"))
+	if string(got) != "skip_calibration();\n" {
 		t.Errorf("vmlinux built from %q, want the patched source", got)
 	}
 	if len(m.Patches) != 1 || m.Patches[0] != "0001-skip.patch" || m.PatchesSHA256 == "" {
@@ -173,7 +177,7 @@ func TestBuildKernelPatches(t *testing.T) {
 	if err != nil || !built || m2.CacheKey == m.CacheKey || len(m2.Patches) != 0 {
 		t.Fatalf("BuildKernel without patches = built %v, key changed %v, patches %v, %v", built, m2 != nil && m2.CacheKey != m.CacheKey, m2, err)
 	}
-	if got, _ := os.ReadFile(filepath.Join(out, "vmlinux")); string(got) != "calibrate();\n" {
+	if got := installedSource(t, filepath.Join(out, "vmlinux")); string(got) != "calibrate();\n" {
 		t.Errorf("vmlinux built from %q, want the unpatched source", got)
 	}
 
@@ -201,4 +205,26 @@ func TestBuildKernelPatches(t *testing.T) {
 			t.Fatalf("err = %v, want ErrInvalidArgument", err)
 		}
 	})
+}
+
+// installedSource returns the .hullsrc section of the fake kernel tree's
+// installed vmlinux, checking that it was installed without symbols.
+func installedSource(t *testing.T, path string) []byte {
+	t.Helper()
+	f, err := elf.Open(path)
+	if err != nil {
+		t.Errorf("installed vmlinux: %v", err)
+		return nil
+	}
+	defer f.Close()
+	if f.Section(".symtab") != nil {
+		t.Errorf("installed vmlinux keeps its symbol table")
+	}
+	sec := f.Section(".hullsrc")
+	if sec == nil {
+		t.Errorf("installed vmlinux has no .hullsrc section")
+		return nil
+	}
+	b, _ := sec.Data()
+	return b
 }
