@@ -75,10 +75,12 @@ func BenchmarkVMGuestSteps(b *testing.B) {
 	for _, n := range names {
 		m := med(at[n])
 		note := ""
-		// A guest RPC that began well after the previous step: the
-		// guest waited for the host.
+		// A guest RPC that began well after the previous step: either
+		// the host had not sent it yet, or it was sent (see the shim's
+		// *_sent marks) and waited behind other guest work on the one
+		// vCPU (the agent's warm-ups); the timeline tells which.
 		if strings.HasPrefix(n, "guest: /") && !strings.HasSuffix(n, " done") && m-prev > 5*time.Millisecond {
-			note = "   (guest idle before: waiting for the host)"
+			note = "   (gap before it: host not sent yet, or queued behind guest work)"
 		}
 		fmt.Printf("  %8.1f  +%6.1f  %s%s\n", vmMs(m), vmMs(m-prev), n, note)
 		prev = m
