@@ -714,12 +714,32 @@ func ptr64(v int64) *int64 { return &v }
 // explainV1 turns a failed v1 write into an error naming the field, when
 // the cause can be read from the hierarchy; nil when it cannot.
 func (m *manager) explainV1(r *lib.Resources) error {
-	for _, explain := range []func(*lib.Resources) error{m.limitBelowUsage, m.rtNotGranted, m.cpusetNotAllowed, weightDeviceNotBFQ} {
+	for _, explain := range []func(*lib.Resources) error{m.limitBelowUsage, m.rtNotGranted, m.cpusetNotAllowed, m.weightNoFile, weightDeviceNotBFQ} {
 		if err := explain(r); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// weightNoFile: a blkio weight needs blkio.weight (CFQ, before 5.0) or
+// blkio.bfq.weight (the BFQ scheduler with CONFIG_BFQ_GROUP_IOSCHED); a
+// kernel with neither has no v1 weight at all.
+func (m *manager) weightNoFile(r *lib.Resources) error {
+	dir := m.v1Paths["blkio"]
+	if dir == "" || (r.BlkioWeight == 0 && r.BlkioLeafWeight == 0) {
+		return nil
+	}
+	for _, f := range []string{"blkio.weight", "blkio.bfq.weight"} {
+		if lib.PathExists(filepath.Join(dir, f)) {
+			return nil
+		}
+	}
+	field := "blockIO.weight"
+	if r.BlkioWeight == 0 {
+		field = "blockIO.leafWeight"
+	}
+	return invalid(field, "this host's blkio controller has no weight file (blkio.weight or blkio.bfq.weight): weights need the BFQ I/O scheduler built with CONFIG_BFQ_GROUP_IOSCHED")
 }
 
 // weightDeviceNotBFQ: per-device weights exist only for devices whose I/O

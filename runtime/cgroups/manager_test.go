@@ -182,7 +182,7 @@ func TestLimitsOnDisk(t *testing.T) {
 			if !hostHas(tc.ctrl) {
 				t.Skipf("the %s controller is not on this host", tc.ctrl)
 			}
-			if !v2 && tc.file == "" {
+			if !v2 && tc.file == "" && tc.ctrl != "blkio" {
 				t.Skip("v2-only setting (linux.resources.unified): refused on v1 (TestConvertRejects)")
 			}
 			parent := testParent(t)
@@ -191,7 +191,16 @@ func TestLimitsOnDisk(t *testing.T) {
 			if err := m.Apply(p.pid()); err != nil {
 				t.Fatalf("Apply: %v", err)
 			}
-			if err := m.Set(&tc.res); err != nil {
+			err := m.Set(&tc.res)
+			if !v2 && tc.file == "" && tc.ctrl == "blkio" {
+				// No weight file on this kernel (no BFQ group scheduling):
+				// the weight is refused, naming the field.
+				if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "blockIO.weight") {
+					t.Fatalf("Set with no blkio weight file on the host = %v, want ErrInvalid naming blockIO.weight", err)
+				}
+				return
+			}
+			if err != nil {
 				t.Fatalf("Set: %v", err)
 			}
 			dir, file, want := m.Paths()[tc.ctrl], tc.file, tc.want
@@ -212,11 +221,15 @@ func TestLimitsOnDisk(t *testing.T) {
 	}
 }
 
+// blkioWeightFile is the v1 weight file this kernel has, or "" for none
+// (no BFQ group scheduling): then TestLimitsOnDisk expects the weight refused.
 func blkioWeightFile() string {
-	if _, err := os.Stat(filepath.Join(Root, "blkio", "blkio.weight")); err == nil {
-		return "blkio.weight"
+	for _, f := range []string{"blkio.weight", "blkio.bfq.weight"} {
+		if _, err := os.Stat(filepath.Join(Root, "blkio", f)); err == nil {
+			return f
+		}
 	}
-	return "blkio.bfq.weight"
+	return ""
 }
 
 func devString(d specs.LinuxBlockIODevice) string {
