@@ -44,13 +44,18 @@ func TestDetectWithoutProbeGuest(t *testing.T) {
 // Detect: no /dev/kvm, or a PVM host (kvm_pvm loaded, which cannot boot an
 // ordinary guest), means TCG.
 func expectedAccel() string {
-	if _, err := os.Stat("/dev/kvm"); err != nil {
+	if !haveDevKVM() {
 		return TCG
 	}
 	if _, err := os.Stat("/sys/module/kvm_pvm"); err == nil {
 		return TCG
 	}
 	return KVM
+}
+
+func haveDevKVM() bool {
+	_, err := os.Stat("/dev/kvm")
+	return err == nil
 }
 
 // TestDetectThisHost probes for real with Hull's kernel and the test init,
@@ -75,7 +80,7 @@ func TestDetectThisHost(t *testing.T) {
 		t.Error("first Detect claims a cached verdict")
 	}
 	again := Detect(context.Background(), opts)
-	if _, err := os.Stat("/dev/kvm"); err != nil {
+	if !haveDevKVM() {
 		// No /dev/kvm: nothing is probed or cached (the failed open is
 		// the whole check, and costs less than reading a cache).
 		if again.Cached || again.Accel != TCG || again.Reason != r.Reason || r.Key != "" {
